@@ -1,0 +1,3 @@
+//! Pod sandboxes: the `SandboxController` trait and its pause-container
+//! ("podsandbox") implementation, network namespaces, CNI, and the
+//! per-sandbox files (resolv.conf, hostname, hosts, /dev/shm).

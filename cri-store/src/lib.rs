@@ -1,0 +1,3 @@
+//! In-memory stores of sandboxes, containers and images, the name index
+//! that reserves CRI names, and the id-prefix index. Plain records only:
+//! no file I/O and no containerd handles.

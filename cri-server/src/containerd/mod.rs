@@ -1,0 +1,1 @@
+//! containerd client (placeholder, being written).

@@ -3,5 +3,14 @@
 //! that serves them on a unix socket. The only crate that talks to
 //! containerd and the only one that starts a gRPC server.
 
+pub mod cli;
 pub mod config;
 pub mod containerd;
+pub mod daemon;
+pub mod error;
+pub mod image;
+pub mod runtime_status;
+pub mod service;
+pub mod socket;
+mod status;
+pub mod telemetry;

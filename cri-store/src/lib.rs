@@ -1,3 +1,10 @@
 //! In-memory stores of sandboxes, containers and images, the name index
 //! that reserves CRI names, and the id-prefix index. Plain records only:
 //! no file I/O and no containerd handles.
+
+pub mod error;
+pub mod image;
+pub mod name_index;
+pub mod prefix;
+
+pub use error::{Result, StoreError};

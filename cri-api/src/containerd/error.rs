@@ -76,9 +76,22 @@ impl ContainerdError {
     }
 }
 
+/// Transport failures tonic reports as `Unknown`. Observed against
+/// containerd 1.6: a call in flight when containerd dies ends with
+/// "transport error"; a server stream (events, content reads) breaks with
+/// "h2 protocol error: error reading a body from connection". Failures to
+/// connect arrive as `Unavailable` already.
 fn is_transport_failure(message: &str) -> bool {
+    const MARKS: [&str; 6] = [
+        "transport error",
+        "h2 protocol error",
+        "error reading a body from connection",
+        "connection refused",
+        "connection reset",
+        "broken pipe",
+    ];
     let m = message.to_ascii_lowercase();
-    m.contains("transport error") || m.contains("connection refused") || m.contains("broken pipe")
+    MARKS.iter().any(|mark| m.contains(mark))
 }
 
 /// Result of a containerd seam call.
@@ -111,6 +124,20 @@ mod tests {
             "transport error",
             ContainerdError::is_unavailable,
         );
+        check(
+            tonic::Code::Unknown,
+            "h2 protocol error: error reading a body from connection",
+            ContainerdError::is_unavailable,
+        );
+        check(tonic::Code::Unknown, "something else", |e| {
+            matches!(
+                e,
+                ContainerdError::Rpc {
+                    code: tonic::Code::Unknown,
+                    ..
+                }
+            )
+        });
         check(tonic::Code::AlreadyExists, "x", |e| {
             matches!(e, ContainerdError::AlreadyExists { .. })
         });

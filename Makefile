@@ -1,0 +1,42 @@
+# The two commands of the README: `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+# Integration suites run this many tests at once (each has its own containerd).
+IT_THREADS ?= 2
+
+.PHONY: all deps build run stop test fmt-check clippy doc unit integration clean-run
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --workspace --bins
+
+# Builds, starts a private containerd with the CRI plugin disabled, imports the
+# locally built pause and busybox images, and runs cri-server in the foreground.
+run: build
+	@./scripts/run.sh
+
+# Stops what `make run` left running (containerd and its containers).
+stop:
+	@./scripts/run.sh stop
+
+test: deps fmt-check clippy doc unit integration
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
+
+unit:
+	$(CARGO) test --workspace --exclude cri-tests
+
+integration:
+	$(CARGO) build -p cri-server --bins
+	$(CARGO) test -p cri-tests -- --test-threads=$(IT_THREADS)

@@ -1,0 +1,109 @@
+//! The daemon: connect to containerd, bind the CRI socket, serve
+//! `RuntimeService` and `ImageService` until SIGTERM/SIGINT.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use cri_api::containerd::ContainerdError;
+use cri_store::image::ImageStore;
+use cri_api::v1::image_service_server::ImageServiceServer;
+use cri_api::v1::runtime_service_server::RuntimeServiceServer;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::config::Config;
+use crate::image::{ImageManager, ImageSettings};
+use crate::containerd;
+use crate::service::{CriImageService, CriRuntimeService, ServerState};
+use crate::socket::{BoundSocket, SocketError};
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error("set up containerd client for {address}")]
+    Containerd {
+        address: String,
+        #[source]
+        source: ContainerdError,
+    },
+    #[error("create directory {path}")]
+    CreateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("install signal handler")]
+    Signal(#[source] std::io::Error),
+    #[error("serve cri")]
+    Serve(#[source] tonic::transport::Error),
+}
+
+/// Runs the daemon until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), DaemonError> {
+    let config = Arc::new(config);
+    let server = &config.server;
+    for dir in [&server.root_dir, &server.state_dir] {
+        std::fs::create_dir_all(dir).map_err(|source| DaemonError::CreateDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+
+    let containerd = containerd::connect_lazy(&server.containerd_address, &server.containerd_namespace)
+        .map_err(|source| DaemonError::Containerd {
+            address: server.containerd_address.display().to_string(),
+            source,
+        })?;
+    match containerd.namespaces.ensure(&server.containerd_namespace, HashMap::new()).await {
+        Ok(()) => tracing::info!(namespace = %server.containerd_namespace, "containerd namespace ready"),
+        Err(e) => tracing::warn!(error = %e, "containerd not reachable yet; serving and retrying on demand"),
+    }
+
+    let images = Arc::new(ImageManager::new(
+        containerd.clone(),
+        ImageSettings::from_config(&config.cri),
+        Arc::new(ImageStore::default()),
+    ));
+    // containerd may be down now: load the image store in the background,
+    // retrying until it answers (handlers also load it on first use).
+    tokio::spawn({
+        let images = Arc::clone(&images);
+        async move { images.load_with_retry().await }
+    });
+    let state = Arc::new(ServerState {
+        config: config.clone(),
+        containerd,
+        images,
+    });
+    let (socket, listener) = BoundSocket::bind(&server.listen)?;
+    tracing::info!(
+        listen = %server.listen.display(),
+        containerd = %server.containerd_address.display(),
+        "serving CRI v1"
+    );
+
+    let result = tonic::transport::Server::builder()
+        .add_service(RuntimeServiceServer::new(CriRuntimeService::new(state.clone())))
+        .add_service(ImageServiceServer::new(CriImageService::new(state)))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await
+        .map_err(DaemonError::Serve);
+    drop(socket);
+    tracing::info!("stopped");
+    result
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub fn termination_signal() -> Result<impl Future<Output = ()> + Send, DaemonError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    })
+}

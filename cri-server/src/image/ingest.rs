@@ -1,0 +1,192 @@
+//! Writing one blob into containerd's content store under the pull's lease, the way containerd's fetch handlers leave it: fetched only when absent, verified by digest on commit, with its children's GC labels and the distribution source label merged into whatever labels it already has.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use cri_api::containerd::{ContentInfo, Descriptor};
+use futures::stream::{self, BoxStream};
+use futures::{StreamExt, TryStreamExt};
+
+use super::error::{ImageError, Result};
+use super::labels::{append_distribution_source, distribution_source_key, label_fits};
+use super::manifest::{is_config_type, is_index_type, is_layer_type, is_manifest_type};
+use super::pull::PullContext;
+
+/// Where the blob's bytes come from.
+pub enum Source {
+    /// Already fetched (manifests and indexes).
+    Bytes(Bytes),
+    /// Fetched from the registry only if containerd lacks the blob.
+    Remote,
+}
+
+/// containerd's `remotes.MakeRefKey`: the ingest reference, shared with
+/// any other client pulling the same blob so only one writes it.
+pub fn ref_key(desc: &Descriptor) -> String {
+    let mt = desc.media_type.as_str();
+    let kind = if is_manifest_type(mt) {
+        "manifest"
+    } else if is_index_type(mt) {
+        "index"
+    } else if is_layer_type(mt) {
+        "layer"
+    } else if is_config_type(mt) {
+        "config"
+    } else {
+        "unknown"
+    };
+    format!("{kind}-{}", desc.digest)
+}
+
+/// Stores `desc` with `labels` (the GC labels of its children) and the
+/// distribution source label.
+pub async fn store_blob(
+    ctx: &Arc<PullContext>,
+    desc: &Descriptor,
+    source: Source,
+    mut labels: HashMap<String, String>,
+) -> Result<()> {
+    let source_key = distribution_source_key(ctx.reference.domain());
+    let repo = ctx.reference.path().to_owned();
+    labels.insert(source_key.clone(), repo.clone());
+
+    let polled = Arc::new(AtomicBool::new(false));
+    let fetch_error: Arc<Mutex<Option<ImageError>>> = Arc::default();
+    let data = body(ctx, desc, source, Arc::clone(&polled), Arc::clone(&fetch_error));
+    let written = ctx
+        .containerd
+        .content
+        .write(&ref_key(desc), desc.clone(), labels.clone(), data, Some(ctx.lease.clone()))
+        .await;
+    if let Some(e) = fetch_error.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        return Err(e);
+    }
+    written.map_err(ImageError::containerd("write content", desc.digest.clone()))?;
+    if polled.load(Ordering::SeqCst) {
+        // Committed by us, with every label.
+        return Ok(());
+    }
+    // The blob was there already: merge our labels into its own.
+    let info = ctx
+        .containerd
+        .content
+        .info(&desc.digest)
+        .await
+        .map_err(ImageError::containerd("content info", desc.digest.clone()))?;
+    let source_value = append_distribution_source(info.labels.get(&source_key).map(String::as_str), &repo);
+    if label_fits(&source_key, &source_value) {
+        labels.insert(source_key, source_value);
+    } else {
+        labels.remove(&source_key);
+    }
+    update_labels(ctx, &desc.digest, &info, labels).await
+}
+
+/// Sets `labels` on the blob `digest` where they differ from `info`.
+pub async fn update_labels(
+    ctx: &PullContext,
+    digest: &str,
+    info: &ContentInfo,
+    labels: HashMap<String, String>,
+) -> Result<()> {
+    let changed: HashMap<String, String> = labels
+        .into_iter()
+        .filter(|(k, v)| info.labels.get(k) != Some(v))
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let fieldpaths = changed.keys().map(|k| format!("labels.{k}")).collect();
+    let update = ContentInfo {
+        digest: digest.to_owned(),
+        labels: changed,
+        ..ContentInfo::default()
+    };
+    ctx.containerd
+        .content
+        .update(update, fieldpaths)
+        .await
+        .map_err(ImageError::containerd("update content labels", digest.to_owned()))?;
+    Ok(())
+}
+
+/// Sets one label on a blob, without reading it first.
+pub async fn set_label(ctx: &PullContext, digest: &str, key: &str, value: &str) -> Result<()> {
+    let update = ContentInfo {
+        digest: digest.to_owned(),
+        labels: HashMap::from([(key.to_owned(), value.to_owned())]),
+        ..ContentInfo::default()
+    };
+    ctx.containerd
+        .content
+        .update(update, vec![format!("labels.{key}")])
+        .await
+        .map_err(ImageError::containerd("update content labels", digest.to_owned()))?;
+    Ok(())
+}
+
+/// The blob's bytes as a lazy stream: nothing is requested from the
+/// registry unless containerd starts reading it (it does not when the
+/// blob exists). Registry failures are kept typed in `fetch_error`.
+fn body(
+    ctx: &Arc<PullContext>,
+    desc: &Descriptor,
+    source: Source,
+    polled: Arc<AtomicBool>,
+    fetch_error: Arc<Mutex<Option<ImageError>>>,
+) -> BoxStream<'static, std::io::Result<Bytes>> {
+    let ctx = Arc::clone(ctx);
+    let desc = desc.clone();
+    let opened = async move {
+        polled.store(true, Ordering::SeqCst);
+        let inner: BoxStream<'static, std::io::Result<Bytes>> = match source {
+            Source::Bytes(bytes) => stream::once(async move { Ok(bytes) }).boxed(),
+            Source::Remote => match ctx.remote.open_blob(&desc).await {
+                Ok(s) => {
+                    let ctx = Arc::clone(&ctx);
+                    let slot = Arc::clone(&fetch_error);
+                    let digest = desc.digest.clone();
+                    s.map_err(move |e| {
+                        let typed = ctx.remote.stream_error(&digest, &e);
+                        let message = typed.to_string();
+                        slot.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(typed);
+                        std::io::Error::other(message)
+                    })
+                    .boxed()
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    fetch_error.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(e);
+                    stream::once(async move { Err(std::io::Error::other(message)) }).boxed()
+                }
+            },
+        };
+        Ok::<_, std::io::Error>(inner)
+    };
+    stream::once(opened).try_flatten().boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::manifest::media;
+
+    fn desc(mt: &str) -> Descriptor {
+        Descriptor {
+            media_type: mt.to_owned(),
+            digest: "sha256:ab".to_owned(),
+            ..Descriptor::default()
+        }
+    }
+
+    #[test]
+    fn ref_keys_like_containerd() {
+        assert_eq!(ref_key(&desc(media::OCI_MANIFEST)), "manifest-sha256:ab");
+        assert_eq!(ref_key(&desc(media::DOCKER_LIST)), "index-sha256:ab");
+        assert_eq!(ref_key(&desc(media::DOCKER_LAYER_GZIP)), "layer-sha256:ab");
+        assert_eq!(ref_key(&desc(media::OCI_CONFIG)), "config-sha256:ab");
+        assert_eq!(ref_key(&desc("text/plain")), "unknown-sha256:ab");
+    }
+}

@@ -1,0 +1,451 @@
+//! PullImage: resolve, fetch and unpack under a lease, then create the image records (id, repo tag, repo digest) and update the store. Concurrent pulls of one reference with the same credentials share one run; a run that receives nothing for `image_pull_progress_timeout` is cancelled and leaves no image record.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use cri_api::containerd::{Containerd, ContainerdError, Descriptor, ImageRecord};
+use cri_api::v1::AuthConfig;
+use cri_store::image::{Image, ImageStore};
+use futures::future::{BoxFuture, Shared};
+use futures::FutureExt;
+use oci_spec::image::{ImageConfiguration, ImageManifest};
+use sha2::{Digest as _, Sha256};
+
+use super::error::{ImageError, Result};
+use super::fetch::Remote;
+use super::hosts;
+use super::ingest::{set_label, store_blob, Source};
+use super::labels::{
+    children_gc_labels, gc_snapshot_key, image_record_labels, GC_EXPIRE, IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE,
+    PINNED_LABEL_KEY, PINNED_LABEL_VALUE,
+};
+use super::manifest::{
+    chain_id, is_index_type, is_layer_type, is_manifest_type, parse_config, parse_index, parse_manifest,
+    to_seam, HostPlatform,
+};
+use super::progress::Progress;
+use super::reference::ImageRef;
+use super::unpack::{annotate_layers, remove_extract, unique_part, unpack, ActiveExtracts, KeyedLocks};
+use super::ImageSettings;
+
+/// How long a pull's lease keeps its content if it is never deleted.
+const LEASE_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
+
+type SharedPull = Shared<BoxFuture<'static, Result<Image, Arc<ImageError>>>>;
+
+/// Runs pulls; shared by every PullImage call.
+pub struct Puller {
+    containerd: Containerd,
+    settings: Arc<ImageSettings>,
+    store: Arc<ImageStore>,
+    chain_locks: Arc<KeyedLocks>,
+    platform: HostPlatform,
+    inflight: Mutex<HashMap<String, SharedPull>>,
+}
+
+impl std::fmt::Debug for Puller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Puller").field("platform", &self.platform).finish_non_exhaustive()
+    }
+}
+
+/// Everything one pull run works with.
+pub struct PullContext {
+    pub containerd: Containerd,
+    pub settings: Arc<ImageSettings>,
+    pub reference: ImageRef,
+    pub remote: Remote,
+    pub lease: String,
+    pub chain_locks: Arc<KeyedLocks>,
+    pub extracts: ActiveExtracts,
+}
+
+/// What a successful fetch and unpack produced.
+pub struct Pulled {
+    pub target: Descriptor,
+    pub manifest: ImageManifest,
+    pub config: ImageConfiguration,
+    pub config_digest: String,
+    pub chain_id: String,
+    pub size: u64,
+}
+
+impl Puller {
+    pub fn new(containerd: Containerd, settings: Arc<ImageSettings>, store: Arc<ImageStore>) -> Self {
+        Self {
+            containerd,
+            settings,
+            store,
+            chain_locks: Arc::default(),
+            platform: HostPlatform::current(),
+            inflight: Mutex::default(),
+        }
+    }
+
+    /// Pulls `reference`, joining a pull of the same reference with the
+    /// same credentials that is already running. The run continues even
+    /// if every caller goes away, so its cleanup always happens.
+    pub async fn pull(self: &Arc<Self>, reference: ImageRef, auth: Option<AuthConfig>) -> Result<Image> {
+        let key = format!("{reference}\n{}", auth_fingerprint(auth.as_ref()));
+        let shared = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
+            match inflight.get(&key) {
+                Some(running) => {
+                    tracing::debug!(image = %reference, "joining a running pull");
+                    running.clone()
+                }
+                None => {
+                    let this = Arc::clone(self);
+                    let task_key = key.clone();
+                    let shown = reference.to_string();
+                    let handle = tokio::spawn(async move {
+                        let result = this.run(reference, auth).await.map_err(Arc::new);
+                        this.inflight
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .remove(&task_key);
+                        result
+                    });
+                    let shared = async move {
+                        handle.await.unwrap_or_else(|e| {
+                            Err(Arc::new(ImageError::Task {
+                                reference: shown,
+                                message: e.to_string(),
+                            }))
+                        })
+                    }
+                    .boxed()
+                    .shared();
+                    inflight.insert(key, shared.clone());
+                    shared
+                }
+            }
+        };
+        shared.await.map_err(ImageError::Shared)
+    }
+
+    async fn run(&self, reference: ImageRef, auth: Option<AuthConfig>) -> Result<Image> {
+        let started = std::time::Instant::now();
+        let hosts = hosts::resolve(&self.settings.registry, reference.domain()).map_err(|e| ImageError::Config {
+            reference: reference.to_string(),
+            message: e.to_string(),
+        })?;
+        let progress = Arc::new(Progress::default());
+        let timeout = self.settings.image_pull_progress_timeout;
+        let remote = tokio::select! {
+            remote = Remote::connect(&reference, hosts, auth.as_ref(), &self.settings.registry, Arc::clone(&progress)) => remote?,
+            () = progress.stalled(timeout) => return Err(ImageError::ProgressTimeout { reference: reference.to_string(), timeout }),
+        };
+        let lease = self.create_lease(&reference).await?;
+        let ctx = Arc::new(PullContext {
+            containerd: self.containerd.clone(),
+            settings: Arc::clone(&self.settings),
+            reference: reference.clone(),
+            remote,
+            lease: lease.clone(),
+            chain_locks: Arc::clone(&self.chain_locks),
+            extracts: ActiveExtracts::default(),
+        });
+        let fetched = tokio::select! {
+            pulled = fetch_and_unpack(&ctx, &self.platform) => pulled,
+            () = progress.stalled(timeout) => Err(ImageError::ProgressTimeout { reference: reference.to_string(), timeout }),
+        };
+        let result = match fetched {
+            Ok(pulled) => self.record(&reference, pulled).await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            for key in ctx.extracts.take() {
+                remove_extract(&ctx, &key).await;
+            }
+        }
+        if let Err(e) = self.containerd.leases.delete(&lease, false).await {
+            tracing::warn!(lease, error = %e, "failed to delete pull lease; it expires in 24h");
+        }
+        let (_, bytes) = progress.snapshot();
+        match &result {
+            Ok(image) => tracing::info!(image = %reference, id = %image.id, bytes, elapsed = ?started.elapsed(), "pulled image"),
+            Err(e) => tracing::warn!(image = %reference, error = %e, bytes, elapsed = ?started.elapsed(), "pull failed"),
+        }
+        result
+    }
+
+    async fn create_lease(&self, reference: &ImageRef) -> Result<String> {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let part = unique_part();
+        let random = part.split_once('-').map_or(part.as_str(), |(_, r)| r);
+        let id = format!("{nanos}-{random}");
+        let expire = rfc3339(SystemTime::now() + LEASE_EXPIRY);
+        self.containerd
+            .leases
+            .create(&id, HashMap::from([(GC_EXPIRE.to_owned(), expire)]))
+            .await
+            .map_err(ImageError::containerd("create lease for pull of", reference.to_string()))?;
+        Ok(id)
+    }
+
+    /// Creates or updates the image records and the store entry.
+    async fn record(&self, reference: &ImageRef, pulled: Pulled) -> Result<Image> {
+        let id = pulled.config_digest.clone();
+        let pinned = self.settings.is_pinned(&reference.to_string());
+        let labels = image_record_labels(pinned);
+        let repo_tag = reference.repo_tag();
+        let repo_digest = reference.repo_digest(&pulled.target.digest);
+        for name in [Some(id.clone()), repo_tag.clone(), Some(repo_digest.clone())].into_iter().flatten() {
+            create_image_record(&self.containerd, &name, &pulled.target, &labels).await?;
+        }
+        let image = Image {
+            id: id.clone(),
+            references: [repo_tag, Some(repo_digest)].into_iter().flatten().collect(),
+            chain_id: pulled.chain_id,
+            size: pulled.size,
+            config: pulled.config,
+            pinned,
+            annotations: pulled.manifest.annotations().clone().unwrap_or_default(),
+        };
+        self.store.upsert(image);
+        self.store.get(&id).map_err(|_| ImageError::NotFound { reference: id })
+    }
+}
+
+/// containerd's `createImageReference`: create the record, or update its
+/// target and labels when it exists with different ones.
+pub async fn create_image_record(
+    containerd: &Containerd,
+    name: &str,
+    target: &Descriptor,
+    labels: &HashMap<String, String>,
+) -> Result<()> {
+    let record = ImageRecord {
+        name: name.to_owned(),
+        labels: labels.clone(),
+        target: target.clone(),
+        ..ImageRecord::default()
+    };
+    match containerd.images.create(record.clone()).await {
+        Ok(_) => return Ok(()),
+        Err(ContainerdError::AlreadyExists { .. }) => {}
+        Err(e) => return Err(ImageError::containerd("create image record", name.to_owned())(e)),
+    }
+    let old = containerd
+        .images
+        .get(name)
+        .await
+        .map_err(ImageError::containerd("get image record", name.to_owned()))?;
+    let pinned = labels.contains_key(PINNED_LABEL_KEY);
+    let label_is = |key: &str, value: &str| old.labels.get(key).map(String::as_str) == Some(value);
+    if old.target.digest == target.digest
+        && label_is(IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE)
+        && (!pinned || label_is(PINNED_LABEL_KEY, PINNED_LABEL_VALUE))
+    {
+        return Ok(());
+    }
+    let mut fieldpaths = vec!["target".to_owned(), format!("labels.{IMAGE_LABEL_KEY}")];
+    if pinned {
+        fieldpaths.push(format!("labels.{PINNED_LABEL_KEY}"));
+    }
+    containerd
+        .images
+        .update(record, fieldpaths)
+        .await
+        .map_err(ImageError::containerd("update image record", name.to_owned()))?;
+    Ok(())
+}
+
+/// Fetches the manifest (through an index if need be), config and layers
+/// into the content store and unpacks the layers.
+async fn fetch_and_unpack(ctx: &Arc<PullContext>, platform: &HostPlatform) -> Result<Pulled> {
+    let reference = ctx.reference.to_string();
+    let discard = ctx.settings.discard_unpacked_layers;
+    let (target, target_body) = ctx.remote.resolve().await?;
+    let bad = |digest: &str, message: String| ImageError::BadContent {
+        reference: reference.clone(),
+        digest: digest.to_owned(),
+        message,
+    };
+    let mut size = u64::try_from(target.size).unwrap_or_default();
+
+    let (manifest_desc, manifest_body) = if is_index_type(&target.media_type) {
+        let index = parse_index(&target_body).map_err(|m| bad(&target.digest, m))?;
+        let children: Vec<(String, String)> = index
+            .manifests()
+            .iter()
+            .map(|d| (d.media_type().to_string(), d.digest().to_string()))
+            .collect();
+        let labels = children_gc_labels(children.iter().map(|(m, d)| (m.as_str(), d.as_str())), discard);
+        store_blob(ctx, &target, Source::Bytes(target_body.clone()), labels).await?;
+        let chosen = platform.select(&index).ok_or_else(|| ImageError::NoMatchingPlatform {
+            reference: reference.clone(),
+            digest: target.digest.clone(),
+            platform: platform.describe(),
+        })?;
+        let desc = to_seam(chosen);
+        if !is_manifest_type(&desc.media_type) {
+            return Err(ImageError::UnsupportedMediaType {
+                reference: reference.clone(),
+                media_type: desc.media_type,
+            });
+        }
+        let body = ctx.remote.fetch_manifest(&desc).await?;
+        check_blob(&desc, &body).map_err(|m| bad(&desc.digest, m))?;
+        size += u64::try_from(desc.size).unwrap_or_default();
+        (desc, body)
+    } else if is_manifest_type(&target.media_type) {
+        (target.clone(), target_body.clone())
+    } else {
+        return Err(ImageError::UnsupportedMediaType {
+            reference: reference.clone(),
+            media_type: target.media_type.clone(),
+        });
+    };
+
+    let manifest = parse_manifest(&manifest_body).map_err(|m| bad(&manifest_desc.digest, m))?;
+    let config_desc = to_seam(manifest.config());
+    let layers: Vec<Descriptor> = manifest.layers().iter().map(to_seam).collect();
+    if let Some(layer) = layers.iter().find(|l| !is_layer_type(&l.media_type)) {
+        return Err(ImageError::UnsupportedMediaType {
+            reference: reference.clone(),
+            media_type: layer.media_type.clone(),
+        });
+    }
+    let children = std::iter::once((config_desc.media_type.as_str(), config_desc.digest.as_str()))
+        .chain(layers.iter().map(|l| (l.media_type.as_str(), l.digest.as_str())));
+    let labels = children_gc_labels(children, discard);
+    store_blob(ctx, &manifest_desc, Source::Bytes(manifest_body.clone()), labels).await?;
+
+    store_blob(ctx, &config_desc, Source::Remote, HashMap::new()).await?;
+    let config_body = ctx
+        .containerd
+        .content
+        .read(&config_desc.digest, 0, 0)
+        .await
+        .map_err(ImageError::containerd("read image config", config_desc.digest.clone()))?;
+    let config = parse_config(&config_body).map_err(|m| bad(&config_desc.digest, m))?;
+    if !platform.runs(&config) {
+        return Err(ImageError::NoMatchingPlatform {
+            reference: reference.clone(),
+            digest: config_desc.digest.clone(),
+            platform: platform.describe(),
+        });
+    }
+    let diff_ids: Vec<String> = config.rootfs().diff_ids().clone();
+    if diff_ids.len() != layers.len() {
+        return Err(bad(
+            &config_desc.digest,
+            format!("{} layers but {} diff ids", layers.len(), diff_ids.len()),
+        ));
+    }
+    size += u64::try_from(config_desc.size).unwrap_or_default();
+    size += layers.iter().map(|l| u64::try_from(l.size).unwrap_or_default()).sum::<u64>();
+
+    let annotated = annotate_layers(ctx, &manifest_desc.digest, &layers);
+    let top = unpack(ctx, &annotated, &diff_ids).await?;
+    if !top.is_empty() {
+        set_label(ctx, &config_desc.digest, &gc_snapshot_key(&ctx.settings.snapshotter), &top).await?;
+    }
+    Ok(Pulled {
+        target,
+        manifest,
+        config,
+        config_digest: config_desc.digest,
+        chain_id: chain_id(&diff_ids),
+        size,
+    })
+}
+
+/// The body must match its descriptor's digest and size.
+fn check_blob(desc: &Descriptor, body: &Bytes) -> std::result::Result<(), String> {
+    let digest = super::manifest::sha256_digest(body);
+    if digest != desc.digest {
+        return Err(format!("content has digest {digest}"));
+    }
+    if usize::try_from(desc.size).ok() != Some(body.len()) {
+        return Err(format!("content is {} bytes, descriptor says {}", body.len(), desc.size));
+    }
+    Ok(())
+}
+
+/// Distinguishes credentials without keeping them.
+fn auth_fingerprint(auth: Option<&AuthConfig>) -> String {
+    let Some(a) = auth else {
+        return String::new();
+    };
+    let mut hasher = Sha256::new();
+    for field in [&a.username, &a.password, &a.auth, &a.server_address, &a.identity_token, &a.registry_token] {
+        hasher.update(field.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, as Go's `time.RFC3339` prints UTC.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    let days = i64::try_from(secs / 86_400).unwrap_or_default();
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_utc() {
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            "2023-11-14T22:13:20Z"
+        );
+        assert_eq!(
+            rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn fingerprints_differ_by_credentials() {
+        let a = AuthConfig {
+            username: "u".into(),
+            password: "p".into(),
+            ..Default::default()
+        };
+        let b = AuthConfig {
+            username: "u".into(),
+            password: "q".into(),
+            ..Default::default()
+        };
+        assert_ne!(auth_fingerprint(Some(&a)), auth_fingerprint(Some(&b)));
+        assert_eq!(auth_fingerprint(None), "");
+        assert!(!auth_fingerprint(Some(&a)).contains('p'));
+    }
+
+    #[test]
+    fn blob_checks() {
+        let body = Bytes::from_static(b"{}");
+        let desc = Descriptor {
+            digest: super::super::manifest::sha256_digest(&body),
+            size: 2,
+            ..Descriptor::default()
+        };
+        assert!(check_blob(&desc, &body).is_ok());
+        assert!(check_blob(&Descriptor { size: 3, ..desc.clone() }, &body).is_err());
+        assert!(check_blob(&Descriptor { digest: "sha256:0".into(), ..desc }, &body).is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! The one place that turns a [`ServerError`] into a gRPC status, and
+//! logs it once.
+
+use cri_api::containerd::ContainerdError;
+use tonic::{Code, Status};
+
+use crate::error::ServerError;
+use crate::image::ImageError;
+
+impl From<ServerError> for Status {
+    fn from(err: ServerError) -> Self {
+        let code = code_of(&err);
+        let message = error_chain(&err);
+        match code {
+            Code::Internal | Code::Unknown | Code::Unavailable => {
+                tracing::error!(code = ?code, error = %message, "rpc failed")
+            }
+            _ => tracing::info!(code = ?code, error = %message, "rpc failed"),
+        }
+        Status::new(code, message)
+    }
+}
+
+fn code_of(err: &ServerError) -> Code {
+    match err {
+        ServerError::InvalidArgument(_) => Code::InvalidArgument,
+        ServerError::NotImplemented { .. } => Code::Unimplemented,
+        ServerError::Containerd(e) => containerd_code(e),
+        ServerError::Image(e) => image_code(e),
+    }
+}
+
+fn containerd_code(err: &ContainerdError) -> Code {
+    match err {
+        ContainerdError::Unavailable { .. } => Code::Unavailable,
+        ContainerdError::NotFound { .. } => Code::NotFound,
+        ContainerdError::AlreadyExists { .. } => Code::AlreadyExists,
+        ContainerdError::FailedPrecondition { .. } => Code::FailedPrecondition,
+        ContainerdError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+        ContainerdError::InvalidArgument { .. } => Code::InvalidArgument,
+        ContainerdError::Rpc { .. } | ContainerdError::Decode { .. } => Code::Internal,
+    }
+}
+
+fn image_code(err: &ImageError) -> Code {
+    match err {
+        ImageError::InvalidReference { .. } | ImageError::Ambiguous { .. } => Code::InvalidArgument,
+        ImageError::NotFound { .. }
+        | ImageError::RemoteNotFound { .. }
+        | ImageError::NoMatchingPlatform { .. } => Code::NotFound,
+        ImageError::Unauthorized { .. } => Code::Unauthenticated,
+        ImageError::Network { .. } => Code::Unavailable,
+        ImageError::Registry { .. } => Code::Unknown,
+        ImageError::ProgressTimeout { .. } => Code::DeadlineExceeded,
+        ImageError::BadContent { .. } => Code::DataLoss,
+        ImageError::UnsupportedMediaType { .. } | ImageError::Config { .. } => Code::FailedPrecondition,
+        ImageError::Containerd { source, .. } => containerd_code(source),
+        ImageError::Shared(inner) => image_code(inner),
+        ImageError::Task { .. } => Code::Internal,
+    }
+}
+
+/// The error and its sources, joined by ": ".
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = s.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(err: ServerError, code: Code, fragment: &str) {
+        let status = Status::from(err);
+        assert_eq!(status.code(), code, "{status:?}");
+        assert!(status.message().contains(fragment), "{status:?}");
+    }
+
+    #[test]
+    fn unavailable_containerd_names_address() {
+        check(
+            ServerError::Containerd(ContainerdError::Unavailable {
+                address: "/run/c.sock".into(),
+                message: "connection refused".into(),
+            }),
+            Code::Unavailable,
+            "/run/c.sock",
+        );
+    }
+
+    #[test]
+    fn not_found_and_invalid() {
+        check(
+            ServerError::Containerd(ContainerdError::NotFound { op: "get container", what: "abc".into() }),
+            Code::NotFound,
+            "abc",
+        );
+        check(ServerError::InvalidArgument("bad".into()), Code::InvalidArgument, "bad");
+        check(ServerError::NotImplemented { rpc: "Attach" }, Code::Unimplemented, "Attach");
+    }
+
+    #[test]
+    fn image_errors() {
+        let reference = "docker.io/library/busybox:latest".to_owned();
+        check(
+            ImageError::InvalidReference { reference: "Bad".into(), reason: "must be lowercase".into() }.into(),
+            Code::InvalidArgument,
+            "Bad",
+        );
+        check(
+            ImageError::RemoteNotFound { reference: reference.clone(), hosts: "r.io".into() }.into(),
+            Code::NotFound,
+            "busybox",
+        );
+        check(
+            ImageError::Unauthorized { reference: reference.clone(), registry: "r.io:5000".into(), message: "401".into() }
+                .into(),
+            Code::Unauthenticated,
+            "r.io:5000",
+        );
+        check(
+            ImageError::Network { reference: reference.clone(), host: "10.0.0.9:5000".into(), message: "refused".into() }
+                .into(),
+            Code::Unavailable,
+            "10.0.0.9:5000",
+        );
+        let timeout = ImageError::ProgressTimeout { reference, timeout: std::time::Duration::from_secs(2) };
+        check(ImageError::Shared(std::sync::Arc::new(timeout)).into(), Code::DeadlineExceeded, "no progress");
+    }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing cri-server needs on Debian 12.
+# Idempotent: installs only what is missing; run as root.
+set -euo pipefail
+
+packages=(
+  containerd                  # containerd 1.6 and ctr
+  runc
+  containernetworking-plugins # CNI plugins in /usr/lib/cni
+  docker-registry             # a local OCI registry for the tests
+  busybox-static              # the test images' userland
+  protobuf-compiler           # protoc, for the CRI and containerd protos
+  gcc libc6-dev               # the pause program of the test images
+  iproute2 iptables           # netns, bridge and portmap CNI plugins
+  util-linux                  # mount, nsenter
+  pkg-config
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing packages: ${missing[*]}; run as root or: apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's containerd package may start a system containerd; ours are private
+# and never touch it, so leave it alone.
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install a Rust toolchain (rustup, stable >= 1.85)" >&2
+  exit 1
+fi

@@ -10,7 +10,9 @@ use cri_api::v1::{
 };
 use cri_sandbox::cni::load_network_configs;
 
-use crate::service::ServerState;
+use cri_api::containerd::Version;
+
+use crate::config::Config;
 
 /// The runtime name reported by `Version`.
 pub const RUNTIME_NAME: &str = "cri-server";
@@ -32,12 +34,12 @@ pub fn version() -> VersionResponse {
 
 /// The `Status` answer: RuntimeReady from a live containerd, NetworkReady
 /// from a loadable CNI config; with `verbose`, the effective config.
-pub async fn status(state: &ServerState, verbose: bool) -> StatusResponse {
-    let runtime = runtime_condition(state).await;
-    let (network, cni_load_status) = network_condition(state);
+pub async fn status(config: &Config, containerd: &dyn Version, verbose: bool) -> StatusResponse {
+    let runtime = runtime_condition(config, containerd).await;
+    let (network, cni_load_status) = network_condition(config);
     let mut info = HashMap::new();
     if verbose {
-        info.insert("config".to_owned(), state.config.to_status_json().to_string());
+        info.insert("config".to_owned(), config.to_status_json().to_string());
         info.insert("lastCNILoadStatus".to_owned(), cni_load_status);
     }
     StatusResponse {
@@ -45,19 +47,19 @@ pub async fn status(state: &ServerState, verbose: bool) -> StatusResponse {
             conditions: vec![runtime, network],
         }),
         info,
-        runtime_handlers: runtime_handlers(state),
+        runtime_handlers: runtime_handlers(config),
         features: None,
     }
 }
 
-async fn runtime_condition(state: &ServerState) -> RuntimeCondition {
-    let probe = tokio::time::timeout(CONTAINERD_PROBE_TIMEOUT, state.containerd.version.version()).await;
+async fn runtime_condition(config: &Config, containerd: &dyn Version) -> RuntimeCondition {
+    let probe = tokio::time::timeout(CONTAINERD_PROBE_TIMEOUT, containerd.version()).await;
     let failure = match probe {
         Ok(Ok(_)) => None,
         Ok(Err(e)) => Some(e.to_string()),
         Err(_) => Some(format!(
             "containerd at {} did not answer within {:?}",
-            state.containerd_address(),
+            config.server.containerd_address.display(),
             CONTAINERD_PROBE_TIMEOUT
         )),
     };
@@ -68,8 +70,8 @@ async fn runtime_condition(state: &ServerState) -> RuntimeCondition {
 }
 
 /// The condition, and the text containerd reports as `lastCNILoadStatus`.
-fn network_condition(state: &ServerState) -> (RuntimeCondition, String) {
-    let cni = &state.config.cri.cni;
+fn network_condition(config: &Config) -> (RuntimeCondition, String) {
+    let cni = &config.cri.cni;
     match load_network_configs(&cni.conf_dir, cni.max_conf_num) {
         Ok(_) => (condition(NETWORK_READY, true, "", ""), "OK".to_owned()),
         Err(e) => {
@@ -82,7 +84,7 @@ fn network_condition(state: &ServerState) -> (RuntimeCondition, String) {
     }
 }
 
-fn runtime_handlers(state: &ServerState) -> Vec<RuntimeHandler> {
+fn runtime_handlers(config: &Config) -> Vec<RuntimeHandler> {
     let features = Some(RuntimeHandlerFeatures {
         recursive_read_only_mounts: false,
         user_namespaces: false,
@@ -92,7 +94,7 @@ fn runtime_handlers(state: &ServerState) -> Vec<RuntimeHandler> {
         features,
     });
     default
-        .chain(state.config.cri.runtimes.keys().map(|name| RuntimeHandler {
+        .chain(config.cri.runtimes.keys().map(|name| RuntimeHandler {
             name: name.clone(),
             features,
         }))
@@ -105,5 +107,120 @@ fn condition(kind: &str, status: bool, reason: &str, message: &str) -> RuntimeCo
         status,
         reason: reason.to_owned(),
         message: message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use cri_api::containerd::{ContainerdError, MockVersion, VersionInfo};
+
+    use super::*;
+    use crate::config::Overrides;
+
+    fn config(cni_dir: &std::path::Path) -> Config {
+        let text = format!(
+            "version = 2\n[cri_server]\ncontainerd_address = \"/run/test/containerd.sock\"\n\
+             [plugins.\"io.containerd.grpc.v1.cri\".cni]\nconf_dir = \"{}\"\n",
+            cni_dir.display()
+        );
+        Config::from_toml_str(&text, "test.toml", Overrides::default()).unwrap().0
+    }
+
+    fn containerd_up() -> MockVersion {
+        let mut v = MockVersion::new();
+        v.expect_version().returning(|| {
+            Ok(VersionInfo {
+                version: "1.6.20".into(),
+                revision: "x".into(),
+            })
+        });
+        v
+    }
+
+    fn containerd_down() -> MockVersion {
+        let mut v = MockVersion::new();
+        v.expect_version().returning(|| {
+            Err(ContainerdError::Unavailable {
+                address: "/run/test/containerd.sock".into(),
+                message: "connection refused".into(),
+            })
+        });
+        v
+    }
+
+    fn find<'a>(resp: &'a StatusResponse, kind: &str) -> &'a RuntimeCondition {
+        resp.status.as_ref().unwrap().conditions.iter().find(|c| c.r#type == kind).unwrap()
+    }
+
+    const CONFLIST: &str = r#"{"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"bridge"}]}"#;
+
+    #[tokio::test]
+    async fn ready_with_containerd_and_a_cni_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("10-pods.conflist"), CONFLIST).unwrap();
+        let resp = status(&config(dir.path()), &containerd_up(), false).await;
+        assert!(find(&resp, RUNTIME_READY).status);
+        assert!(find(&resp, NETWORK_READY).status);
+        assert!(resp.info.is_empty());
+        let names: Vec<_> = resp.runtime_handlers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["", "runc"]);
+    }
+
+    #[tokio::test]
+    async fn runtime_not_ready_names_the_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let resp = status(&config(dir.path()), &containerd_down(), false).await;
+        let runtime = find(&resp, RUNTIME_READY);
+        assert!(!runtime.status);
+        assert_eq!(runtime.reason, "ContainerdUnavailable");
+        assert!(runtime.message.contains("/run/test/containerd.sock"), "{runtime:?}");
+    }
+
+    struct Hanging;
+
+    #[async_trait::async_trait]
+    impl Version for Hanging {
+        async fn version(&self) -> cri_api::containerd::Result<VersionInfo> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_containerd_is_not_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let resp = status(&config(dir.path()), &Hanging, false).await;
+        let runtime = find(&resp, RUNTIME_READY);
+        assert!(!runtime.status);
+        assert!(runtime.message.contains("did not answer"), "{runtime:?}");
+    }
+
+    #[tokio::test]
+    async fn network_not_ready_without_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let resp = status(&config(dir.path()), &containerd_up(), true).await;
+        let network = find(&resp, NETWORK_READY);
+        assert!(!network.status);
+        assert_eq!(network.reason, "NetworkPluginNotReady");
+        assert!(network.message.contains("cni plugin not initialized"), "{network:?}");
+        assert_ne!(resp.info["lastCNILoadStatus"], "OK");
+    }
+
+    #[tokio::test]
+    async fn verbose_carries_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("10-pods.conflist"), CONFLIST).unwrap();
+        let resp = status(&config(dir.path()), &containerd_up(), true).await;
+        let json: serde_json::Value = serde_json::from_str(&resp.info["config"]).unwrap();
+        assert_eq!(json["cni"]["confDir"], dir.path().display().to_string());
+        assert_eq!(resp.info["lastCNILoadStatus"], "OK");
+    }
+
+    #[test]
+    fn version_names_us() {
+        let v = version();
+        assert_eq!(v.runtime_name, "cri-server");
+        assert_eq!(v.runtime_api_version, "v1");
+        assert_eq!(v.version, "0.1.0");
     }
 }

@@ -213,3 +213,42 @@ impl std::fmt::Debug for Containerd {
         f.debug_struct("Containerd").finish_non_exhaustive()
     }
 }
+
+/// One mock per service, for unit tests: set expectations on the fields,
+/// then [`MockServices::build`] the facade. A call without an expectation
+/// panics, so a test also proves which services were not touched.
+#[cfg(any(test, feature = "mocks"))]
+#[derive(Default)]
+pub struct MockServices {
+    pub containers: MockContainers,
+    pub tasks: MockTasks,
+    pub content: MockContent,
+    pub images: MockImages,
+    pub snapshots: MockSnapshots,
+    pub diff: MockDiff,
+    pub leases: MockLeases,
+    pub events: MockEvents,
+    pub namespaces: MockNamespaces,
+    pub version: MockVersion,
+    pub introspection: MockIntrospection,
+}
+
+#[cfg(any(test, feature = "mocks"))]
+impl MockServices {
+    /// The facade over these mocks.
+    pub fn build(self) -> Containerd {
+        Containerd {
+            containers: Arc::new(self.containers),
+            tasks: Arc::new(self.tasks),
+            content: Arc::new(self.content),
+            images: Arc::new(self.images),
+            snapshots: Arc::new(self.snapshots),
+            diff: Arc::new(self.diff),
+            leases: Arc::new(self.leases),
+            events: Arc::new(self.events),
+            namespaces: Arc::new(self.namespaces),
+            version: Arc::new(self.version),
+            introspection: Arc::new(self.introspection),
+        }
+    }
+}

@@ -34,7 +34,7 @@ impl RuntimeService for CriRuntimeService {
     #[tracing::instrument(skip_all, fields(rpc = "Status"))]
     async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let verbose = request.into_inner().verbose;
-        Ok(Response::new(runtime_status::status(&self.state, verbose).await))
+        Ok(Response::new(runtime_status::status(&self.state.config, self.state.containerd.version.as_ref(), verbose).await))
     }
 
     type GetContainerEventsStream = GetContainerEventsStream;

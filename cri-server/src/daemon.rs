@@ -6,14 +6,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use cri_api::containerd::ContainerdError;
-use cri_store::image::ImageStore;
 use cri_api::v1::image_service_server::ImageServiceServer;
 use cri_api::v1::runtime_service_server::RuntimeServiceServer;
+use cri_store::image::ImageStore;
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::config::Config;
-use crate::image::{ImageManager, ImageSettings};
 use crate::containerd;
+use crate::image::{ImageManager, ImageSettings};
 use crate::service::{CriImageService, CriRuntimeService, ServerState};
 use crate::socket::{BoundSocket, SocketError};
 
@@ -41,7 +41,10 @@ pub enum DaemonError {
 }
 
 /// Runs the daemon until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), DaemonError> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), DaemonError> {
     let config = Arc::new(config);
     let server = &config.server;
     for dir in [&server.root_dir, &server.state_dir] {
@@ -51,14 +54,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
         })?;
     }
 
-    let containerd = containerd::connect_lazy(&server.containerd_address, &server.containerd_namespace)
-        .map_err(|source| DaemonError::Containerd {
-            address: server.containerd_address.display().to_string(),
-            source,
-        })?;
-    match containerd.namespaces.ensure(&server.containerd_namespace, HashMap::new()).await {
-        Ok(()) => tracing::info!(namespace = %server.containerd_namespace, "containerd namespace ready"),
-        Err(e) => tracing::warn!(error = %e, "containerd not reachable yet; serving and retrying on demand"),
+    let containerd =
+        containerd::connect_lazy(&server.containerd_address, &server.containerd_namespace)
+            .map_err(|source| DaemonError::Containerd {
+                address: server.containerd_address.display().to_string(),
+                source,
+            })?;
+    match containerd
+        .namespaces
+        .ensure(&server.containerd_namespace, HashMap::new())
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(namespace = %server.containerd_namespace, "containerd namespace ready")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "containerd not reachable yet; serving and retrying on demand")
+        }
     }
 
     let images = Arc::new(ImageManager::new(
@@ -85,7 +97,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
     );
 
     let result = tonic::transport::Server::builder()
-        .add_service(RuntimeServiceServer::new(CriRuntimeService::new(state.clone())))
+        .add_service(RuntimeServiceServer::new(CriRuntimeService::new(
+            state.clone(),
+        )))
         .add_service(ImageServiceServer::new(CriImageService::new(state)))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await

@@ -124,7 +124,9 @@ mod tests {
              [plugins.\"io.containerd.grpc.v1.cri\".cni]\nconf_dir = \"{}\"\n",
             cni_dir.display()
         );
-        Config::from_toml_str(&text, "test.toml", Overrides::default()).unwrap().0
+        Config::from_toml_str(&text, "test.toml", Overrides::default())
+            .unwrap()
+            .0
     }
 
     fn containerd_up() -> MockVersion {
@@ -150,7 +152,13 @@ mod tests {
     }
 
     fn find<'a>(resp: &'a StatusResponse, kind: &str) -> &'a RuntimeCondition {
-        resp.status.as_ref().unwrap().conditions.iter().find(|c| c.r#type == kind).unwrap()
+        resp.status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .find(|c| c.r#type == kind)
+            .unwrap()
     }
 
     const CONFLIST: &str = r#"{"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"bridge"}]}"#;
@@ -163,7 +171,11 @@ mod tests {
         assert!(find(&resp, RUNTIME_READY).status);
         assert!(find(&resp, NETWORK_READY).status);
         assert!(resp.info.is_empty());
-        let names: Vec<_> = resp.runtime_handlers.iter().map(|h| h.name.as_str()).collect();
+        let names: Vec<_> = resp
+            .runtime_handlers
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect();
         assert_eq!(names, ["", "runc"]);
     }
 
@@ -174,7 +186,10 @@ mod tests {
         let runtime = find(&resp, RUNTIME_READY);
         assert!(!runtime.status);
         assert_eq!(runtime.reason, "ContainerdUnavailable");
-        assert!(runtime.message.contains("/run/test/containerd.sock"), "{runtime:?}");
+        assert!(
+            runtime.message.contains("/run/test/containerd.sock"),
+            "{runtime:?}"
+        );
     }
 
     struct Hanging;
@@ -202,7 +217,10 @@ mod tests {
         let network = find(&resp, NETWORK_READY);
         assert!(!network.status);
         assert_eq!(network.reason, "NetworkPluginNotReady");
-        assert!(network.message.contains("cni plugin not initialized"), "{network:?}");
+        assert!(
+            network.message.contains("cni plugin not initialized"),
+            "{network:?}"
+        );
         assert_ne!(resp.info["lastCNILoadStatus"], "OK");
     }
 

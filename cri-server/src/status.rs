@@ -53,7 +53,9 @@ fn image_code(err: &ImageError) -> Code {
         ImageError::Registry { .. } => Code::Unknown,
         ImageError::ProgressTimeout { .. } => Code::DeadlineExceeded,
         ImageError::BadContent { .. } => Code::DataLoss,
-        ImageError::UnsupportedMediaType { .. } | ImageError::Config { .. } => Code::FailedPrecondition,
+        ImageError::UnsupportedMediaType { .. } | ImageError::Config { .. } => {
+            Code::FailedPrecondition
+        }
         ImageError::Containerd { source, .. } => containerd_code(source),
         ImageError::Shared(inner) => image_code(inner),
         ImageError::Task { .. } => Code::Internal,
@@ -100,40 +102,74 @@ mod tests {
     #[test]
     fn not_found_and_invalid() {
         check(
-            ServerError::Containerd(ContainerdError::NotFound { op: "get container", what: "abc".into() }),
+            ServerError::Containerd(ContainerdError::NotFound {
+                op: "get container",
+                what: "abc".into(),
+            }),
             Code::NotFound,
             "abc",
         );
-        check(ServerError::InvalidArgument("bad".into()), Code::InvalidArgument, "bad");
-        check(ServerError::NotImplemented { rpc: "Attach" }, Code::Unimplemented, "Attach");
+        check(
+            ServerError::InvalidArgument("bad".into()),
+            Code::InvalidArgument,
+            "bad",
+        );
+        check(
+            ServerError::NotImplemented { rpc: "Attach" },
+            Code::Unimplemented,
+            "Attach",
+        );
     }
 
     #[test]
     fn image_errors() {
         let reference = "docker.io/library/busybox:latest".to_owned();
         check(
-            ImageError::InvalidReference { reference: "Bad".into(), reason: "must be lowercase".into() }.into(),
+            ImageError::InvalidReference {
+                reference: "Bad".into(),
+                reason: "must be lowercase".into(),
+            }
+            .into(),
             Code::InvalidArgument,
             "Bad",
         );
         check(
-            ImageError::RemoteNotFound { reference: reference.clone(), hosts: "r.io".into() }.into(),
+            ImageError::RemoteNotFound {
+                reference: reference.clone(),
+                hosts: "r.io".into(),
+            }
+            .into(),
             Code::NotFound,
             "busybox",
         );
         check(
-            ImageError::Unauthorized { reference: reference.clone(), registry: "r.io:5000".into(), message: "401".into() }
-                .into(),
+            ImageError::Unauthorized {
+                reference: reference.clone(),
+                registry: "r.io:5000".into(),
+                message: "401".into(),
+            }
+            .into(),
             Code::Unauthenticated,
             "r.io:5000",
         );
         check(
-            ImageError::Network { reference: reference.clone(), host: "10.0.0.9:5000".into(), message: "refused".into() }
-                .into(),
+            ImageError::Network {
+                reference: reference.clone(),
+                host: "10.0.0.9:5000".into(),
+                message: "refused".into(),
+            }
+            .into(),
             Code::Unavailable,
             "10.0.0.9:5000",
         );
-        let timeout = ImageError::ProgressTimeout { reference, timeout: std::time::Duration::from_secs(2) };
-        check(ImageError::Shared(std::sync::Arc::new(timeout)).into(), Code::DeadlineExceeded, "no progress");
+        let timeout = ImageError::ProgressTimeout {
+            reference,
+            timeout: std::time::Duration::from_secs(2),
+        };
+        check(
+            ImageError::Shared(std::sync::Arc::new(timeout)).into(),
+            Code::DeadlineExceeded,
+            "no progress",
+        );
     }
 }

@@ -36,12 +36,20 @@ pub struct Image {
 impl Image {
     /// References with a tag, in order.
     pub fn repo_tags(&self) -> Vec<String> {
-        self.references.iter().filter(|r| !r.contains('@')).cloned().collect()
+        self.references
+            .iter()
+            .filter(|r| !r.contains('@'))
+            .cloned()
+            .collect()
     }
 
     /// References with a digest, in order.
     pub fn repo_digests(&self) -> Vec<String> {
-        self.references.iter().filter(|r| r.contains('@')).cloned().collect()
+        self.references
+            .iter()
+            .filter(|r| r.contains('@'))
+            .cloned()
+            .collect()
     }
 }
 
@@ -64,7 +72,9 @@ impl ImageStore {
     pub fn upsert(&self, mut image: Image) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         for reference in &image.references {
-            let previous = inner.by_reference.insert(reference.clone(), image.id.clone());
+            let previous = inner
+                .by_reference
+                .insert(reference.clone(), image.id.clone());
             if let Some(old_id) = previous.filter(|old| *old != image.id) {
                 if let Some(old) = inner.images.get_mut(&old_id) {
                     old.references.retain(|r| r != reference);
@@ -181,16 +191,28 @@ mod tests {
         assert_eq!(store.get("sha256:aaaa1111").unwrap().id, "sha256:aaaa1111");
         assert_eq!(store.get("aaaa").unwrap().id, "sha256:aaaa1111");
         assert_eq!(store.get("sha256:aaab").unwrap().id, "sha256:aaab2222");
-        assert!(matches!(store.get("aaa"), Err(StoreError::Ambiguous { .. })));
-        assert!(matches!(store.get("ffff"), Err(StoreError::NotFound { .. })));
+        assert!(matches!(
+            store.get("aaa"),
+            Err(StoreError::Ambiguous { .. })
+        ));
+        assert!(matches!(
+            store.get("ffff"),
+            Err(StoreError::NotFound { .. })
+        ));
     }
 
     #[test]
     fn references_sorted_tags_first() {
         let store = ImageStore::default();
-        store.upsert(image("aa", &[BB_DIGEST, BB_TAG, "docker.io/library/busybox:1.35"]));
+        store.upsert(image(
+            "aa",
+            &[BB_DIGEST, BB_TAG, "docker.io/library/busybox:1.35"],
+        ));
         let img = store.get("aa").unwrap();
-        assert_eq!(img.references, ["docker.io/library/busybox:1.35", BB_TAG, BB_DIGEST]);
+        assert_eq!(
+            img.references,
+            ["docker.io/library/busybox:1.35", BB_TAG, BB_DIGEST]
+        );
         assert_eq!(img.repo_tags(), ["docker.io/library/busybox:1.35", BB_TAG]);
         assert_eq!(img.repo_digests(), [BB_DIGEST]);
     }

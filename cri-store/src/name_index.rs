@@ -97,7 +97,13 @@ mod tests {
         let index = NameIndex::default();
         index.reserve("n", "a").unwrap().keep();
         let err = index.reserve("n", "b").unwrap_err();
-        assert_eq!(err, StoreError::NameReserved { name: "n".into(), owner: "a".into() });
+        assert_eq!(
+            err,
+            StoreError::NameReserved {
+                name: "n".into(),
+                owner: "a".into()
+            }
+        );
         index.reserve("n", "a").unwrap().keep();
     }
 

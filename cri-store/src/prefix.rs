@@ -52,7 +52,10 @@ mod tests {
         for id in ids {
             index.insert(id);
         }
-        assert_eq!(index.resolve("container", prefix), expected.map(str::to_owned));
+        assert_eq!(
+            index.resolve("container", prefix),
+            expected.map(str::to_owned)
+        );
     }
 
     #[test]
@@ -66,14 +69,28 @@ mod tests {
         check(
             &["abc1", "abc2"],
             "ab",
-            Err(StoreError::Ambiguous { kind: "container", prefix: "ab".into() }),
+            Err(StoreError::Ambiguous {
+                kind: "container",
+                prefix: "ab".into(),
+            }),
         );
     }
 
     #[test]
     fn missing_and_empty() {
-        check(&["abc1"], "x", Err(StoreError::NotFound { kind: "container", id: "x".into() }));
-        check(&["abc1"], "", Err(StoreError::EmptyId { kind: "container" }));
+        check(
+            &["abc1"],
+            "x",
+            Err(StoreError::NotFound {
+                kind: "container",
+                id: "x".into(),
+            }),
+        );
+        check(
+            &["abc1"],
+            "",
+            Err(StoreError::EmptyId { kind: "container" }),
+        );
     }
 
     #[test]

@@ -30,7 +30,9 @@ impl RegistryProxy {
     /// Listens on a free 127.0.0.1 port and forwards to `upstream`
     /// (`host:port`).
     pub async fn start(upstream: &str, options: ProxyOptions) -> Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.context("bind proxy")?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("bind proxy")?;
         let host = listener.local_addr()?.to_string();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let upstream = upstream.to_owned();
@@ -47,7 +49,11 @@ impl RegistryProxy {
                 connections.retain(|c| !c.is_finished());
             }
         });
-        Ok(Self { host, requests, task })
+        Ok(Self {
+            host,
+            requests,
+            task,
+        })
     }
 
     /// `127.0.0.1:PORT`.
@@ -94,7 +100,12 @@ async fn read_head(client: &mut TcpStream) -> Result<Option<Vec<u8>>> {
 }
 
 /// One client connection: one request, forwarded with `Connection: close`.
-async fn serve(mut client: TcpStream, upstream: &str, options: &ProxyOptions, log: &Mutex<Vec<String>>) -> Result<()> {
+async fn serve(
+    mut client: TcpStream,
+    upstream: &str,
+    options: &ProxyOptions,
+    log: &Mutex<Vec<String>>,
+) -> Result<()> {
     let Some(head) = read_head(&mut client).await? else {
         return Ok(());
     };
@@ -104,10 +115,15 @@ async fn serve(mut client: TcpStream, upstream: &str, options: &ProxyOptions, lo
         log.push(request_line.clone());
     }
     if let Some((user, password)) = &options.basic_auth {
-        let want = format!("basic {}", base64_encode(format!("{user}:{password}").as_bytes()));
+        let want = format!(
+            "basic {}",
+            base64_encode(format!("{user}:{password}").as_bytes())
+        );
         let authorized = text.lines().any(|l| {
             l.to_ascii_lowercase().starts_with("authorization:")
-                && l.split_once(':').map(|(_, v)| v.trim().to_ascii_lowercase()) == Some(want.to_ascii_lowercase())
+                && l.split_once(':')
+                    .map(|(_, v)| v.trim().to_ascii_lowercase())
+                    == Some(want.to_ascii_lowercase())
         });
         if !authorized {
             let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}"#;
@@ -133,9 +149,9 @@ async fn serve(mut client: TcpStream, upstream: &str, options: &ProxyOptions, lo
     let mut server = TcpStream::connect(upstream).await?;
     server.write_all(forwarded.as_bytes()).await?;
 
-    let stall = options.stall_blobs_after.filter(|_| {
-        request_line.starts_with("GET ") && request_line.contains("/blobs/sha256:")
-    });
+    let stall = options
+        .stall_blobs_after
+        .filter(|_| request_line.starts_with("GET ") && request_line.contains("/blobs/sha256:"));
     let mut sent_body = 0usize;
     let mut response_head = Vec::new();
     let mut in_body = false;
@@ -184,7 +200,11 @@ fn base64_encode(data: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

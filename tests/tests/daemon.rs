@@ -45,7 +45,10 @@ async fn version_and_status_over_the_socket() -> Result<()> {
     let server = harness.server(ServerOptions::default()).await?;
     let mut client = server.runtime_client().await?;
 
-    let version = client.version(VersionRequest::default()).await?.into_inner();
+    let version = client
+        .version(VersionRequest::default())
+        .await?
+        .into_inner();
     ensure!(version.runtime_name == "cri-server", "{version:?}");
     ensure!(version.runtime_api_version == "v1", "{version:?}");
     ensure!(version.version == "0.1.0", "{version:?}");
@@ -54,17 +57,32 @@ async fn version_and_status_over_the_socket() -> Result<()> {
     let st = status(&server, true).await?;
     ensure!(condition(&st, "RuntimeReady")?.status, "{st:?}");
     ensure!(condition(&st, "NetworkReady")?.status, "{st:?}");
-    let config: serde_json::Value = serde_json::from_str(st.info.get("config").context("no config in verbose info")?)?;
+    let config: serde_json::Value =
+        serde_json::from_str(st.info.get("config").context("no config in verbose info")?)?;
     ensure!(
         config["sandboxImage"] == serde_json::Value::String(harness.images.pause.clone()),
         "sandboxImage in {config}"
     );
-    ensure!(config["restrictOOMScoreAdj"] == serde_json::Value::Bool(true), "{config}");
-    ensure!(st.info.get("lastCNILoadStatus").map(String::as_str) == Some("OK"), "{:?}", st.info);
-    ensure!(st.runtime_handlers.iter().any(|h| h.name == "runc"), "{st:?}");
+    ensure!(
+        config["restrictOOMScoreAdj"] == serde_json::Value::Bool(true),
+        "{config}"
+    );
+    ensure!(
+        st.info.get("lastCNILoadStatus").map(String::as_str) == Some("OK"),
+        "{:?}",
+        st.info
+    );
+    ensure!(
+        st.runtime_handlers.iter().any(|h| h.name == "runc"),
+        "{st:?}"
+    );
 
     let quiet = status(&server, false).await?;
-    ensure!(quiet.info.is_empty(), "non-verbose Status has info: {:?}", quiet.info);
+    ensure!(
+        quiet.info.is_empty(),
+        "non-verbose Status has info: {:?}",
+        quiet.info
+    );
     Ok(())
 }
 
@@ -81,7 +99,10 @@ async fn network_not_ready_without_cni_config() -> Result<()> {
     let network = condition(&st, "NetworkReady")?;
     ensure!(!network.status, "{network:?}");
     ensure!(network.reason == "NetworkPluginNotReady", "{network:?}");
-    ensure!(network.message.contains("cni plugin not initialized"), "{network:?}");
+    ensure!(
+        network.message.contains("cni plugin not initialized"),
+        "{network:?}"
+    );
     ensure!(condition(&st, "RuntimeReady")?.status, "{st:?}");
     Ok(())
 }
@@ -96,7 +117,10 @@ async fn runtime_ready_follows_containerd() -> Result<()> {
     let down = wait_runtime_ready(&server, false).await?;
     let address = harness.containerd.socket().display().to_string();
     ensure!(down.reason == "ContainerdUnavailable", "{down:?}");
-    ensure!(down.message.contains(&address), "message does not name {address}: {down:?}");
+    ensure!(
+        down.message.contains(&address),
+        "message does not name {address}: {down:?}"
+    );
     // The server itself keeps answering.
     let mut client = server.runtime_client().await?;
     client.version(VersionRequest::default()).await?;
@@ -121,7 +145,9 @@ async fn a_second_server_on_the_same_socket_refuses_to_start() -> Result<()> {
             ensure!(!status.success(), "second server exited with {status}");
             ensure!(log.contains("already listening"), "log: {log}");
         }
-        StartOutcome::Running(_) => bail!("a second server started on {}", first.socket().display()),
+        StartOutcome::Running(_) => {
+            bail!("a second server started on {}", first.socket().display())
+        }
     }
     let mut client = first.runtime_client().await?;
     client.version(VersionRequest::default()).await?;
@@ -153,7 +179,10 @@ async fn a_wrong_type_fails_start_up_naming_key_and_line() -> Result<()> {
     match outcome {
         StartOutcome::Exited { status, log } => {
             ensure!(!status.success(), "exit {status}");
-            ensure!(log.contains("stream_server_port"), "log does not name the key: {log}");
+            ensure!(
+                log.contains("stream_server_port"),
+                "log does not name the key: {log}"
+            );
             ensure!(log.contains("line"), "log does not name the line: {log}");
         }
         StartOutcome::Running(_) => bail!("server started with a malformed config"),
@@ -173,6 +202,9 @@ async fn an_unknown_key_only_warns() -> Result<()> {
     let st = status(&server, false).await?;
     ensure!(condition(&st, "RuntimeReady")?.status, "{st:?}");
     let log = server.log();
-    ensure!(log.contains("no_such_option") && log.contains("WARN"), "log: {log}");
+    ensure!(
+        log.contains("no_such_option") && log.contains("WARN"),
+        "log: {log}"
+    );
     Ok(())
 }

@@ -12,7 +12,10 @@ use crate::config::{RegistryAuth as ConfiguredAuth, RegistryConfig, Secret};
 pub enum Credentials {
     Anonymous,
     /// Username and password (HTTP basic, or sent to the token server).
-    Basic { username: String, password: Secret },
+    Basic {
+        username: String,
+        password: Secret,
+    },
     /// An OAuth2 refresh token traded for an access token.
     IdentityToken(Secret),
     /// A bearer token sent to the registry as is.
@@ -75,23 +78,28 @@ pub fn parse_auth(auth: &AuthConfig, host: &str) -> Result<Credentials, AuthErro
         });
     }
     if !auth.identity_token.is_empty() {
-        return Ok(Credentials::IdentityToken(Secret::new(auth.identity_token.clone())));
+        return Ok(Credentials::IdentityToken(Secret::new(
+            auth.identity_token.clone(),
+        )));
     }
     if !auth.auth.is_empty() {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(auth.auth.trim())
             .map_err(|e| AuthError(format!("auth is not base64: {e}")))?;
-        let decoded = String::from_utf8(decoded).map_err(|_| AuthError("decoded auth is not UTF-8".to_owned()))?;
-        let (user, password) = decoded
-            .split_once(':')
-            .ok_or_else(|| AuthError("invalid decoded auth: no ':' between user and password".to_owned()))?;
+        let decoded = String::from_utf8(decoded)
+            .map_err(|_| AuthError("decoded auth is not UTF-8".to_owned()))?;
+        let (user, password) = decoded.split_once(':').ok_or_else(|| {
+            AuthError("invalid decoded auth: no ':' between user and password".to_owned())
+        })?;
         return Ok(Credentials::Basic {
             username: user.to_owned(),
             password: Secret::new(password.trim_matches('\0')),
         });
     }
     if !auth.registry_token.is_empty() {
-        return Ok(Credentials::RegistryToken(Secret::new(auth.registry_token.clone())));
+        return Ok(Credentials::RegistryToken(Secret::new(
+            auth.registry_token.clone(),
+        )));
     }
     Ok(Credentials::Anonymous)
 }
@@ -168,7 +176,11 @@ mod tests {
         };
         check(a("https://r.io"), "r.io", Ok(basic("u", "p")));
         check(a("r.io:5000"), "r.io:5000", Ok(basic("u", "p")));
-        check(a("https://other.io/v2/"), "r.io", Ok(Credentials::Anonymous));
+        check(
+            a("https://other.io/v2/"),
+            "r.io",
+            Ok(Credentials::Anonymous),
+        );
     }
 
     #[test]
@@ -179,18 +191,31 @@ mod tests {
             password: Secret::new("cp"),
             ..ConfiguredAuth::default()
         });
-        assert_eq!(credentials_for(None, &registry, "r.io"), Ok(basic("cu", "cp")));
-        assert_eq!(credentials_for(None, &registry, "x.io"), Ok(Credentials::Anonymous));
+        assert_eq!(
+            credentials_for(None, &registry, "r.io"),
+            Ok(basic("cu", "cp"))
+        );
+        assert_eq!(
+            credentials_for(None, &registry, "x.io"),
+            Ok(Credentials::Anonymous)
+        );
         let request = AuthConfig {
             username: "ru".into(),
             ..Default::default()
         };
-        assert_eq!(credentials_for(Some(&request), &registry, "r.io"), Ok(basic("ru", "")));
+        assert_eq!(
+            credentials_for(Some(&request), &registry, "r.io"),
+            Ok(basic("ru", ""))
+        );
     }
 
     #[test]
     fn debug_hides_secrets() {
-        let text = format!("{:?} {:?}", basic("u", "hunter2"), Credentials::RegistryToken(Secret::new("tok")));
+        let text = format!(
+            "{:?} {:?}",
+            basic("u", "hunter2"),
+            Credentials::RegistryToken(Secret::new("tok"))
+        );
         assert!(!text.contains("hunter2") && !text.contains("tok"), "{text}");
     }
 }

@@ -43,8 +43,13 @@ pub enum ImageError {
         message: String,
     },
     /// Nothing was received for `timeout` while requests were open.
-    #[error("pull {reference}: cancelled, no progress for {timeout:?} (image_pull_progress_timeout)")]
-    ProgressTimeout { reference: String, timeout: Duration },
+    #[error(
+        "pull {reference}: cancelled, no progress for {timeout:?} (image_pull_progress_timeout)"
+    )]
+    ProgressTimeout {
+        reference: String,
+        timeout: Duration,
+    },
     /// A blob that is not what its descriptor or the image says.
     #[error("pull {reference}: {digest}: {message}")]
     BadContent {
@@ -61,7 +66,10 @@ pub enum ImageError {
     },
     /// A manifest or layer kind this runtime does not handle.
     #[error("pull {reference}: unsupported media type {media_type}")]
-    UnsupportedMediaType { reference: String, media_type: String },
+    UnsupportedMediaType {
+        reference: String,
+        media_type: String,
+    },
     /// The registry configuration or the credentials cannot be used.
     #[error("pull {reference}: registry configuration: {message}")]
     Config { reference: String, message: String },
@@ -83,7 +91,10 @@ pub enum ImageError {
 
 impl ImageError {
     /// Wraps a containerd failure of `op` on `what`.
-    pub fn containerd(op: &'static str, what: impl Into<String>) -> impl FnOnce(ContainerdError) -> Self {
+    pub fn containerd(
+        op: &'static str,
+        what: impl Into<String>,
+    ) -> impl FnOnce(ContainerdError) -> Self {
         let what = what.into();
         move |source| ImageError::Containerd { op, what, source }
     }

@@ -101,14 +101,16 @@ impl Remote {
             };
             let client = Client::try_from(config)
                 .map_err(|e| config_error(format!("registry client for {}: {e}", host.host)))?;
-            let credentials =
-                credentials_for(auth, registry, &host.host).map_err(|e| config_error(e.to_string()))?;
+            let credentials = credentials_for(auth, registry, &host.host)
+                .map_err(|e| config_error(e.to_string()))?;
             let auth = match credentials {
                 Credentials::Anonymous => RegistryAuth::Anonymous,
                 Credentials::Basic { username, password } => {
                     RegistryAuth::Basic(username, password.expose().to_owned())
                 }
-                Credentials::RegistryToken(token) => RegistryAuth::Bearer(token.expose().to_owned()),
+                Credentials::RegistryToken(token) => {
+                    RegistryAuth::Bearer(token.expose().to_owned())
+                }
                 Credentials::IdentityToken(token) => {
                     let access = exchange_identity_token(
                         &host,
@@ -132,7 +134,10 @@ impl Remote {
             });
         }
         if clients.is_empty() {
-            return Err(config_error(format!("no usable registry host for {}", reference.domain())));
+            return Err(config_error(format!(
+                "no usable registry host for {}",
+                reference.domain()
+            )));
         }
         Ok(Self {
             reference: reference.clone(),
@@ -157,7 +162,11 @@ impl Remote {
     }
 
     fn hosts_tried(&self) -> String {
-        self.hosts.iter().map(|h| h.host.host.as_str()).collect::<Vec<_>>().join(", ")
+        self.hosts
+            .iter()
+            .map(|h| h.host.host.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Resolves the reference: the descriptor and body of its manifest or
@@ -205,7 +214,11 @@ impl Remote {
         }))
     }
 
-    async fn get_manifest(&self, host: &HostClient, digest: Option<&str>) -> Result<(Descriptor, Bytes), HostFailure> {
+    async fn get_manifest(
+        &self,
+        host: &HostClient,
+        digest: Option<&str>,
+    ) -> Result<(Descriptor, Bytes), HostFailure> {
         let reference = self.oci_reference(host, digest);
         let guard = self.progress.request();
         let fetched = host
@@ -243,14 +256,23 @@ impl Remote {
     /// Opens the blob `desc` on the first host that serves it. The body
     /// is verified against the digest as it streams and counted as
     /// progress.
-    pub async fn open_blob(&self, desc: &Descriptor) -> Result<BoxStream<'static, std::io::Result<Bytes>>> {
+    pub async fn open_blob(
+        &self,
+        desc: &Descriptor,
+    ) -> Result<BoxStream<'static, std::io::Result<Bytes>>> {
         let mut first_error = None;
         for host in self.hosts.iter().filter(|h| h.host.capabilities.pull) {
             let reference = self.oci_reference(host, None);
             let guard = self.progress.request();
-            match host.client.pull_blob_stream(&reference, desc.digest.as_str()).await {
+            match host
+                .client
+                .pull_blob_stream(&reference, desc.digest.as_str())
+                .await
+            {
                 Ok(sized) => {
-                    return Ok(Counted::new(sized.stream, Arc::clone(&self.progress), guard).boxed());
+                    return Ok(
+                        Counted::new(sized.stream, Arc::clone(&self.progress), guard).boxed(),
+                    );
                 }
                 Err(e) => match self.classify(host, e) {
                     HostFailure::NotFound => {}
@@ -270,7 +292,9 @@ impl Remote {
     /// names the hosts for a stream that broke mid-way.
     pub fn stream_error(&self, digest: &str, error: &std::io::Error) -> ImageError {
         let message = format!("reading blob {digest}: {}", error_chain(error));
-        if message.contains("digest") && message.contains("mismatch") || message.contains("Verification") {
+        if message.contains("digest") && message.contains("mismatch")
+            || message.contains("Verification")
+        {
             ImageError::BadContent {
                 reference: self.reference.to_string(),
                 digest: digest.to_owned(),
@@ -326,12 +350,18 @@ impl Remote {
                 }
             }
             OciDistributionError::ServerError { code: 404, .. } => HostFailure::NotFound,
-            OciDistributionError::ServerError { code: 401 | 403, message, .. } => unauthorized(message.clone()),
-            OciDistributionError::ServerError { code, message, .. } => HostFailure::Failed(ImageError::Registry {
-                reference,
-                host: name,
-                message: format!("HTTP {code}: {message}"),
-            }),
+            OciDistributionError::ServerError {
+                code: 401 | 403,
+                message,
+                ..
+            } => unauthorized(message.clone()),
+            OciDistributionError::ServerError { code, message, .. } => {
+                HostFailure::Failed(ImageError::Registry {
+                    reference,
+                    host: name,
+                    message: format!("HTTP {code}: {message}"),
+                })
+            }
             OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => {
                 HostFailure::Failed(ImageError::Network {
                     reference,
@@ -394,7 +424,10 @@ async fn exchange_identity_token(
         .danger_accept_invalid_certs(host.skip_verify.unwrap_or(false));
     let mut roots = Vec::new();
     for cert in certificates {
-        roots.push(reqwest::Certificate::from_pem(&cert.data).map_err(|e| failed(format!("CA certificate: {e}")))?);
+        roots.push(
+            reqwest::Certificate::from_pem(&cert.data)
+                .map_err(|e| failed(format!("CA certificate: {e}")))?,
+        );
     }
     if !roots.is_empty() {
         builder = builder.tls_certs_merge(roots);
@@ -411,7 +444,12 @@ async fn exchange_identity_token(
         .get(reqwest::header::WWW_AUTHENTICATE)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_bearer_challenge)
-        .ok_or_else(|| failed("an identity token needs a Bearer token server, and the registry names none".to_owned()))?;
+        .ok_or_else(|| {
+            failed(
+                "an identity token needs a Bearer token server, and the registry names none"
+                    .to_owned(),
+            )
+        })?;
     let scope = format!("repository:{}:pull", reference.path());
     let mut form = vec![
         ("grant_type", "refresh_token"),
@@ -429,7 +467,10 @@ async fn exchange_identity_token(
         .join("&");
     let response = http
         .post(&challenge.realm)
-        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
         .body(body)
         .send()
         .await
@@ -437,7 +478,10 @@ async fn exchange_identity_token(
     let status = response.status();
     let text = response.text().await.map_err(network)?;
     if !status.is_success() {
-        return Err(failed(format!("token server {} answered {status}", challenge.realm)));
+        return Err(failed(format!(
+            "token server {} answered {status}",
+            challenge.realm
+        )));
     }
     #[derive(serde::Deserialize)]
     struct TokenResponse {
@@ -489,7 +533,10 @@ fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
         }
         remaining = next.trim_start().trim_start_matches(',').trim_start();
     }
-    Some(BearerChallenge { realm: realm?, service })
+    Some(BearerChallenge {
+        realm: realm?,
+        service,
+    })
 }
 
 /// `application/x-www-form-urlencoded` escaping.
@@ -497,7 +544,9 @@ fn form_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -512,7 +561,9 @@ mod tests {
     #[test]
     fn bearer_challenges() {
         assert_eq!(
-            parse_bearer_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#),
+            parse_bearer_challenge(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#
+            ),
             Some(BearerChallenge {
                 realm: "https://auth.docker.io/token".into(),
                 service: Some("registry.docker.io".into())
@@ -531,7 +582,10 @@ mod tests {
 
     #[test]
     fn form_encoding() {
-        assert_eq!(form_encode("repository:a/b:pull"), "repository%3Aa%2Fb%3Apull");
+        assert_eq!(
+            form_encode("repository:a/b:pull"),
+            "repository%3Aa%2Fb%3Apull"
+        );
         assert_eq!(form_encode("a b"), "a+b");
     }
 }

@@ -28,8 +28,16 @@ impl ImageManager {
             .snapshots
             .list(snapshotter, Vec::new())
             .await
-            .map_err(ImageError::containerd("list snapshots of", snapshotter.clone()))?;
-        let cached = self.fs_usage.committed.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            .map_err(ImageError::containerd(
+                "list snapshots of",
+                snapshotter.clone(),
+            ))?;
+        let cached = self
+            .fs_usage
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let usages: Vec<(String, bool, Option<SnapshotUsage>)> = futures::stream::iter(snapshots)
             .map(|info| {
                 let cached = cached.get(&info.name).copied();
@@ -61,7 +69,11 @@ impl ImageManager {
                 committed.insert(name, usage);
             }
         }
-        *self.fs_usage.committed.lock().unwrap_or_else(PoisonError::into_inner) = committed;
+        *self
+            .fs_usage
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = committed;
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))

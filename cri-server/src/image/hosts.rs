@@ -213,7 +213,11 @@ fn load_cert_files(dir: &Path) -> Result<Vec<RegistryHost>, HostsError> {
         .collect();
     names.sort();
     for path in names {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
         if name.ends_with(".crt") {
             host.ca_certs.push(path.clone());
         }
@@ -305,7 +309,11 @@ fn parse_hosts_file(base_dir: &Path, text: &str) -> Result<Vec<RegistryHost>, St
     Ok(hosts)
 }
 
-fn parse_host_config(server: &str, base_dir: &Path, config: HostFileConfig) -> Result<RegistryHost, String> {
+fn parse_host_config(
+    server: &str,
+    base_dir: &Path,
+    config: HostFileConfig,
+) -> Result<RegistryHost, String> {
     let mut result = RegistryHost::unset();
     if !server.is_empty() {
         let with_scheme = if server.starts_with("http") {
@@ -428,7 +436,11 @@ fn legacy_hosts(registry: &RegistryConfig, domain: &str) -> Result<Vec<RegistryH
         .or_else(|| registry.mirrors.get("*"))
         .map(|m| m.endpoint.clone())
         .unwrap_or_default();
-    let default_host = if domain == "docker.io" { DOCKER_HUB_HOST } else { domain };
+    let default_host = if domain == "docker.io" {
+        DOCKER_HUB_HOST
+    } else {
+        domain
+    };
     for endpoint in &mut endpoints {
         if !endpoint.contains("://") {
             let host = endpoint.split('/').next().unwrap_or_default();
@@ -442,7 +454,9 @@ fn legacy_hosts(registry: &RegistryConfig, domain: &str) -> Result<Vec<RegistryH
             path: format!("registry.mirrors.\"{domain}\".endpoint {endpoint:?}"),
             message: message.to_owned(),
         };
-        let (scheme, rest) = endpoint.split_once("://").ok_or_else(|| invalid("no scheme"))?;
+        let (scheme, rest) = endpoint
+            .split_once("://")
+            .ok_or_else(|| invalid("no scheme"))?;
         let scheme = match scheme {
             "http" => Scheme::Http,
             "https" => Scheme::Https,
@@ -471,18 +485,29 @@ fn legacy_hosts(registry: &RegistryConfig, domain: &str) -> Result<Vec<RegistryH
     Ok(hosts)
 }
 
-fn legacy_host(registry: &RegistryConfig, scheme: Scheme, host: &str, path: String) -> RegistryHost {
+fn legacy_host(
+    registry: &RegistryConfig,
+    scheme: Scheme,
+    host: &str,
+    path: String,
+) -> RegistryHost {
     let mut result = RegistryHost::unset();
     result.scheme = scheme;
     result.host = host.to_owned();
-    result.path = if path.is_empty() { DEFAULT_PATH.to_owned() } else { path };
+    result.path = if path.is_empty() {
+        DEFAULT_PATH.to_owned()
+    } else {
+        path
+    };
     result.capabilities = Capabilities::PULL_RESOLVE;
     match registry.configs.get(host).and_then(|c| c.tls.as_ref()) {
         Some(tls) => {
             result.skip_verify = Some(tls.insecure_skip_verify);
             result.ca_certs.extend(tls.ca_file.clone());
             if let Some(cert) = &tls.cert_file {
-                result.client_pairs.push((cert.clone(), tls.key_file.clone()));
+                result
+                    .client_pairs
+                    .push((cert.clone(), tls.key_file.clone()));
             }
         }
         None if is_localhost(host) && scheme == Scheme::Http => result.skip_verify = Some(true),
@@ -510,7 +535,11 @@ pub fn is_localhost(host: &str) -> bool {
             _ => host,
         }
     };
-    bare == "localhost" || bare.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+    bare == "localhost"
+        || bare
+            .parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -540,8 +569,14 @@ mod tests {
     fn no_host_dir_means_the_origin() {
         let root = tempfile::tempdir().unwrap();
         let reg = with_dirs(root.path());
-        assert_eq!(urls(&resolve(&reg, "docker.io").unwrap()), ["https://registry-1.docker.io/v2"]);
-        assert_eq!(urls(&resolve(&reg, "quay.io").unwrap()), ["https://quay.io/v2"]);
+        assert_eq!(
+            urls(&resolve(&reg, "docker.io").unwrap()),
+            ["https://registry-1.docker.io/v2"]
+        );
+        assert_eq!(
+            urls(&resolve(&reg, "quay.io").unwrap()),
+            ["https://quay.io/v2"]
+        );
         let local = resolve(&reg, "127.0.0.1:5000").unwrap();
         assert_eq!(urls(&local), ["http://127.0.0.1:5000/v2"]);
         assert_eq!(local[0].skip_verify, Some(true));
@@ -571,14 +606,21 @@ server = "https://registry.k8s.io"
         let hosts = resolve(&with_dirs(root.path()), "registry.k8s.io").unwrap();
         assert_eq!(
             urls(&hosts),
-            ["http://zzz.local:5000/v2", "https://aaa.example/prefix/v2", "https://registry.k8s.io/v2"]
+            [
+                "http://zzz.local:5000/v2",
+                "https://aaa.example/prefix/v2",
+                "https://registry.k8s.io/v2"
+            ]
         );
         assert!(hosts[0].capabilities.resolve && !hosts[0].capabilities.push);
         assert!(hosts[1].capabilities.pull && !hosts[1].capabilities.resolve);
         assert_eq!(hosts[1].skip_verify, Some(true));
         let base = root.path().join("registry.k8s.io");
         assert_eq!(hosts[1].ca_certs, [base.join("certs/ca.pem")]);
-        assert_eq!(hosts[1].client_pairs, [(base.join("c.pem"), Some(PathBuf::from("/abs/k.pem")))]);
+        assert_eq!(
+            hosts[1].client_pairs,
+            [(base.join("c.pem"), Some(PathBuf::from("/abs/k.pem")))]
+        );
         assert_eq!(hosts[1].header.get("x-custom").unwrap(), &["1".to_owned()]);
         assert_eq!(hosts[2].capabilities, Capabilities::ALL);
     }
@@ -586,17 +628,31 @@ server = "https://registry.k8s.io"
     #[test]
     fn server_unset_falls_back_to_origin_and_port_dirs() {
         let root = tempfile::tempdir().unwrap();
-        write_hosts(root.path(), "myreg.io_5000_", "[host.\"http://127.0.0.1:9\"]\n");
+        write_hosts(
+            root.path(),
+            "myreg.io_5000_",
+            "[host.\"http://127.0.0.1:9\"]\n",
+        );
         let hosts = resolve(&with_dirs(root.path()), "myreg.io:5000").unwrap();
-        assert_eq!(urls(&hosts), ["http://127.0.0.1:9/v2", "https://myreg.io:5000/v2"]);
+        assert_eq!(
+            urls(&hosts),
+            ["http://127.0.0.1:9/v2", "https://myreg.io:5000/v2"]
+        );
     }
 
     #[test]
     fn default_dir_applies_to_every_host() {
         let root = tempfile::tempdir().unwrap();
-        write_hosts(root.path(), "_default", "[host.\"https://mirror.example\"]\n");
+        write_hosts(
+            root.path(),
+            "_default",
+            "[host.\"https://mirror.example\"]\n",
+        );
         let hosts = resolve(&with_dirs(root.path()), "ghcr.io").unwrap();
-        assert_eq!(urls(&hosts), ["https://mirror.example/v2", "https://ghcr.io/v2"]);
+        assert_eq!(
+            urls(&hosts),
+            ["https://mirror.example/v2", "https://ghcr.io/v2"]
+        );
     }
 
     #[test]
@@ -608,7 +664,10 @@ server = "https://registry.k8s.io"
             "server = \"http://x.io:8080\"\n[host.\"https://m.example/api\"]\noverride_path = true\n",
         );
         let hosts = resolve(&with_dirs(root.path()), "x.io").unwrap();
-        assert_eq!(urls(&hosts), ["https://m.example/api", "http://x.io:8080/v2"]);
+        assert_eq!(
+            urls(&hosts),
+            ["https://m.example/api", "http://x.io:8080/v2"]
+        );
     }
 
     #[test]
@@ -627,7 +686,10 @@ server = "https://registry.k8s.io"
             mirrors: BTreeMap::from([(
                 "docker.io".to_owned(),
                 RegistryMirror {
-                    endpoint: vec!["mirror.example:5000".to_owned(), "http://localhost:5001".to_owned()],
+                    endpoint: vec![
+                        "mirror.example:5000".to_owned(),
+                        "http://localhost:5001".to_owned(),
+                    ],
                 },
             )]),
             configs: BTreeMap::from([(
@@ -653,7 +715,10 @@ server = "https://registry.k8s.io"
         );
         assert_eq!(hosts[0].skip_verify, Some(true));
         assert_eq!(hosts[0].capabilities, Capabilities::PULL_RESOLVE);
-        assert_eq!(urls(&resolve(&reg, "localhost:5000").unwrap()), ["http://localhost:5000/v2"]);
+        assert_eq!(
+            urls(&resolve(&reg, "localhost:5000").unwrap()),
+            ["http://localhost:5000/v2"]
+        );
     }
 
     #[test]
@@ -668,12 +733,22 @@ server = "https://registry.k8s.io"
             ..RegistryConfig::default()
         };
         assert_eq!(urls(&resolve(&reg, "q.io").unwrap()), ["https://q.io/v2"]);
-        assert_eq!(urls(&resolve(&reg, "r.io").unwrap()), ["https://q.io/v2", "https://r.io/v2"]);
+        assert_eq!(
+            urls(&resolve(&reg, "r.io").unwrap()),
+            ["https://q.io/v2", "https://r.io/v2"]
+        );
     }
 
     #[test]
     fn localhost_detection() {
-        for h in ["localhost", "localhost:5000", "127.0.0.1", "127.0.0.1:5000", "[::1]:5000", "::1"] {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1",
+            "127.0.0.1:5000",
+            "[::1]:5000",
+            "::1",
+        ] {
             assert!(is_localhost(h), "{h}");
         }
         for h in ["example.com", "10.0.0.1:5000", "localhost.example"] {

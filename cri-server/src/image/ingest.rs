@@ -54,13 +54,29 @@ pub async fn store_blob(
 
     let polled = Arc::new(AtomicBool::new(false));
     let fetch_error: Arc<Mutex<Option<ImageError>>> = Arc::default();
-    let data = body(ctx, desc, source, Arc::clone(&polled), Arc::clone(&fetch_error));
+    let data = body(
+        ctx,
+        desc,
+        source,
+        Arc::clone(&polled),
+        Arc::clone(&fetch_error),
+    );
     let written = ctx
         .containerd
         .content
-        .write(&ref_key(desc), desc.clone(), labels.clone(), data, Some(ctx.lease.clone()))
+        .write(
+            &ref_key(desc),
+            desc.clone(),
+            labels.clone(),
+            data,
+            Some(ctx.lease.clone()),
+        )
         .await;
-    if let Some(e) = fetch_error.lock().unwrap_or_else(PoisonError::into_inner).take() {
+    if let Some(e) = fetch_error
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+    {
         return Err(e);
     }
     written.map_err(ImageError::containerd("write content", desc.digest.clone()))?;
@@ -75,7 +91,8 @@ pub async fn store_blob(
         .info(&desc.digest)
         .await
         .map_err(ImageError::containerd("content info", desc.digest.clone()))?;
-    let source_value = append_distribution_source(info.labels.get(&source_key).map(String::as_str), &repo);
+    let source_value =
+        append_distribution_source(info.labels.get(&source_key).map(String::as_str), &repo);
     if label_fits(&source_key, &source_value) {
         labels.insert(source_key, source_value);
     } else {
@@ -108,7 +125,10 @@ pub async fn update_labels(
         .content
         .update(update, fieldpaths)
         .await
-        .map_err(ImageError::containerd("update content labels", digest.to_owned()))?;
+        .map_err(ImageError::containerd(
+            "update content labels",
+            digest.to_owned(),
+        ))?;
     Ok(())
 }
 
@@ -123,7 +143,10 @@ pub async fn set_label(ctx: &PullContext, digest: &str, key: &str, value: &str) 
         .content
         .update(update, vec![format!("labels.{key}")])
         .await
-        .map_err(ImageError::containerd("update content labels", digest.to_owned()))?;
+        .map_err(ImageError::containerd(
+            "update content labels",
+            digest.to_owned(),
+        ))?;
     Ok(())
 }
 
@@ -151,14 +174,19 @@ fn body(
                     s.map_err(move |e| {
                         let typed = ctx.remote.stream_error(&digest, &e);
                         let message = typed.to_string();
-                        slot.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(typed);
+                        slot.lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get_or_insert(typed);
                         std::io::Error::other(message)
                     })
                     .boxed()
                 }
                 Err(e) => {
                     let message = e.to_string();
-                    fetch_error.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(e);
+                    fetch_error
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get_or_insert(e);
                     stream::once(async move { Err(std::io::Error::other(message)) }).boxed()
                 }
             },

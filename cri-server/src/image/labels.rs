@@ -147,7 +147,13 @@ mod tests {
         assert_eq!(labels["containerd.io/gc.ref.content.config"], "sha256:c");
         assert_eq!(labels["containerd.io/gc.ref.content.l.0"], "sha256:l0");
         assert_eq!(labels["containerd.io/gc.ref.content.l.1"], "sha256:l1");
-        let discarded = children_gc_labels([(media::OCI_CONFIG, "sha256:c"), (media::OCI_LAYER, "sha256:l")], true);
+        let discarded = children_gc_labels(
+            [
+                (media::OCI_CONFIG, "sha256:c"),
+                (media::OCI_LAYER, "sha256:l"),
+            ],
+            true,
+        );
         assert_eq!(discarded.len(), 1);
     }
 
@@ -172,9 +178,18 @@ mod tests {
             distribution_source_key("127.0.0.1:5000"),
             "containerd.io/distribution.source.127.0.0.1"
         );
-        assert_eq!(distribution_source_key("docker.io"), "containerd.io/distribution.source.docker.io");
-        assert_eq!(append_distribution_source(None, "library/busybox"), "library/busybox");
-        assert_eq!(append_distribution_source(Some("z/b,a/b"), "m/x"), "a/b,m/x,z/b");
+        assert_eq!(
+            distribution_source_key("docker.io"),
+            "containerd.io/distribution.source.docker.io"
+        );
+        assert_eq!(
+            append_distribution_source(None, "library/busybox"),
+            "library/busybox"
+        );
+        assert_eq!(
+            append_distribution_source(Some("z/b,a/b"), "m/x"),
+            "a/b,m/x,z/b"
+        );
         assert_eq!(append_distribution_source(Some("a/b"), "a/b"), "a/b");
     }
 

@@ -15,7 +15,11 @@ impl ImageManager {
             .map(|spec| spec.image.as_str())
             .filter(|image| !image.is_empty());
         Ok(match wanted {
-            Some(image) => self.resolve_local(image)?.iter().map(to_cri_image).collect(),
+            Some(image) => self
+                .resolve_local(image)?
+                .iter()
+                .map(to_cri_image)
+                .collect(),
             None => self.store.list().iter().map(to_cri_image).collect(),
         })
     }

@@ -7,8 +7,12 @@ use cri_store::image::Image;
 use futures::StreamExt;
 
 use super::error::{ImageError, Result};
-use super::labels::{image_record_labels, IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE, PINNED_LABEL_KEY, PINNED_LABEL_VALUE};
-use super::manifest::{chain_id, is_index_type, parse_config, parse_index, parse_manifest, to_seam, HostPlatform};
+use super::labels::{
+    image_record_labels, IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE, PINNED_LABEL_KEY, PINNED_LABEL_VALUE,
+};
+use super::manifest::{
+    chain_id, is_index_type, parse_config, parse_index, parse_manifest, to_seam, HostPlatform,
+};
 use super::pull::create_image_record;
 use super::reference::ImageRef;
 use super::ImageSettings;
@@ -28,7 +32,10 @@ pub async fn image_from_record(
             .content
             .read(&desc.digest, 0, 0)
             .await
-            .map_err(ImageError::containerd("read content of image", record.name.clone()))
+            .map_err(ImageError::containerd(
+                "read content of image",
+                record.name.clone(),
+            ))
     };
     let bad = |digest: &str, message: String| ImageError::BadContent {
         reference: record.name.clone(),
@@ -41,11 +48,13 @@ pub async fn image_from_record(
     let mut manifest_digest = target.digest.clone();
     if is_index_type(&target.media_type) {
         let index = parse_index(&body).map_err(|m| bad(&target.digest, m))?;
-        let chosen = platform.select(&index).ok_or_else(|| ImageError::NoMatchingPlatform {
-            reference: record.name.clone(),
-            digest: target.digest.clone(),
-            platform: platform.describe(),
-        })?;
+        let chosen = platform
+            .select(&index)
+            .ok_or_else(|| ImageError::NoMatchingPlatform {
+                reference: record.name.clone(),
+                digest: target.digest.clone(),
+                platform: platform.describe(),
+            })?;
         let desc = to_seam(chosen);
         size += u64::try_from(desc.size).unwrap_or_default();
         manifest_digest = desc.digest.clone();
@@ -56,11 +65,7 @@ pub async fn image_from_record(
     let config_body = read(config_desc.clone()).await?;
     let config = parse_config(&config_body).map_err(|m| bad(&config_desc.digest, m))?;
     size += u64::try_from(config_desc.size).unwrap_or_default();
-    size += manifest
-        .layers()
-        .iter()
-        .map(|l| l.size())
-        .sum::<u64>();
+    size += manifest.layers().iter().map(|l| l.size()).sum::<u64>();
     let references = match ImageRef::parse(&record.name) {
         Ok(r) if r.to_string() == record.name => vec![record.name.clone()],
         _ => Vec::new(),
@@ -78,7 +83,12 @@ pub async fn image_from_record(
 
 /// containerd's `updateImage` for a record the CRI does not manage yet:
 /// creates the id record and adds the labels to the named one.
-async fn adopt(containerd: &Containerd, settings: &ImageSettings, record: &ImageRecord, image: &Image) -> Result<()> {
+async fn adopt(
+    containerd: &Containerd,
+    settings: &ImageSettings,
+    record: &ImageRecord,
+    image: &Image,
+) -> Result<()> {
     let labels: HashMap<String, String> = image_record_labels(settings.is_pinned(&record.name));
     create_image_record(containerd, &image.id, &record.target, &labels).await?;
     create_image_record(containerd, &record.name, &record.target, &labels).await
@@ -101,12 +111,19 @@ pub async fn load_record(
 
 /// Every image containerd has records of; records whose content is
 /// incomplete are skipped with a warning, as containerd does.
-pub async fn load_all(containerd: &Containerd, settings: &ImageSettings, platform: &HostPlatform) -> Result<Vec<Image>> {
+pub async fn load_all(
+    containerd: &Containerd,
+    settings: &ImageSettings,
+    platform: &HostPlatform,
+) -> Result<Vec<Image>> {
     let records = containerd
         .images
         .list(Vec::new())
         .await
-        .map_err(ImageError::containerd("list image records", "in the namespace"))?;
+        .map_err(ImageError::containerd(
+            "list image records",
+            "in the namespace",
+        ))?;
     let loaded: Vec<(String, Result<Image>)> = futures::stream::iter(records)
         .map(|record| async move {
             let image = load_record(containerd, settings, platform, &record).await;

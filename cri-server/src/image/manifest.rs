@@ -16,10 +16,12 @@ pub mod media {
     pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
     pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-    pub const DOCKER_SCHEMA1_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+    pub const DOCKER_SCHEMA1_MANIFEST: &str =
+        "application/vnd.docker.distribution.manifest.v1+prettyjws";
 
     /// What a manifest request accepts.
-    pub const ACCEPTED_MANIFESTS: &[&str] = &[DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX];
+    pub const ACCEPTED_MANIFESTS: &[&str] =
+        &[DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX];
 }
 
 pub fn is_index_type(media_type: &str) -> bool {
@@ -182,7 +184,10 @@ pub fn chain_id(diff_ids: &[String]) -> String {
         chain = if chain.is_empty() {
             diff_id.clone()
         } else {
-            format!("sha256:{}", hex::encode(Sha256::digest(format!("{chain} {diff_id}"))))
+            format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(format!("{chain} {diff_id}")))
+            )
         };
     }
     chain
@@ -229,7 +234,11 @@ mod tests {
 
     #[test]
     fn picks_the_host_platform() {
-        let idx = index(&[("linux", "arm64", Some("v8")), ("linux", "amd64", None), ("windows", "amd64", None)]);
+        let idx = index(&[
+            ("linux", "arm64", Some("v8")),
+            ("linux", "amd64", None),
+            ("windows", "amd64", None),
+        ]);
         let chosen = amd64().select(&idx).unwrap();
         assert!(chosen.digest().to_string().starts_with("sha256:1111"));
         let arm = HostPlatform {
@@ -237,7 +246,12 @@ mod tests {
             architecture: "arm64".into(),
             variant: Some("v8".into()),
         };
-        assert!(arm.select(&idx).unwrap().digest().to_string().starts_with("sha256:0000"));
+        assert!(arm
+            .select(&idx)
+            .unwrap()
+            .digest()
+            .to_string()
+            .starts_with("sha256:0000"));
         let none = index(&[("linux", "s390x", None)]);
         assert!(amd64().select(&none).is_none());
     }
@@ -248,9 +262,18 @@ mod tests {
             detect_media_type(br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#).as_deref(),
             Some(media::DOCKER_MANIFEST)
         );
-        assert_eq!(detect_media_type(br#"{"schemaVersion":2,"manifests":[]}"#).as_deref(), Some(media::OCI_INDEX));
-        assert_eq!(detect_media_type(br#"{"schemaVersion":2,"config":{}}"#).as_deref(), Some(media::OCI_MANIFEST));
-        assert_eq!(detect_media_type(br#"{"schemaVersion":1}"#).as_deref(), Some(media::DOCKER_SCHEMA1_MANIFEST));
+        assert_eq!(
+            detect_media_type(br#"{"schemaVersion":2,"manifests":[]}"#).as_deref(),
+            Some(media::OCI_INDEX)
+        );
+        assert_eq!(
+            detect_media_type(br#"{"schemaVersion":2,"config":{}}"#).as_deref(),
+            Some(media::OCI_MANIFEST)
+        );
+        assert_eq!(
+            detect_media_type(br#"{"schemaVersion":1}"#).as_deref(),
+            Some(media::DOCKER_SCHEMA1_MANIFEST)
+        );
         assert_eq!(detect_media_type(b"not json"), None);
     }
 
@@ -259,7 +282,10 @@ mod tests {
         let a = format!("sha256:{}", "a".repeat(64));
         let b = format!("sha256:{}", "b".repeat(64));
         assert_eq!(chain_id(std::slice::from_ref(&a)), a);
-        assert_eq!(chain_id(&[a.clone(), b.clone()]), sha256_digest(format!("{a} {b}").as_bytes()));
+        assert_eq!(
+            chain_id(&[a.clone(), b.clone()]),
+            sha256_digest(format!("{a} {b}").as_bytes())
+        );
         assert_eq!(chain_id(&[]), "");
     }
 
@@ -267,7 +293,9 @@ mod tests {
     fn media_type_classes() {
         assert!(is_layer_type(media::OCI_LAYER_ZSTD));
         assert!(is_layer_type(media::DOCKER_LAYER_GZIP));
-        assert!(is_layer_type("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"));
+        assert!(is_layer_type(
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+        ));
         assert!(!is_layer_type(media::OCI_CONFIG));
         assert!(is_config_type(media::DOCKER_CONFIG));
         assert!(is_index_type(media::DOCKER_LIST));

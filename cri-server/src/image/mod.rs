@@ -31,8 +31,8 @@ pub use error::{ImageError, Result};
 pub use labels::{IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE, PINNED_LABEL_KEY, PINNED_LABEL_VALUE};
 pub use reference::ImageRef;
 
-use crate::config::RegistryConfig;
 use crate::config::CriConfig;
+use crate::config::RegistryConfig;
 use manifest::HostPlatform;
 use pull::Puller;
 
@@ -70,7 +70,9 @@ impl ImageSettings {
         Self {
             snapshotter: cri.snapshotter.clone(),
             registry: cri.registry.clone(),
-            max_concurrent_downloads: usize::try_from(cri.max_concurrent_downloads).unwrap_or(1).max(1),
+            max_concurrent_downloads: usize::try_from(cri.max_concurrent_downloads)
+                .unwrap_or(1)
+                .max(1),
             image_pull_progress_timeout: cri.image_pull_progress_timeout,
             disable_snapshot_annotations: cri.disable_snapshot_annotations,
             discard_unpacked_layers: cri.discard_unpacked_layers,
@@ -113,7 +115,11 @@ impl ImageManager {
     pub fn new(containerd: Containerd, settings: ImageSettings, store: Arc<ImageStore>) -> Self {
         let settings = Arc::new(settings);
         Self {
-            puller: Arc::new(Puller::new(containerd.clone(), Arc::clone(&settings), Arc::clone(&store))),
+            puller: Arc::new(Puller::new(
+                containerd.clone(),
+                Arc::clone(&settings),
+                Arc::clone(&store),
+            )),
             containerd,
             settings,
             store,
@@ -222,7 +228,9 @@ impl ImageManager {
     pub async fn refresh(&self, name: &str) -> Result<()> {
         match self.containerd.images.get(name).await {
             Ok(record) => {
-                let image = load::load_record(&self.containerd, &self.settings, &self.platform, &record).await?;
+                let image =
+                    load::load_record(&self.containerd, &self.settings, &self.platform, &record)
+                        .await?;
                 self.store.upsert(image);
                 Ok(())
             }
@@ -234,7 +242,9 @@ impl ImageManager {
                 }
                 Ok(())
             }
-            Err(e) => Err(ImageError::containerd("get image record", name.to_owned())(e)),
+            Err(e) => Err(ImageError::containerd("get image record", name.to_owned())(
+                e,
+            )),
         }
     }
 }
@@ -245,4 +255,219 @@ pub fn parse_reference(image: &str) -> Result<ImageRef> {
         reference: image.to_owned(),
         reason: e.reason,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+    use cri_api::containerd::{
+        ContainerdError, Descriptor, ImageRecord, MockContainers, MockContent, MockDiff,
+        MockEvents, MockImages, MockIntrospection, MockLeases, MockNamespaces, MockSnapshots,
+        MockTasks, MockVersion,
+    };
+
+    use super::manifest::{media, sha256_digest};
+    use super::*;
+
+    const NAME: &str = "registry.example/app:1";
+    const PAUSE: &str = "registry.example/pause:3.8";
+
+    /// A one-layer image in a fake content store: (manifest descriptor,
+    /// config digest, blobs by digest).
+    fn fake_image(user: &str) -> (Descriptor, String, HashMap<String, Bytes>) {
+        let arch = HostPlatform::current().architecture;
+        let config = serde_json::json!({
+            "architecture": arch, "os": "linux",
+            "config": {"User": user},
+            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", "d".repeat(64))]}
+        })
+        .to_string();
+        let config_digest = sha256_digest(config.as_bytes());
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
+            "config": {"mediaType": media::OCI_CONFIG, "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": media::OCI_LAYER_GZIP, "digest": format!("sha256:{}", "e".repeat(64)), "size": 1000}],
+            "annotations": {"org.example/a": "b"}
+        })
+        .to_string();
+        let desc = Descriptor {
+            media_type: media::OCI_MANIFEST.to_owned(),
+            digest: sha256_digest(manifest.as_bytes()),
+            size: manifest.len() as i64,
+            annotations: HashMap::new(),
+        };
+        let blobs = HashMap::from([
+            (desc.digest.clone(), Bytes::from(manifest)),
+            (config_digest.clone(), Bytes::from(config)),
+        ]);
+        (desc, config_digest, blobs)
+    }
+
+    fn containerd(images: MockImages, content: MockContent) -> Containerd {
+        Containerd {
+            containers: Arc::new(MockContainers::new()),
+            tasks: Arc::new(MockTasks::new()),
+            content: Arc::new(content),
+            images: Arc::new(images),
+            snapshots: Arc::new(MockSnapshots::new()),
+            diff: Arc::new(MockDiff::new()),
+            leases: Arc::new(MockLeases::new()),
+            events: Arc::new(MockEvents::new()),
+            namespaces: Arc::new(MockNamespaces::new()),
+            version: Arc::new(MockVersion::new()),
+            introspection: Arc::new(MockIntrospection::new()),
+        }
+    }
+
+    fn content_with(blobs: HashMap<String, Bytes>) -> MockContent {
+        let mut content = MockContent::new();
+        content.expect_read().returning(move |digest, _, _| {
+            blobs
+                .get(digest)
+                .cloned()
+                .ok_or_else(|| ContainerdError::NotFound {
+                    op: "read",
+                    what: digest.to_owned(),
+                })
+        });
+        content
+    }
+
+    fn settings() -> ImageSettings {
+        ImageSettings {
+            snapshotter: "overlayfs".into(),
+            registry: RegistryConfig::default(),
+            max_concurrent_downloads: 3,
+            image_pull_progress_timeout: Duration::from_secs(300),
+            disable_snapshot_annotations: true,
+            discard_unpacked_layers: false,
+            pinned: vec![PAUSE.to_owned()],
+            image_fs_path: PathBuf::from(
+                "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs",
+            ),
+        }
+    }
+
+    fn record(name: &str, target: &Descriptor, labels: &[(&str, &str)]) -> ImageRecord {
+        ImageRecord {
+            name: name.to_owned(),
+            target: target.clone(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..ImageRecord::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn load_builds_the_store_and_adopts_unmanaged_records() {
+        let (desc, config_digest, blobs) = fake_image("1000:1000");
+        let config_len = blobs[&config_digest].len() as u64;
+        let managed = [(IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE)];
+        let listed = vec![
+            record(NAME, &desc, &managed),
+            record(&config_digest, &desc, &managed),
+            // Imported by another client: no CRI labels yet.
+            record(PAUSE, &desc, &[]),
+        ];
+        let created: Arc<Mutex<Vec<ImageRecord>>> = Arc::default();
+        let mut images = MockImages::new();
+        images.expect_list().returning(move |_| Ok(listed.clone()));
+        let seen = Arc::clone(&created);
+        images.expect_create().returning(move |r| {
+            seen.lock().unwrap().push(r.clone());
+            Ok(r)
+        });
+        let manager = ImageManager::new(
+            containerd(images, content_with(blobs)),
+            settings(),
+            Arc::new(ImageStore::default()),
+        );
+        assert_eq!(manager.load().await.unwrap(), 3);
+
+        let image = manager.resolve_local(NAME).unwrap().unwrap();
+        assert_eq!(image.id, config_digest);
+        assert_eq!(image.references, [NAME, PAUSE]);
+        assert!(image.pinned, "the sandbox image name pins it");
+        assert_eq!(image.size, desc.size as u64 + config_len + 1000);
+        assert_eq!(image.annotations["org.example/a"], "b");
+        assert_eq!(
+            manager
+                .resolve_local(&config_digest[..20])
+                .unwrap()
+                .unwrap()
+                .id,
+            config_digest
+        );
+        assert!(manager
+            .resolve_local("registry.example/other:1")
+            .unwrap()
+            .is_none());
+
+        // The unmanaged record got an id record and the CRI labels, pinned.
+        let created = created.lock().unwrap();
+        let names: Vec<&str> = created.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, [config_digest.as_str(), PAUSE]);
+        assert!(created.iter().all(
+            |r| r.labels.get(PINNED_LABEL_KEY).map(String::as_str) == Some(PINNED_LABEL_VALUE)
+        ));
+    }
+
+    #[tokio::test]
+    async fn remove_deletes_every_record_the_id_last_and_synchronously() {
+        let (desc, config_digest, blobs) = fake_image("");
+        let managed = [(IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE)];
+        let listed = vec![
+            record(NAME, &desc, &managed),
+            record(&config_digest, &desc, &managed),
+        ];
+        let deleted: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
+        let mut images = MockImages::new();
+        images.expect_list().returning(move |_| Ok(listed.clone()));
+        let seen = Arc::clone(&deleted);
+        images.expect_delete().returning(move |name, sync| {
+            seen.lock().unwrap().push((name.to_owned(), sync));
+            if name.contains('@') {
+                Err(ContainerdError::NotFound {
+                    op: "delete image",
+                    what: name.to_owned(),
+                })
+            } else {
+                Ok(())
+            }
+        });
+        let manager = ImageManager::new(
+            containerd(images, content_with(blobs)),
+            settings(),
+            Arc::new(ImageStore::default()),
+        );
+        manager.remove(NAME).await.unwrap();
+        assert_eq!(
+            *deleted.lock().unwrap(),
+            [(NAME.to_owned(), false), (config_digest.clone(), true)]
+        );
+        assert!(manager.resolve_local(&config_digest).unwrap().is_none());
+        assert!(manager.store().list().is_empty());
+        // Removing again is not an error.
+        manager.remove(NAME).await.unwrap();
+        assert!(manager.status(NAME, false).await.unwrap().image.is_none());
+    }
+
+    #[tokio::test]
+    async fn malformed_references_are_invalid_arguments() {
+        let manager = ImageManager::new(
+            containerd(MockImages::new(), MockContent::new()),
+            settings(),
+            Arc::new(ImageStore::default()),
+        );
+        assert!(matches!(
+            manager.pull("Not A Ref", None).await,
+            Err(ImageError::InvalidReference { .. })
+        ));
+    }
 }

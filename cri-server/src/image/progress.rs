@@ -33,7 +33,10 @@ impl Progress {
 
     /// (open requests, bytes received so far).
     pub fn snapshot(&self) -> (i64, u64) {
-        (self.active.load(Ordering::SeqCst), self.bytes.load(Ordering::SeqCst))
+        (
+            self.active.load(Ordering::SeqCst),
+            self.bytes.load(Ordering::SeqCst),
+        )
     }
 
     /// Resolves once requests were open for `timeout` without a byte
@@ -120,7 +123,11 @@ mod tests {
     async fn stalls_only_with_open_requests() {
         let progress = Arc::new(Progress::default());
         // Nothing open: never stalls.
-        let idle = tokio::time::timeout(Duration::from_secs(5), progress.stalled(Duration::from_secs(1))).await;
+        let idle = tokio::time::timeout(
+            Duration::from_secs(5),
+            progress.stalled(Duration::from_secs(1)),
+        )
+        .await;
         assert!(idle.is_err());
         let _open = progress.request();
         let started = Instant::now();
@@ -151,7 +158,10 @@ mod tests {
     #[tokio::test]
     async fn counted_streams_count_and_close() {
         let progress = Arc::new(Progress::default());
-        let body = futures::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from_static(b"abc")), Ok(Bytes::from_static(b"de"))]);
+        let body = futures::stream::iter(vec![
+            Ok::<_, std::io::Error>(Bytes::from_static(b"abc")),
+            Ok(Bytes::from_static(b"de")),
+        ]);
         let guard = progress.request();
         let mut counted = Counted::new(body, Arc::clone(&progress), guard);
         assert_eq!(progress.snapshot(), (1, 0));

@@ -18,16 +18,18 @@ use super::fetch::Remote;
 use super::hosts;
 use super::ingest::{set_label, store_blob, Source};
 use super::labels::{
-    children_gc_labels, gc_snapshot_key, image_record_labels, GC_EXPIRE, IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE,
-    PINNED_LABEL_KEY, PINNED_LABEL_VALUE,
+    children_gc_labels, gc_snapshot_key, image_record_labels, GC_EXPIRE, IMAGE_LABEL_KEY,
+    IMAGE_LABEL_VALUE, PINNED_LABEL_KEY, PINNED_LABEL_VALUE,
 };
 use super::manifest::{
-    chain_id, is_index_type, is_layer_type, is_manifest_type, parse_config, parse_index, parse_manifest,
-    to_seam, HostPlatform,
+    chain_id, is_index_type, is_layer_type, is_manifest_type, parse_config, parse_index,
+    parse_manifest, to_seam, HostPlatform,
 };
 use super::progress::Progress;
 use super::reference::ImageRef;
-use super::unpack::{annotate_layers, remove_extract, unique_part, unpack, ActiveExtracts, KeyedLocks};
+use super::unpack::{
+    annotate_layers, remove_extract, unique_part, unpack, ActiveExtracts, KeyedLocks,
+};
 use super::ImageSettings;
 
 /// How long a pull's lease keeps its content if it is never deleted.
@@ -47,7 +49,9 @@ pub struct Puller {
 
 impl std::fmt::Debug for Puller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Puller").field("platform", &self.platform).finish_non_exhaustive()
+        f.debug_struct("Puller")
+            .field("platform", &self.platform)
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,7 +77,11 @@ pub struct Pulled {
 }
 
 impl Puller {
-    pub fn new(containerd: Containerd, settings: Arc<ImageSettings>, store: Arc<ImageStore>) -> Self {
+    pub fn new(
+        containerd: Containerd,
+        settings: Arc<ImageSettings>,
+        store: Arc<ImageStore>,
+    ) -> Self {
         Self {
             containerd,
             settings,
@@ -87,7 +95,11 @@ impl Puller {
     /// Pulls `reference`, joining a pull of the same reference with the
     /// same credentials that is already running. The run continues even
     /// if every caller goes away, so its cleanup always happens.
-    pub async fn pull(self: &Arc<Self>, reference: ImageRef, auth: Option<AuthConfig>) -> Result<Image> {
+    pub async fn pull(
+        self: &Arc<Self>,
+        reference: ImageRef,
+        auth: Option<AuthConfig>,
+    ) -> Result<Image> {
         let key = format!("{reference}\n{}", auth_fingerprint(auth.as_ref()));
         let shared = {
             let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
@@ -128,9 +140,11 @@ impl Puller {
 
     async fn run(&self, reference: ImageRef, auth: Option<AuthConfig>) -> Result<Image> {
         let started = std::time::Instant::now();
-        let hosts = hosts::resolve(&self.settings.registry, reference.domain()).map_err(|e| ImageError::Config {
-            reference: reference.to_string(),
-            message: e.to_string(),
+        let hosts = hosts::resolve(&self.settings.registry, reference.domain()).map_err(|e| {
+            ImageError::Config {
+                reference: reference.to_string(),
+                message: e.to_string(),
+            }
         })?;
         let progress = Arc::new(Progress::default());
         let timeout = self.settings.image_pull_progress_timeout;
@@ -166,8 +180,12 @@ impl Puller {
         }
         let (_, bytes) = progress.snapshot();
         match &result {
-            Ok(image) => tracing::info!(image = %reference, id = %image.id, bytes, elapsed = ?started.elapsed(), "pulled image"),
-            Err(e) => tracing::warn!(image = %reference, error = %e, bytes, elapsed = ?started.elapsed(), "pull failed"),
+            Ok(image) => {
+                tracing::info!(image = %reference, id = %image.id, bytes, elapsed = ?started.elapsed(), "pulled image")
+            }
+            Err(e) => {
+                tracing::warn!(image = %reference, error = %e, bytes, elapsed = ?started.elapsed(), "pull failed")
+            }
         }
         result
     }
@@ -185,7 +203,10 @@ impl Puller {
             .leases
             .create(&id, HashMap::from([(GC_EXPIRE.to_owned(), expire)]))
             .await
-            .map_err(ImageError::containerd("create lease for pull of", reference.to_string()))?;
+            .map_err(ImageError::containerd(
+                "create lease for pull of",
+                reference.to_string(),
+            ))?;
         Ok(id)
     }
 
@@ -196,12 +217,22 @@ impl Puller {
         let labels = image_record_labels(pinned);
         let repo_tag = reference.repo_tag();
         let repo_digest = reference.repo_digest(&pulled.target.digest);
-        for name in [Some(id.clone()), repo_tag.clone(), Some(repo_digest.clone())].into_iter().flatten() {
+        for name in [
+            Some(id.clone()),
+            repo_tag.clone(),
+            Some(repo_digest.clone()),
+        ]
+        .into_iter()
+        .flatten()
+        {
             create_image_record(&self.containerd, &name, &pulled.target, &labels).await?;
         }
         let image = Image {
             id: id.clone(),
-            references: [repo_tag, Some(repo_digest)].into_iter().flatten().collect(),
+            references: [repo_tag, Some(repo_digest)]
+                .into_iter()
+                .flatten()
+                .collect(),
             chain_id: pulled.chain_id,
             size: pulled.size,
             config: pulled.config,
@@ -209,7 +240,9 @@ impl Puller {
             annotations: pulled.manifest.annotations().clone().unwrap_or_default(),
         };
         self.store.upsert(image);
-        self.store.get(&id).map_err(|_| ImageError::NotFound { reference: id })
+        self.store
+            .get(&id)
+            .map_err(|_| ImageError::NotFound { reference: id })
     }
 }
 
@@ -230,7 +263,12 @@ pub async fn create_image_record(
     match containerd.images.create(record.clone()).await {
         Ok(_) => return Ok(()),
         Err(ContainerdError::AlreadyExists { .. }) => {}
-        Err(e) => return Err(ImageError::containerd("create image record", name.to_owned())(e)),
+        Err(e) => {
+            return Err(ImageError::containerd(
+                "create image record",
+                name.to_owned(),
+            )(e))
+        }
     }
     let old = containerd
         .images
@@ -253,7 +291,10 @@ pub async fn create_image_record(
         .images
         .update(record, fieldpaths)
         .await
-        .map_err(ImageError::containerd("update image record", name.to_owned()))?;
+        .map_err(ImageError::containerd(
+            "update image record",
+            name.to_owned(),
+        ))?;
     Ok(())
 }
 
@@ -277,13 +318,18 @@ async fn fetch_and_unpack(ctx: &Arc<PullContext>, platform: &HostPlatform) -> Re
             .iter()
             .map(|d| (d.media_type().to_string(), d.digest().to_string()))
             .collect();
-        let labels = children_gc_labels(children.iter().map(|(m, d)| (m.as_str(), d.as_str())), discard);
+        let labels = children_gc_labels(
+            children.iter().map(|(m, d)| (m.as_str(), d.as_str())),
+            discard,
+        );
         store_blob(ctx, &target, Source::Bytes(target_body.clone()), labels).await?;
-        let chosen = platform.select(&index).ok_or_else(|| ImageError::NoMatchingPlatform {
-            reference: reference.clone(),
-            digest: target.digest.clone(),
-            platform: platform.describe(),
-        })?;
+        let chosen = platform
+            .select(&index)
+            .ok_or_else(|| ImageError::NoMatchingPlatform {
+                reference: reference.clone(),
+                digest: target.digest.clone(),
+                platform: platform.describe(),
+            })?;
         let desc = to_seam(chosen);
         if !is_manifest_type(&desc.media_type) {
             return Err(ImageError::UnsupportedMediaType {
@@ -314,9 +360,19 @@ async fn fetch_and_unpack(ctx: &Arc<PullContext>, platform: &HostPlatform) -> Re
         });
     }
     let children = std::iter::once((config_desc.media_type.as_str(), config_desc.digest.as_str()))
-        .chain(layers.iter().map(|l| (l.media_type.as_str(), l.digest.as_str())));
+        .chain(
+            layers
+                .iter()
+                .map(|l| (l.media_type.as_str(), l.digest.as_str())),
+        );
     let labels = children_gc_labels(children, discard);
-    store_blob(ctx, &manifest_desc, Source::Bytes(manifest_body.clone()), labels).await?;
+    store_blob(
+        ctx,
+        &manifest_desc,
+        Source::Bytes(manifest_body.clone()),
+        labels,
+    )
+    .await?;
 
     store_blob(ctx, &config_desc, Source::Remote, HashMap::new()).await?;
     let config_body = ctx
@@ -324,7 +380,10 @@ async fn fetch_and_unpack(ctx: &Arc<PullContext>, platform: &HostPlatform) -> Re
         .content
         .read(&config_desc.digest, 0, 0)
         .await
-        .map_err(ImageError::containerd("read image config", config_desc.digest.clone()))?;
+        .map_err(ImageError::containerd(
+            "read image config",
+            config_desc.digest.clone(),
+        ))?;
     let config = parse_config(&config_body).map_err(|m| bad(&config_desc.digest, m))?;
     if !platform.runs(&config) {
         return Err(ImageError::NoMatchingPlatform {
@@ -341,12 +400,21 @@ async fn fetch_and_unpack(ctx: &Arc<PullContext>, platform: &HostPlatform) -> Re
         ));
     }
     size += u64::try_from(config_desc.size).unwrap_or_default();
-    size += layers.iter().map(|l| u64::try_from(l.size).unwrap_or_default()).sum::<u64>();
+    size += layers
+        .iter()
+        .map(|l| u64::try_from(l.size).unwrap_or_default())
+        .sum::<u64>();
 
     let annotated = annotate_layers(ctx, &manifest_desc.digest, &layers);
     let top = unpack(ctx, &annotated, &diff_ids).await?;
     if !top.is_empty() {
-        set_label(ctx, &config_desc.digest, &gc_snapshot_key(&ctx.settings.snapshotter), &top).await?;
+        set_label(
+            ctx,
+            &config_desc.digest,
+            &gc_snapshot_key(&ctx.settings.snapshotter),
+            &top,
+        )
+        .await?;
     }
     Ok(Pulled {
         target,
@@ -365,7 +433,11 @@ fn check_blob(desc: &Descriptor, body: &Bytes) -> std::result::Result<(), String
         return Err(format!("content has digest {digest}"));
     }
     if usize::try_from(desc.size).ok() != Some(body.len()) {
-        return Err(format!("content is {} bytes, descriptor says {}", body.len(), desc.size));
+        return Err(format!(
+            "content is {} bytes, descriptor says {}",
+            body.len(),
+            desc.size
+        ));
     }
     Ok(())
 }
@@ -376,7 +448,14 @@ fn auth_fingerprint(auth: Option<&AuthConfig>) -> String {
         return String::new();
     };
     let mut hasher = Sha256::new();
-    for field in [&a.username, &a.password, &a.auth, &a.server_address, &a.identity_token, &a.registry_token] {
+    for field in [
+        &a.username,
+        &a.password,
+        &a.auth,
+        &a.server_address,
+        &a.identity_token,
+        &a.registry_token,
+    ] {
         hasher.update(field.as_bytes());
         hasher.update([0]);
     }
@@ -385,7 +464,10 @@ fn auth_fingerprint(auth: Option<&AuthConfig>) -> String {
 
 /// `YYYY-MM-DDTHH:MM:SSZ`, as Go's `time.RFC3339` prints UTC.
 pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
     let days = i64::try_from(secs / 86_400).unwrap_or_default();
     let rem = secs % 86_400;
     let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
@@ -445,7 +527,21 @@ mod tests {
             ..Descriptor::default()
         };
         assert!(check_blob(&desc, &body).is_ok());
-        assert!(check_blob(&Descriptor { size: 3, ..desc.clone() }, &body).is_err());
-        assert!(check_blob(&Descriptor { digest: "sha256:0".into(), ..desc }, &body).is_err());
+        assert!(check_blob(
+            &Descriptor {
+                size: 3,
+                ..desc.clone()
+            },
+            &body
+        )
+        .is_err());
+        assert!(check_blob(
+            &Descriptor {
+                digest: "sha256:0".into(),
+                ..desc
+            },
+            &body
+        )
+        .is_err());
     }
 }

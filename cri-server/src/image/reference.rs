@@ -38,7 +38,9 @@ impl ImageRef {
     /// Parses and normalizes `input` as containerd's `ParseDockerRef`.
     pub fn parse(input: &str) -> Result<Self, ReferenceError> {
         if input.is_empty() {
-            return Err(ReferenceError::new("repository name must have at least one component"));
+            return Err(ReferenceError::new(
+                "repository name must have at least one component",
+            ));
         }
         if is_hex_identifier(input) {
             return Err(ReferenceError::new(format!(
@@ -162,7 +164,9 @@ fn split_docker_domain(name: &str) -> (String, String) {
 }
 
 fn is_hex_identifier(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Whether `s` is a digest (`sha256:<64 hex>`, or sha384/sha512), which
@@ -177,11 +181,15 @@ pub fn is_digest(s: &str) -> bool {
         "sha512" => 128,
         _ => return false,
     };
-    hex.len() == want && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    hex.len() == want
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn check(input: &str, expected: &str) {
@@ -202,7 +210,10 @@ mod tests {
         check("busybox", "docker.io/library/busybox:latest");
         check("busybox:1.35", "docker.io/library/busybox:1.35");
         check("library/busybox", "docker.io/library/busybox:latest");
-        check("index.docker.io/library/busybox", "docker.io/library/busybox:latest");
+        check(
+            "index.docker.io/library/busybox",
+            "docker.io/library/busybox:latest",
+        );
         check("docker.io/busybox", "docker.io/library/busybox:latest");
         check("user/app:v1", "docker.io/user/app:v1");
     }
@@ -210,16 +221,25 @@ mod tests {
     #[test]
     fn registries_and_ports() {
         check("registry.k8s.io/pause:3.9", "registry.k8s.io/pause:3.9");
-        check("127.0.0.1:5000/library/busybox", "127.0.0.1:5000/library/busybox:latest");
+        check(
+            "127.0.0.1:5000/library/busybox",
+            "127.0.0.1:5000/library/busybox:latest",
+        );
         check("localhost/foo", "localhost/foo:latest");
         check("localhost:5000/a/b/c:t", "localhost:5000/a/b/c:t");
     }
 
     #[test]
     fn digests_and_tag_plus_digest() {
-        check(&format!("busybox@{D}"), &format!("docker.io/library/busybox@{D}"));
+        check(
+            &format!("busybox@{D}"),
+            &format!("docker.io/library/busybox@{D}"),
+        );
         // containerd drops the tag when a digest is given.
-        check(&format!("busybox:1.35@{D}"), &format!("docker.io/library/busybox@{D}"));
+        check(
+            &format!("busybox:1.35@{D}"),
+            &format!("docker.io/library/busybox@{D}"),
+        );
         check(
             &format!("127.0.0.1:5000/x:tag@{D}"),
             &format!("127.0.0.1:5000/x@{D}"),
@@ -241,11 +261,17 @@ mod tests {
     #[test]
     fn repo_tag_and_digest() {
         let r = ImageRef::parse("busybox:1.35").unwrap();
-        assert_eq!(r.repo_tag().as_deref(), Some("docker.io/library/busybox:1.35"));
+        assert_eq!(
+            r.repo_tag().as_deref(),
+            Some("docker.io/library/busybox:1.35")
+        );
         assert_eq!(r.repo_digest(D), format!("docker.io/library/busybox@{D}"));
         let r = ImageRef::parse(&format!("busybox:1.35@{D}")).unwrap();
         assert_eq!(r.repo_tag(), None);
-        assert_eq!(r.repo_digest("sha256:other"), format!("docker.io/library/busybox@{D}"));
+        assert_eq!(
+            r.repo_digest("sha256:other"),
+            format!("docker.io/library/busybox@{D}")
+        );
         assert_eq!(r.domain(), "docker.io");
         assert_eq!(r.path(), "library/busybox");
     }

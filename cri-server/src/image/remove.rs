@@ -18,7 +18,10 @@ impl ImageManager {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => {
-                    return Err(ImageError::containerd("delete image record", format!("{name} of {}", found.id))(e))
+                    return Err(ImageError::containerd(
+                        "delete image record",
+                        format!("{name} of {}", found.id),
+                    )(e))
                 }
             }
             if i == last {

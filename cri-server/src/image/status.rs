@@ -15,7 +15,11 @@ impl ImageManager {
         let Some(found) = self.resolve_local(image)? else {
             return Ok(ImageStatusResponse::default());
         };
-        let info = if verbose { verbose_info(&found) } else { HashMap::new() };
+        let info = if verbose {
+            verbose_info(&found)
+        } else {
+            HashMap::new()
+        };
         Ok(ImageStatusResponse {
             image: Some(to_cri_image(&found)),
             info,
@@ -98,7 +102,10 @@ mod tests {
         .unwrap();
         Image {
             id: "sha256:aa".into(),
-            references: vec!["docker.io/library/x:1".into(), "docker.io/library/x@sha256:bb".into()],
+            references: vec![
+                "docker.io/library/x:1".into(),
+                "docker.io/library/x@sha256:bb".into(),
+            ],
             chain_id: "sha256:cc".into(),
             size: 42,
             config,
@@ -115,7 +122,10 @@ mod tests {
         assert_eq!(cri.uid.unwrap().value, 65534);
         assert_eq!(cri.size, 42);
         assert!(cri.pinned);
-        assert_eq!(cri.spec.unwrap().annotations["org.opencontainers.image.title"], "x");
+        assert_eq!(
+            cri.spec.unwrap().annotations["org.opencontainers.image.title"],
+            "x"
+        );
     }
 
     #[test]

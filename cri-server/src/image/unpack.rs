@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, OwnedMutexGuard};
 use super::error::{ImageError, Result};
 use super::ingest::{set_label, store_blob, Source};
 use super::labels::{
-    image_layers_label, SNAPSHOT_LABEL_PREFIX, SNAPSHOT_REF, TARGET_IMAGE_LAYERS, TARGET_LAYER_DIGEST,
-    TARGET_MANIFEST_DIGEST, TARGET_REF, UNCOMPRESSED,
+    image_layers_label, SNAPSHOT_LABEL_PREFIX, SNAPSHOT_REF, TARGET_IMAGE_LAYERS,
+    TARGET_LAYER_DIGEST, TARGET_MANIFEST_DIGEST, TARGET_REF, UNCOMPRESSED,
 };
 use super::manifest::chain_id;
 use super::pull::PullContext;
@@ -46,11 +46,17 @@ pub struct ActiveExtracts {
 
 impl ActiveExtracts {
     fn add(&self, key: &str) {
-        self.keys.lock().unwrap_or_else(PoisonError::into_inner).push(key.to_owned());
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(key.to_owned());
     }
 
     fn done(&self, key: &str) {
-        self.keys.lock().unwrap_or_else(PoisonError::into_inner).retain(|k| k != key);
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|k| k != key);
     }
 
     pub fn take(&self) -> Vec<String> {
@@ -67,7 +73,10 @@ pub fn unique_part() -> String {
         .unwrap_or_default();
     let mut random = [0u8; 3];
     rand::thread_rng().fill_bytes(&mut random);
-    format!("{nanos}-{}", base64::engine::general_purpose::URL_SAFE.encode(random))
+    format!(
+        "{nanos}-{}",
+        base64::engine::general_purpose::URL_SAFE.encode(random)
+    )
 }
 
 /// Aborts a spawned task when dropped.
@@ -81,7 +90,11 @@ impl Drop for AbortOnDrop {
 
 /// The layer descriptors as the unpacker sees them: with the CRI snapshot
 /// annotations added unless `disable_snapshot_annotations`.
-pub fn annotate_layers(ctx: &PullContext, manifest_digest: &str, layers: &[Descriptor]) -> Vec<Descriptor> {
+pub fn annotate_layers(
+    ctx: &PullContext,
+    manifest_digest: &str,
+    layers: &[Descriptor],
+) -> Vec<Descriptor> {
     if ctx.settings.disable_snapshot_annotations {
         return layers.to_vec();
     }
@@ -94,8 +107,14 @@ pub fn annotate_layers(ctx: &PullContext, manifest_digest: &str, layers: &[Descr
             let a = &mut layer.annotations;
             a.insert(TARGET_REF.to_owned(), ctx.reference.to_string());
             a.insert(TARGET_LAYER_DIGEST.to_owned(), layer_digest(&digests, i));
-            a.insert(TARGET_IMAGE_LAYERS.to_owned(), image_layers_label(&digests[i..]));
-            a.insert(TARGET_MANIFEST_DIGEST.to_owned(), manifest_digest.to_owned());
+            a.insert(
+                TARGET_IMAGE_LAYERS.to_owned(),
+                image_layers_label(&digests[i..]),
+            );
+            a.insert(
+                TARGET_MANIFEST_DIGEST.to_owned(),
+                manifest_digest.to_owned(),
+            );
             layer
         })
         .collect()
@@ -107,7 +126,11 @@ fn layer_digest(digests: &[&str], i: usize) -> String {
 
 /// Unpacks `layers` (whose diff ids are `diff_ids`) and returns the chain
 /// id of the top layer.
-pub async fn unpack(ctx: &Arc<PullContext>, layers: &[Descriptor], diff_ids: &[String]) -> Result<String> {
+pub async fn unpack(
+    ctx: &Arc<PullContext>,
+    layers: &[Descriptor],
+    diff_ids: &[String],
+) -> Result<String> {
     let snapshotter = ctx.settings.snapshotter.clone();
     let snapshots = &ctx.containerd.snapshots;
     let mut fetched: Option<(mpsc::Receiver<Result<()>>, AbortOnDrop)> = None;
@@ -116,7 +139,10 @@ pub async fn unpack(ctx: &Arc<PullContext>, layers: &[Descriptor], diff_ids: &[S
         let parent = chain_id(&diff_ids[..i]);
         let chain = chain_id(&diff_ids[..=i]);
         top = chain.clone();
-        let _lock = ctx.chain_locks.lock(&format!("sn://{snapshotter}/{chain}")).await;
+        let _lock = ctx
+            .chain_locks
+            .lock(&format!("sn://{snapshotter}/{chain}"))
+            .await;
         if exists(ctx, &chain).await? {
             continue;
         }
@@ -132,7 +158,13 @@ pub async fn unpack(ctx: &Arc<PullContext>, layers: &[Descriptor], diff_ids: &[S
         for _attempt in 0..3 {
             let key = format!("extract-{} {chain}", unique_part());
             match snapshots
-                .prepare(&snapshotter, &key, &parent, labels.clone(), Some(ctx.lease.clone()))
+                .prepare(
+                    &snapshotter,
+                    &key,
+                    &parent,
+                    labels.clone(),
+                    Some(ctx.lease.clone()),
+                )
                 .await
             {
                 Ok(mounts) => {
@@ -144,19 +176,25 @@ pub async fn unpack(ctx: &Arc<PullContext>, layers: &[Descriptor], diff_ids: &[S
                         break;
                     }
                 }
-                Err(e) => return Err(ImageError::containerd("prepare extraction snapshot", key)(e)),
+                Err(e) => {
+                    return Err(ImageError::containerd("prepare extraction snapshot", key)(
+                        e,
+                    ))
+                }
             }
         }
         let Some((key, mounts)) = prepared else {
             if exists(ctx, &chain).await? {
                 continue;
             }
-            return Err(ImageError::containerd("prepare extraction snapshot", chain)(
-                ContainerdError::AlreadyExists {
-                    op: "prepare snapshot",
-                    what: "extraction key".to_owned(),
-                },
-            ));
+            return Err(
+                ImageError::containerd("prepare extraction snapshot", chain)(
+                    ContainerdError::AlreadyExists {
+                        op: "prepare snapshot",
+                        what: "extraction key".to_owned(),
+                    },
+                ),
+            );
         };
         ctx.extracts.add(&key);
 
@@ -176,11 +214,20 @@ pub async fn unpack(ctx: &Arc<PullContext>, layers: &[Descriptor], diff_ids: &[S
                 return Err(ImageError::BadContent {
                     reference: ctx.reference.to_string(),
                     digest: layer.digest.clone(),
-                    message: format!("layer unpacked to diff id {}, the image config says {}", diff.digest, diff_ids[i]),
+                    message: format!(
+                        "layer unpacked to diff id {}, the image config says {}",
+                        diff.digest, diff_ids[i]
+                    ),
                 });
             }
             match snapshots
-                .commit(&snapshotter, &chain, &key, labels.clone(), Some(ctx.lease.clone()))
+                .commit(
+                    &snapshotter,
+                    &chain,
+                    &key,
+                    labels.clone(),
+                    Some(ctx.lease.clone()),
+                )
                 .await
             {
                 Ok(()) => Ok(true),
@@ -210,7 +257,12 @@ pub async fn unpack(ctx: &Arc<PullContext>, layers: &[Descriptor], diff_ids: &[S
 }
 
 async fn exists(ctx: &PullContext, chain: &str) -> Result<bool> {
-    match ctx.containerd.snapshots.stat(&ctx.settings.snapshotter, chain).await {
+    match ctx
+        .containerd
+        .snapshots
+        .stat(&ctx.settings.snapshotter, chain)
+        .await
+    {
         Ok(_) => Ok(true),
         Err(e) if e.is_not_found() => Ok(false),
         Err(e) => Err(ImageError::containerd("stat snapshot", chain.to_owned())(e)),
@@ -219,7 +271,12 @@ async fn exists(ctx: &PullContext, chain: &str) -> Result<bool> {
 
 /// Removes an extraction snapshot; best effort.
 pub async fn remove_extract(ctx: &PullContext, key: &str) {
-    if let Err(e) = ctx.containerd.snapshots.remove(&ctx.settings.snapshotter, key).await {
+    if let Err(e) = ctx
+        .containerd
+        .snapshots
+        .remove(&ctx.settings.snapshotter, key)
+        .await
+    {
         if !e.is_not_found() {
             tracing::warn!(key, error = %e, "failed to remove extraction snapshot");
         }
@@ -228,7 +285,10 @@ pub async fn remove_extract(ctx: &PullContext, key: &str) {
 
 /// Downloads `layers` in a background task, at most
 /// `max_concurrent_downloads` at once, reporting each result in order.
-fn start_fetch(ctx: &Arc<PullContext>, layers: Vec<Descriptor>) -> (mpsc::Receiver<Result<()>>, AbortOnDrop) {
+fn start_fetch(
+    ctx: &Arc<PullContext>,
+    layers: Vec<Descriptor>,
+) -> (mpsc::Receiver<Result<()>>, AbortOnDrop) {
     let (tx, rx) = mpsc::channel(layers.len().max(1));
     let limit = ctx.settings.max_concurrent_downloads.max(1);
     let task_ctx = Arc::clone(ctx);

@@ -29,7 +29,10 @@ fn image_name(spec: Option<&ImageSpec>) -> &str {
 #[tonic::async_trait]
 impl ImageService for CriImageService {
     #[tracing::instrument(skip_all, fields(rpc = "ListImages"))]
-    async fn list_images(&self, request: Request<ListImagesRequest>) -> Result<Response<ListImagesResponse>, Status> {
+    async fn list_images(
+        &self,
+        request: Request<ListImagesRequest>,
+    ) -> Result<Response<ListImagesResponse>, Status> {
         let request = request.into_inner();
         let images = self
             .state
@@ -56,7 +59,10 @@ impl ImageService for CriImageService {
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "PullImage", image = %image_name(request.get_ref().image.as_ref())))]
-    async fn pull_image(&self, request: Request<PullImageRequest>) -> Result<Response<PullImageResponse>, Status> {
+    async fn pull_image(
+        &self,
+        request: Request<PullImageRequest>,
+    ) -> Result<Response<PullImageResponse>, Status> {
         let request = request.into_inner();
         let image = self
             .state
@@ -64,7 +70,9 @@ impl ImageService for CriImageService {
             .pull(image_name(request.image.as_ref()), request.auth.as_ref())
             .await
             .map_err(ServerError::from)?;
-        Ok(Response::new(PullImageResponse { image_ref: image.id }))
+        Ok(Response::new(PullImageResponse {
+            image_ref: image.id,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "RemoveImage", image = %image_name(request.get_ref().image.as_ref())))]
@@ -86,7 +94,12 @@ impl ImageService for CriImageService {
         &self,
         _request: Request<ImageFsInfoRequest>,
     ) -> Result<Response<ImageFsInfoResponse>, Status> {
-        let response = self.state.images.fs_info().await.map_err(ServerError::from)?;
+        let response = self
+            .state
+            .images
+            .fs_info()
+            .await
+            .map_err(ServerError::from)?;
         Ok(Response::new(response))
     }
 }

@@ -27,14 +27,27 @@ type GetContainerEventsStream =
 #[tonic::async_trait]
 impl RuntimeService for CriRuntimeService {
     #[tracing::instrument(skip_all, fields(rpc = "Version"))]
-    async fn version(&self, _request: Request<VersionRequest>) -> Result<Response<VersionResponse>, Status> {
+    async fn version(
+        &self,
+        _request: Request<VersionRequest>,
+    ) -> Result<Response<VersionResponse>, Status> {
         Ok(Response::new(runtime_status::version()))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "Status"))]
-    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
         let verbose = request.into_inner().verbose;
-        Ok(Response::new(runtime_status::status(&self.state.config, self.state.containerd.version.as_ref(), verbose).await))
+        Ok(Response::new(
+            runtime_status::status(
+                &self.state.config,
+                self.state.containerd.version.as_ref(),
+                verbose,
+            )
+            .await,
+        ))
     }
 
     type GetContainerEventsStream = GetContainerEventsStream;

@@ -103,7 +103,11 @@ impl SandboxFilesConfig {
         Self {
             hostname: config.hostname.clone(),
             dns: config.dns_config.clone(),
-            ipc: if host_ipc { IpcMode::Host } else { IpcMode::Pod },
+            ipc: if host_ipc {
+                IpcMode::Host
+            } else {
+                IpcMode::Pod
+            },
         }
     }
 }
@@ -147,7 +151,11 @@ impl std::fmt::Debug for SandboxFiles {
 impl SandboxFiles {
     /// Files under the CRI `root_dir` and `state_dir`, copying the host's
     /// `/etc/hosts` and `/etc/resolv.conf`.
-    pub fn new(root_dir: impl Into<PathBuf>, state_dir: impl Into<PathBuf>, mounts: Arc<dyn HostMounts>) -> Self {
+    pub fn new(
+        root_dir: impl Into<PathBuf>,
+        state_dir: impl Into<PathBuf>,
+        mounts: Arc<dyn HostMounts>,
+    ) -> Self {
         Self {
             root_dir: root_dir.into(),
             state_dir: state_dir.into(),
@@ -160,7 +168,11 @@ impl SandboxFiles {
     }
 
     /// Copy these instead of `/etc/hosts` and `/etc/resolv.conf`.
-    pub fn with_host_files(mut self, hosts: impl Into<PathBuf>, resolv_conf: impl Into<PathBuf>) -> Self {
+    pub fn with_host_files(
+        mut self,
+        hosts: impl Into<PathBuf>,
+        resolv_conf: impl Into<PathBuf>,
+    ) -> Self {
         self.etc_hosts = hosts.into();
         self.etc_resolv_conf = resolv_conf.into();
         self
@@ -194,7 +206,11 @@ impl SandboxFiles {
     /// Makes the dirs (0755), `hostname`, `hosts`, `resolv.conf` (0644) and,
     /// unless host IPC, the shm dir (0700) with its tmpfs. On failure,
     /// everything made is removed again.
-    pub fn create(&self, id: &SandboxId, config: &SandboxFilesConfig) -> Result<SandboxPaths, FilesError> {
+    pub fn create(
+        &self,
+        id: &SandboxId,
+        config: &SandboxFilesConfig,
+    ) -> Result<SandboxPaths, FilesError> {
         let paths = self.paths(id);
         match self.create_steps(&paths, config) {
             Ok(()) => Ok(paths),
@@ -208,7 +224,11 @@ impl SandboxFiles {
         }
     }
 
-    fn create_steps(&self, paths: &SandboxPaths, config: &SandboxFilesConfig) -> Result<(), FilesError> {
+    fn create_steps(
+        &self,
+        paths: &SandboxPaths,
+        config: &SandboxFilesConfig,
+    ) -> Result<(), FilesError> {
         make_dir(&paths.root_dir, 0o755)?;
         make_dir(&paths.state_dir, 0o755)?;
 
@@ -219,7 +239,11 @@ impl SandboxFiles {
         };
         write_file(&paths.hostname, format!("{hostname}\n").as_bytes())?;
         copy_file(&self.etc_hosts, &paths.hosts)?;
-        let resolv = config.dns.as_ref().map(render_resolv_conf).unwrap_or_default();
+        let resolv = config
+            .dns
+            .as_ref()
+            .map(render_resolv_conf)
+            .unwrap_or_default();
         if resolv.is_empty() {
             copy_file(&self.etc_resolv_conf, &paths.resolv_conf)?;
         } else {
@@ -382,7 +406,11 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             std::fs::create_dir_all(dir.path().join("host")).unwrap();
             std::fs::write(dir.path().join("host/hosts"), "127.0.0.1 localhost\n").unwrap();
-            std::fs::write(dir.path().join("host/resolv.conf"), "nameserver 192.0.2.53\n").unwrap();
+            std::fs::write(
+                dir.path().join("host/resolv.conf"),
+                "nameserver 192.0.2.53\n",
+            )
+            .unwrap();
             Self { dir }
         }
 
@@ -429,12 +457,22 @@ mod tests {
         let files = env.files(mounts);
         let id = SandboxId::from("sb1");
         let paths = files
-            .create(&id, &config("web-0", Some(dns(&["10.96.0.10"], &["svc"], &[])), IpcMode::Pod))
+            .create(
+                &id,
+                &config(
+                    "web-0",
+                    Some(dns(&["10.96.0.10"], &["svc"], &[])),
+                    IpcMode::Pod,
+                ),
+            )
             .unwrap();
         assert_eq!(paths.root_dir, env.dir.path().join("root/sandboxes/sb1"));
         assert_eq!(paths.shm, shm);
         assert_eq!(std::fs::read_to_string(&paths.hostname).unwrap(), "web-0\n");
-        assert_eq!(std::fs::read_to_string(&paths.hosts).unwrap(), "127.0.0.1 localhost\n");
+        assert_eq!(
+            std::fs::read_to_string(&paths.hosts).unwrap(),
+            "127.0.0.1 localhost\n"
+        );
         assert_eq!(
             std::fs::read_to_string(&paths.resolv_conf).unwrap(),
             "search svc\nnameserver 10.96.0.10\n"
@@ -454,13 +492,25 @@ mod tests {
         let paths = files
             .create(&SandboxId::from("sb2"), &config("", None, IpcMode::Host))
             .unwrap();
-        assert_eq!(std::fs::read_to_string(&paths.hostname).unwrap(), "node-1\n");
-        assert_eq!(std::fs::read_to_string(&paths.resolv_conf).unwrap(), "nameserver 192.0.2.53\n");
+        assert_eq!(
+            std::fs::read_to_string(&paths.hostname).unwrap(),
+            "node-1\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&paths.resolv_conf).unwrap(),
+            "nameserver 192.0.2.53\n"
+        );
         assert!(!paths.shm.exists());
         let empty_dns = files
-            .create(&SandboxId::from("sb3"), &config("h", Some(dns(&[], &[], &[])), IpcMode::Host))
+            .create(
+                &SandboxId::from("sb3"),
+                &config("h", Some(dns(&[], &[], &[])), IpcMode::Host),
+            )
             .unwrap();
-        assert_eq!(std::fs::read_to_string(&empty_dns.resolv_conf).unwrap(), "nameserver 192.0.2.53\n");
+        assert_eq!(
+            std::fs::read_to_string(&empty_dns.resolv_conf).unwrap(),
+            "nameserver 192.0.2.53\n"
+        );
     }
 
     #[test]
@@ -471,7 +521,11 @@ mod tests {
             .expect_mount_tmpfs()
             .times(1)
             .returning(|_, _, _, _| Err(std::io::Error::from_raw_os_error(libc::EPERM)));
-        mounts.expect_unmount_detach().with(always()).times(1).returning(|_| Ok(()));
+        mounts
+            .expect_unmount_detach()
+            .with(always())
+            .times(1)
+            .returning(|_| Ok(()));
         let files = env.files(mounts);
         let err = files
             .create(&SandboxId::from("sb1"), &config("h", None, IpcMode::Pod))
@@ -497,7 +551,10 @@ mod tests {
     fn remove_unmounts_then_deletes_and_is_idempotent() {
         let env = Env::new();
         let mut mounts = MockHostMounts::new();
-        mounts.expect_mount_tmpfs().times(1).returning(|_, _, _, _| Ok(()));
+        mounts
+            .expect_mount_tmpfs()
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
         let shm = env.dir.path().join("state/sandboxes/sb1/shm");
         mounts
             .expect_unmount_detach()

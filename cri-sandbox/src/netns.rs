@@ -99,7 +99,13 @@ pub trait NetnsManager: Send + Sync {
 /// `cni-%x-%x-%x-%x-%x` over the 4-2-2-2-6 byte groups, as containerd.
 pub fn netns_name(bytes: &[u8; 16]) -> String {
     let mut name = String::from("cni");
-    for group in [&bytes[0..4], &bytes[4..6], &bytes[6..8], &bytes[8..10], &bytes[10..16]] {
+    for group in [
+        &bytes[0..4],
+        &bytes[4..6],
+        &bytes[6..8],
+        &bytes[8..10],
+        &bytes[10..16],
+    ] {
         name.push('-');
         for b in group {
             let _ = write!(name, "{b:02x}");
@@ -121,8 +127,8 @@ mod tests {
         check([0; 16], "cni-00000000-0000-0000-0000-000000000000");
         check(
             [
-                0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76,
-                0x54, 0x32, 0x10,
+                0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54,
+                0x32, 0x10,
             ],
             "cni-01234567-89ab-cdef-fedc-ba9876543210",
         );
@@ -137,13 +143,16 @@ mod tests {
             parts[1..].iter().map(|p| p.len()).collect::<Vec<_>>(),
             [8, 4, 4, 4, 12]
         );
-        assert!(parts[1..]
-            .iter()
-            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())));
+        assert!(parts[1..].iter().all(|p| p
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())));
     }
 
     #[test]
     fn netns_keeps_its_path() {
-        assert_eq!(NetNs::new("/var/run/netns/x").path(), Path::new("/var/run/netns/x"));
+        assert_eq!(
+            NetNs::new("/var/run/netns/x").path(),
+            Path::new("/var/run/netns/x")
+        );
     }
 }

@@ -116,7 +116,9 @@ struct Dirs {
 impl Dirs {
     fn new() -> Result<Dirs> {
         Ok(Dirs {
-            tmp: tempfile::Builder::new().prefix("cri-sandbox-net-").tempdir()?,
+            tmp: tempfile::Builder::new()
+                .prefix("cri-sandbox-net-")
+                .tempdir()?,
         })
     }
     fn conf(&self) -> PathBuf {
@@ -140,10 +142,12 @@ impl Dirs {
     }
 
     fn cni(&self) -> Result<LibCni> {
-        Ok(LibCniBuilder::new(vec![PathBuf::from(CNI_BIN_DIR)], self.conf())
-            .with_cache_dir(self.cache())
-            .with_plugin_timeout(Duration::from_secs(30))
-            .build()?)
+        Ok(
+            LibCniBuilder::new(vec![PathBuf::from(CNI_BIN_DIR)], self.conf())
+                .with_cache_dir(self.cache())
+                .with_plugin_timeout(Duration::from_secs(30))
+                .build()?,
+        )
     }
 
     fn cache_files(&self) -> Vec<String> {
@@ -205,7 +209,9 @@ fn host_veth(result: &cri_sandbox::cni::CniResult, bridge: &str) -> Option<Strin
     result
         .interfaces
         .iter()
-        .find(|(name, c)| c.sandbox.is_empty() && name.as_str() != bridge && name.as_str() != "eth0")
+        .find(|(name, c)| {
+            c.sandbox.is_empty() && name.as_str() != bridge && name.as_str() != "eth0"
+        })
         .map(|(name, _)| name.clone())
 }
 
@@ -237,7 +243,10 @@ fn tcp_roundtrip(from: &Path, to: &Path, to_ip: &str, port: u16) -> Result<Strin
     let result = (|| -> Result<String> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let ss = stdout_ok(in_netns(to, &["/bin/busybox", "netstat", "-ltn"])?, "netstat")?;
+            let ss = stdout_ok(
+                in_netns(to, &["/bin/busybox", "netstat", "-ltn"])?,
+                "netstat",
+            )?;
             if ss.contains(&format!(":{port} ")) {
                 break;
             }
@@ -280,23 +289,44 @@ async fn netns_is_pinned_and_unpinned() -> Result<()> {
     guard.netns.push(ns.path().to_path_buf());
     let path = ns.path().to_path_buf();
     assert_eq!(path.parent(), Some(dirs.netns().as_path()));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     let groups: Vec<usize> = name.split('-').skip(1).map(str::len).collect();
-    assert!(name.starts_with("cni-") && groups == [8, 4, 4, 4, 12], "{name}");
+    assert!(
+        name.starts_with("cni-") && groups == [8, 4, 4, 4, 12],
+        "{name}"
+    );
 
     let mounts = mounts_at(&path);
     assert_eq!(mounts.len(), 1, "{mounts:?}");
     assert!(mounts[0].contains(" - nsfs "), "{}", mounts[0]);
     let links = stdout_ok(in_netns(&path, &["ip", "-o", "link"])?, "ip link")?;
-    assert_eq!(links.lines().count(), 1, "a fresh netns has only lo: {links}");
+    assert_eq!(
+        links.lines().count(),
+        1,
+        "a fresh netns has only lo: {links}"
+    );
     assert!(links.contains("lo:"), "{links}");
     let own = std::fs::read_link("/proc/self/ns/net")?;
-    let pinned = stdout_ok(in_netns(&path, &["readlink", "/proc/self/ns/net"])?, "readlink")?;
-    assert_ne!(pinned.trim(), own.display().to_string(), "not the test's own netns");
+    let pinned = stdout_ok(
+        in_netns(&path, &["readlink", "/proc/self/ns/net"])?,
+        "readlink",
+    )?;
+    assert_ne!(
+        pinned.trim(),
+        own.display().to_string(),
+        "not the test's own netns"
+    );
     assert!(!manager.is_closed(&path).await?);
 
     manager.remove(&path).await?;
-    assert!(mounts_at(&path).is_empty(), "mount left at {}", path.display());
+    assert!(
+        mounts_at(&path).is_empty(),
+        "mount left at {}",
+        path.display()
+    );
     assert!(!path.exists());
     manager.remove(&path).await?;
     assert!(manager.is_closed(&path).await?);
@@ -339,12 +369,22 @@ async fn bridge_network_connects_pods_and_tears_down_cleanly() -> Result<()> {
     cni.status().await?;
     let manager = LinuxNetns::new(dirs.netns());
 
+    // Pod "a" publishes a host port: portmap gets it through runtimeConfig.
+    let host_port = 40000 + net.subnet.split('.').nth(2).unwrap_or("0").parse::<i32>()?;
     let mut pods = Vec::new();
     for name in ["a", "b"] {
         let ns = manager.create().await?;
         guard.netns.push(ns.path().to_path_buf());
         let id = new_sandbox_id()?;
-        let sandbox = pod(&id, ns.path(), name);
+        let mut sandbox = pod(&id, ns.path(), name);
+        if name == "a" {
+            sandbox.port_mappings = vec![v1::PortMapping {
+                protocol: v1::Protocol::Tcp as i32,
+                container_port: 7777,
+                host_port,
+                host_ip: String::new(),
+            }];
+        }
         let result = cni.setup(&sandbox).await?;
         pods.push((sandbox, result));
     }
@@ -359,34 +399,66 @@ async fn bridge_network_connects_pods_and_tears_down_cleanly() -> Result<()> {
         assert!(net.contains(&ip), "{ip} not in {}", net.subnet);
         let eth0 = &result.interfaces["eth0"];
         assert_eq!(eth0.sandbox, netns.display().to_string());
-        assert_eq!(eth0.ip_configs[0].gateway.map(|g| g.to_string()), Some(net.gateway.clone()));
-        assert!(result.routes.iter().any(|r| r.dst == "0.0.0.0/0"), "{:?}", result.routes);
+        assert_eq!(
+            eth0.ip_configs[0].gateway.map(|g| g.to_string()),
+            Some(net.gateway.clone())
+        );
+        assert!(
+            result.routes.iter().any(|r| r.dst == "0.0.0.0/0"),
+            "{:?}",
+            result.routes
+        );
 
-        let addrs = stdout_ok(in_netns(netns, &["ip", "-o", "-4", "addr", "show", "dev", "eth0"])?, "ip addr")?;
+        let addrs = stdout_ok(
+            in_netns(netns, &["ip", "-o", "-4", "addr", "show", "dev", "eth0"])?,
+            "ip addr",
+        )?;
         assert!(addrs.contains(&format!("inet {ip}/24")), "{addrs}");
-        let lo = stdout_ok(in_netns(netns, &["ip", "-o", "link", "show", "lo"])?, "ip link lo")?;
+        let lo = stdout_ok(
+            in_netns(netns, &["ip", "-o", "link", "show", "lo"])?,
+            "ip link lo",
+        )?;
         assert!(lo.contains(",UP"), "lo is not up: {lo}");
 
         let id = sandbox.sandbox_id.to_string();
-        assert!(dirs.cache_files().contains(&format!("{}-{id}-eth0", net.name)));
-        assert!(dirs.cache_files().contains(&format!("cni-loopback-{id}-lo")));
+        assert!(dirs
+            .cache_files()
+            .contains(&format!("{}-{id}-eth0", net.name)));
+        assert!(dirs
+            .cache_files()
+            .contains(&format!("cni-loopback-{id}-lo")));
         let entry = cni
             .cache()
             .read(&net.name, &id, "eth0")
             .context("no cache entry")?;
         assert_eq!(entry.config, conf_bytes);
         assert_eq!(entry.netns, netns.display().to_string());
-        assert_eq!(entry.result.as_ref().and_then(|r| r["cniVersion"].as_str()), Some("1.0.0"));
+        assert_eq!(
+            entry.result.as_ref().and_then(|r| r["cniVersion"].as_str()),
+            Some("1.0.0")
+        );
         assert!(dirs.allocated_ips(&net.name).contains(&ip));
         ips.push(ip);
     }
+
+    let dnat = format!("--dport {host_port} ");
+    let rules = stdout_ok(run("iptables-save", &["-t", "nat"])?, "iptables-save")?;
+    assert!(
+        rules.contains(&dnat),
+        "no DNAT rule for host port {host_port}:\n{rules}"
+    );
 
     // Pod to pod over the bridge, and host to pod through the gateway.
     let (a, b) = (&pods[0].0.netns_path, &pods[1].0.netns_path);
     let received = tcp_roundtrip(a, b, &ips[1], 7777)?;
     assert_eq!(received.trim(), "hello-over-the-bridge");
     let ping = run("/bin/busybox", &["ping", "-c1", "-W2", &ips[0]])?;
-    assert!(ping.status.success(), "host cannot ping {}: {:?}", ips[0], ping);
+    assert!(
+        ping.status.success(),
+        "host cannot ping {}: {:?}",
+        ips[0],
+        ping
+    );
 
     // Teardown releases everything, and may be repeated.
     let (sandbox, result) = &pods[0];
@@ -394,9 +466,18 @@ async fn bridge_network_connects_pods_and_tears_down_cleanly() -> Result<()> {
     assert!(link_exists(&veth));
     cni.teardown(sandbox).await?;
     assert!(!link_exists(&veth), "veth {veth} left after teardown");
+    let rules = stdout_ok(run("iptables-save", &["-t", "nat"])?, "iptables-save")?;
+    assert!(
+        !rules.contains(&dnat),
+        "DNAT rule for {host_port} left:\n{rules}"
+    );
     let eth0 = in_netns(&sandbox.netns_path, &["ip", "link", "show", "eth0"])?;
     assert!(!eth0.status.success(), "eth0 left in the pod netns");
-    assert!(!dirs.allocated_ips(&net.name).contains(&ips[0]), "{} still allocated", ips[0]);
+    assert!(
+        !dirs.allocated_ips(&net.name).contains(&ips[0]),
+        "{} still allocated",
+        ips[0]
+    );
     let id = sandbox.sandbox_id.to_string();
     assert!(
         !dirs.cache_files().iter().any(|f| f.contains(&id)),
@@ -413,14 +494,30 @@ async fn bridge_network_connects_pods_and_tears_down_cleanly() -> Result<()> {
         ..sandbox.clone()
     };
     cni.teardown(&gone).await?;
-    assert!(dirs.allocated_ips(&net.name).is_empty(), "{:?}", dirs.allocated_ips(&net.name));
+    assert!(
+        dirs.allocated_ips(&net.name).is_empty(),
+        "{:?}",
+        dirs.allocated_ips(&net.name)
+    );
     assert!(dirs.cache_files().is_empty(), "{:?}", dirs.cache_files());
-    assert!(bridge_ports(&net.bridge).is_empty(), "{:?}", bridge_ports(&net.bridge));
+    // The kernel destroys the veth of a dropped netns asynchronously.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !bridge_ports(&net.bridge).is_empty() {
+        ensure!(
+            Instant::now() < deadline,
+            "veth left after the netns was removed: {:?}",
+            bridge_ports(&net.bridge)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     Ok(())
 }
 
 /// Setup that fails at `plugins` leaves no veth, cache entry or address.
-async fn failed_setup_leaves_nothing(plugins: impl Fn(&TestNetwork, &Dirs) -> Vec<Value>, expect: &str) -> Result<()> {
+async fn failed_setup_leaves_nothing(
+    plugins: impl Fn(&TestNetwork, &Dirs) -> Vec<Value>,
+    expect: &str,
+) -> Result<()> {
     require_host()?;
     let net = TestNetwork::lease()?;
     let dirs = Dirs::new()?;
@@ -438,11 +535,19 @@ async fn failed_setup_leaves_nothing(plugins: impl Fn(&TestNetwork, &Dirs) -> Ve
     };
     let text = format!("{:#}", anyhow::Error::from(err));
     assert!(text.contains(expect), "{text}");
-    assert!(bridge_ports(&net.bridge).is_empty(), "veth left: {:?}", bridge_ports(&net.bridge));
+    assert!(
+        bridge_ports(&net.bridge).is_empty(),
+        "veth left: {:?}",
+        bridge_ports(&net.bridge)
+    );
     let links = stdout_ok(in_netns(ns.path(), &["ip", "-o", "link"])?, "ip link")?;
     assert!(!links.contains("eth0"), "{links}");
     assert!(dirs.cache_files().is_empty(), "{:?}", dirs.cache_files());
-    assert!(dirs.allocated_ips(&net.name).is_empty(), "{:?}", dirs.allocated_ips(&net.name));
+    assert!(
+        dirs.allocated_ips(&net.name).is_empty(),
+        "{:?}",
+        dirs.allocated_ips(&net.name)
+    );
     manager.remove(ns.path()).await?;
     Ok(())
 }
@@ -518,7 +623,8 @@ async fn sandbox_files_and_shm_tmpfs() -> Result<()> {
         "search ns.svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
     );
     use std::os::unix::fs::PermissionsExt;
-    let mode = |p: &Path| -> Result<u32> { Ok(std::fs::metadata(p)?.permissions().mode() & 0o7777) };
+    let mode =
+        |p: &Path| -> Result<u32> { Ok(std::fs::metadata(p)?.permissions().mode() & 0o7777) };
     assert_eq!(mode(&paths.root_dir)?, 0o755);
     assert_eq!(mode(&paths.resolv_conf)?, 0o644);
     assert_eq!(mode(&paths.shm)?, 0o1777, "the tmpfs root is mode=1777");
@@ -529,7 +635,10 @@ async fn sandbox_files_and_shm_tmpfs() -> Result<()> {
     let (per_mount, super_part) = line.split_once(" - ").context("mountinfo line")?;
     let options = per_mount.split(' ').nth(5).unwrap_or_default();
     for flag in ["nosuid", "nodev", "noexec"] {
-        assert!(options.split(',').any(|o| o == flag), "{flag} missing: {line}");
+        assert!(
+            options.split(',').any(|o| o == flag),
+            "{flag} missing: {line}"
+        );
     }
     assert!(super_part.starts_with("tmpfs shm "), "{line}");
     assert!(super_part.contains("size=65536k"), "{line}");
@@ -545,9 +654,15 @@ async fn sandbox_files_and_shm_tmpfs() -> Result<()> {
         },
     )?;
     assert!(!host_paths.shm.exists());
-    assert_eq!(std::fs::read(&host_paths.resolv_conf)?, std::fs::read("/etc/resolv.conf")?);
+    assert_eq!(
+        std::fs::read(&host_paths.resolv_conf)?,
+        std::fs::read("/etc/resolv.conf")?
+    );
     let node = std::fs::read_to_string("/proc/sys/kernel/hostname")?;
-    assert_eq!(std::fs::read_to_string(&host_paths.hostname)?, format!("{}\n", node.trim()));
+    assert_eq!(
+        std::fs::read_to_string(&host_paths.hostname)?,
+        format!("{}\n", node.trim())
+    );
 
     files.remove(&id)?;
     assert!(mounts_at(&paths.shm).is_empty(), "shm still mounted");

@@ -141,7 +141,10 @@ impl ResultCache {
         let mut names: Vec<String> = read
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| n.find(&part).is_some_and(|pos| pos > 0 && pos + part.len() < n.len()))
+            .filter(|n| {
+                n.find(&part)
+                    .is_some_and(|pos| pos > 0 && pos + part.len() < n.len())
+            })
             .collect();
         names.sort();
         let mut entries = Vec::new();
@@ -248,9 +251,16 @@ mod tests {
         let path = cache.write(&e).unwrap();
         assert_eq!(path, dir.path().join("results/pods-sb1-eth0"));
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(
-            std::fs::metadata(dir.path().join("results")).unwrap().permissions().mode() & 0o777,
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(dir.path().join("results"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
             0o700
         );
         assert_eq!(cache.read("pods", "sb1", "eth0"), Some(e.clone()));
@@ -273,9 +283,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = ResultCache::new(dir.path());
         std::fs::create_dir_all(dir.path().join("results")).unwrap();
-        std::fs::write(dir.path().join("results/pods-sb1-eth0"), b"{\"kind\":\"other\"}").unwrap();
+        std::fs::write(
+            dir.path().join("results/pods-sb1-eth0"),
+            b"{\"kind\":\"other\"}",
+        )
+        .unwrap();
         assert_eq!(cache.read("pods", "sb1", "eth0"), None);
         assert!(cache.entries_for("sb1").unwrap().is_empty());
-        assert!(ResultCache::new("/nonexistent").entries_for("x").unwrap().is_empty());
+        assert!(ResultCache::new("/nonexistent")
+            .entries_for("x")
+            .unwrap()
+            .is_empty());
     }
 }

@@ -125,11 +125,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<NetworkConfigList, CniConfigError>
     parse_as(path, bytes, is_list)
 }
 
-fn parse_as(
-    path: &Path,
-    bytes: &[u8],
-    is_list: bool,
-) -> Result<NetworkConfigList, CniConfigError> {
+fn parse_as(path: &Path, bytes: &[u8], is_list: bool) -> Result<NetworkConfigList, CniConfigError> {
     let invalid = |message: String| CniConfigError::Invalid {
         path: path.to_path_buf(),
         message,
@@ -139,7 +135,12 @@ fn parse_as(
     let obj = value
         .as_object()
         .ok_or_else(|| invalid("not a JSON object".into()))?;
-    let text = |key: &str| obj.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let text = |key: &str| {
+        obj.get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
     let (name, plugins, list_bytes) = if is_list {
         let name = text("name");
         if name.is_empty() {
@@ -154,7 +155,12 @@ fn parse_as(
             return Err(invalid("no plugins in list".into()));
         }
         for plugin in &plugins {
-            if plugin.get("type").and_then(|t| t.as_str()).unwrap_or_default().is_empty() {
+            if plugin
+                .get("type")
+                .and_then(|t| t.as_str())
+                .unwrap_or_default()
+                .is_empty()
+            {
                 return Err(invalid("a plugin has no type".into()));
             }
         }
@@ -194,7 +200,8 @@ mod tests {
         dir
     }
 
-    const BRIDGE_LIST: &str = r#"{"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"bridge"},{"type":"portmap"}]}"#;
+    const BRIDGE_LIST: &str =
+        r#"{"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"bridge"},{"type":"portmap"}]}"#;
 
     #[test]
     fn missing_dir_is_no_config() {
@@ -213,21 +220,30 @@ mod tests {
     fn loads_first_by_name() {
         let dir = dir_with(&[
             ("20-b.conflist", BRIDGE_LIST),
-            ("10-a.conf", r#"{"cniVersion":"0.4.0","name":"a","type":"bridge"}"#),
+            (
+                "10-a.conf",
+                r#"{"cniVersion":"0.4.0","name":"a","type":"bridge"}"#,
+            ),
         ]);
         let nets = load_network_configs(dir.path(), 1).unwrap();
         assert_eq!(nets.len(), 1);
         assert_eq!(nets[0].name, "a");
         assert_eq!(nets[0].plugins.len(), 1);
         let all = load_network_configs(dir.path(), 0).unwrap();
-        assert_eq!(all.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["a", "pods"]);
+        assert_eq!(
+            all.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+            ["a", "pods"]
+        );
     }
 
     #[test]
     fn list_bytes_are_kept_as_libcni_does() {
         let dir = dir_with(&[
             ("20-b.conflist", BRIDGE_LIST),
-            ("10-a.conf", r#"{"type":"bridge", "cniVersion":"0.4.0","name":"a"}"#),
+            (
+                "10-a.conf",
+                r#"{"type":"bridge", "cniVersion":"0.4.0","name":"a"}"#,
+            ),
         ]);
         let all = load_network_configs(dir.path(), 0).unwrap();
         assert_eq!(

@@ -37,6 +37,8 @@ pub enum CniError {
     /// No usable network config (go-cni `ErrCNINotInitialized`).
     #[error("cni plugin not initialized")]
     NotInitialized(#[source] CniConfigError),
+    #[error("no cni plugin directory configured")]
+    NoPluginDirs,
     #[error("failed to find plugin {plugin:?} in path {dirs:?}")]
     PluginNotFound { plugin: String, dirs: Vec<PathBuf> },
     #[error("invalid {what} {value:?}: {reason}")]

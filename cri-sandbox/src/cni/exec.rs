@@ -302,10 +302,17 @@ mod tests {
             container_id: "sb1".into(),
             netns: "/var/run/netns/cni-1".into(),
             if_name: "eth0".into(),
-            args: vec![("IgnoreUnknown".into(), "1".into()), ("K8S_POD_NAME".into(), "web".into())],
+            args: vec![
+                ("IgnoreUnknown".into(), "1".into()),
+                ("K8S_POD_NAME".into(), "web".into()),
+            ],
             capability_args: Map::new(),
         };
-        let env = plugin_env(Command::Del, &rt, &["/opt/cni/bin".into(), "/usr/lib/cni".into()]);
+        let env = plugin_env(
+            Command::Del,
+            &rt,
+            &["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+        );
         let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(
             env,
@@ -322,14 +329,24 @@ mod tests {
 
     #[test]
     fn plugin_errors_from_json_or_stderr() {
-        let e = plugin_error("exit status: 1", br#"{"code":7,"msg":"bad","details":"why"}"#, "");
+        let e = plugin_error(
+            "exit status: 1",
+            br#"{"code":7,"msg":"bad","details":"why"}"#,
+            "",
+        );
         assert_eq!((e.code, e.to_string()), (7, "bad; why".to_string()));
         let e = plugin_error("exit status: 1", b"", "boom\n");
         assert_eq!(e.to_string(), "netplugin failed: \"boom\\n\"");
         let e = plugin_error("exit status: 2", b"", "");
-        assert_eq!(e.to_string(), "netplugin failed with no error message: exit status: 2");
+        assert_eq!(
+            e.to_string(),
+            "netplugin failed with no error message: exit status: 2"
+        );
         let e = plugin_error("exit status: 1", b"oops", "");
-        assert!(e.msg.starts_with("netplugin failed but error parsing"), "{e}");
+        assert!(
+            e.msg.starts_with("netplugin failed but error parsing"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -339,7 +356,10 @@ mod tests {
         std::fs::write(b.path().join("bridge"), b"").unwrap();
         std::fs::create_dir(a.path().join("bridge")).unwrap();
         let dirs = vec![a.path().to_path_buf(), b.path().to_path_buf()];
-        assert_eq!(find_plugin("bridge", &dirs).unwrap(), b.path().join("bridge"));
+        assert_eq!(
+            find_plugin("bridge", &dirs).unwrap(),
+            b.path().join("bridge")
+        );
         assert!(matches!(
             find_plugin("nope", &dirs),
             Err(CniError::PluginNotFound { .. })
@@ -354,15 +374,22 @@ mod tests {
         std::fs::write(&script, "#!/bin/sh\necho \"$CNI_COMMAND\"; cat\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let out = run_plugin(&script, b"{}", &[("CNI_COMMAND", "ADD".into())], Duration::from_secs(5))
-            .await
-            .unwrap();
+        let out = run_plugin(
+            &script,
+            b"{}",
+            &[("CNI_COMMAND", "ADD".into())],
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         assert_eq!(out, b"ADD\n{}");
 
         let slow = dir.path().join("slow");
         std::fs::write(&slow, "#!/bin/sh\nexec sleep 5\n").unwrap();
         std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let err = run_plugin(&slow, b"{}", &[], Duration::from_millis(200)).await.unwrap_err();
+        let err = run_plugin(&slow, b"{}", &[], Duration::from_millis(200))
+            .await
+            .unwrap_err();
         assert!(matches!(err, ExecFailure::Timeout), "{err:?}");
     }
 }

@@ -276,7 +276,10 @@ mod tests {
     }
 
     fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -375,8 +378,9 @@ mod tests {
     #[test]
     fn unreasonable_bandwidth_is_rejected() {
         for value in ["999", "2P", "fast"] {
-            let err = bandwidth_from_annotations(&annotations(&[(EGRESS_BANDWIDTH_ANNOTATION, value)]))
-                .unwrap_err();
+            let err =
+                bandwidth_from_annotations(&annotations(&[(EGRESS_BANDWIDTH_ANNOTATION, value)]))
+                    .unwrap_err();
             assert!(matches!(err, CniError::Bandwidth { .. }), "{value}: {err}");
         }
     }

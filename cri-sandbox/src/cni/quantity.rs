@@ -95,7 +95,11 @@ mod tests {
     use super::*;
 
     fn check(input: &str, expected: Result<i128, ()>) {
-        assert_eq!(parse_quantity_value(input).map_err(|_| ()), expected, "{input}");
+        assert_eq!(
+            parse_quantity_value(input).map_err(|_| ()),
+            expected,
+            "{input}"
+        );
     }
 
     #[test]

@@ -142,9 +142,7 @@ impl CniResult {
                 Some(IpAddr::is_ipv4)
             }
         };
-        let primary = wanted
-            .and_then(|is| ips.iter().position(is))
-            .unwrap_or(0);
+        let primary = wanted.and_then(|is| ips.iter().position(is)).unwrap_or(0);
         let rest = ips
             .iter()
             .enumerate()
@@ -315,7 +313,10 @@ pub(crate) fn convert_result(value: &Value, target: &str) -> Result<Value, Strin
                     .and_then(Value::as_str)
                     .and_then(|a| parse_cidr(a).ok())
                     .is_some_and(|(a, _)| a.is_ipv4());
-                ip.insert("version".into(), Value::String(if v4 { "4" } else { "6" }.into()));
+                ip.insert(
+                    "version".into(),
+                    Value::String(if v4 { "4" } else { "6" }.into()),
+                );
             } else {
                 ip.remove("version");
             }
@@ -332,8 +333,12 @@ pub(crate) fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     let (ip, len) = s
         .split_once('/')
         .ok_or_else(|| format!("invalid CIDR address: {s}"))?;
-    let ip: IpAddr = ip.parse().map_err(|_| format!("invalid CIDR address: {s}"))?;
-    let len: u8 = len.parse().map_err(|_| format!("invalid CIDR address: {s}"))?;
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("invalid CIDR address: {s}"))?;
+    let len: u8 = len
+        .parse()
+        .map_err(|_| format!("invalid CIDR address: {s}"))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     if len > max {
         return Err(format!("invalid CIDR address: {s}"));
@@ -450,7 +455,9 @@ mod tests {
     #[test]
     fn legacy_0_2_0_result() {
         check(
-            &[json!({"cniVersion": "0.2.0", "ip4": {"ip": "10.1.0.5/16", "gateway": "10.1.0.1", "routes": [{"dst": "0.0.0.0/0"}]}})],
+            &[
+                json!({"cniVersion": "0.2.0", "ip4": {"ip": "10.1.0.5/16", "gateway": "10.1.0.1", "routes": [{"dst": "0.0.0.0/0"}]}}),
+            ],
             r#"{"Interfaces":{"eth0":{"IPConfigs":[{"IP":"10.1.0.5","Gateway":"10.1.0.1"}],"Mac":"","Sandbox":""}},"DNS":[{}],"Routes":[{"dst":"0.0.0.0/0"}]}"#,
         );
     }
@@ -489,7 +496,10 @@ mod tests {
         assert_eq!(v100, bridge_result("1.0.0"));
         let legacy = json!({"cniVersion": "0.2.0", "ip6": {"ip": "fd00::2/64"}});
         let up = convert_result(&legacy, "0.3.1").unwrap();
-        assert_eq!(up["ips"][0], json!({"address": "fd00::2/64", "version": "6"}));
+        assert_eq!(
+            up["ips"][0],
+            json!({"address": "fd00::2/64", "version": "6"})
+        );
         assert!(convert_result(&bridge_result("1.0.0"), "0.2.0").is_err());
     }
 
@@ -513,15 +523,35 @@ mod tests {
 
     #[test]
     fn pod_ip_selection_follows_ip_pref() {
-        let own = |p: &str, rest: &[&str]| Some((p.to_string(), rest.iter().map(|s| s.to_string()).collect()));
+        let own = |p: &str, rest: &[&str]| {
+            Some((p.to_string(), rest.iter().map(|s| s.to_string()).collect()))
+        };
         let dual = ["fd00::5", "10.0.0.5", "10.0.0.6"];
-        assert_eq!(pod_ips_of(&dual, ""), own("10.0.0.5", &["fd00::5", "10.0.0.6"]));
-        assert_eq!(pod_ips_of(&dual, "ipv4"), own("10.0.0.5", &["fd00::5", "10.0.0.6"]));
-        assert_eq!(pod_ips_of(&dual, "bogus"), own("10.0.0.5", &["fd00::5", "10.0.0.6"]));
-        assert_eq!(pod_ips_of(&["10.0.0.5", "fd00::5"], "ipv6"), own("fd00::5", &["10.0.0.5"]));
-        assert_eq!(pod_ips_of(&dual, "cni"), own("fd00::5", &["10.0.0.5", "10.0.0.6"]));
+        assert_eq!(
+            pod_ips_of(&dual, ""),
+            own("10.0.0.5", &["fd00::5", "10.0.0.6"])
+        );
+        assert_eq!(
+            pod_ips_of(&dual, "ipv4"),
+            own("10.0.0.5", &["fd00::5", "10.0.0.6"])
+        );
+        assert_eq!(
+            pod_ips_of(&dual, "bogus"),
+            own("10.0.0.5", &["fd00::5", "10.0.0.6"])
+        );
+        assert_eq!(
+            pod_ips_of(&["10.0.0.5", "fd00::5"], "ipv6"),
+            own("fd00::5", &["10.0.0.5"])
+        );
+        assert_eq!(
+            pod_ips_of(&dual, "cni"),
+            own("fd00::5", &["10.0.0.5", "10.0.0.6"])
+        );
         assert_eq!(pod_ips_of(&["fd00::1"], "ipv4"), own("fd00::1", &[]));
-        assert_eq!(pod_ips_of(&["fd00::1", "fd00::2"], "ipv4"), own("fd00::1", &["fd00::2"]));
+        assert_eq!(
+            pod_ips_of(&["fd00::1", "fd00::2"], "ipv4"),
+            own("fd00::1", &["fd00::2"])
+        );
         assert_eq!(pod_ips_of(&[], "ipv4"), None);
     }
 }

@@ -192,7 +192,9 @@ fn remove_all(path: &Path) -> Result<(), NetnsError> {
 
 fn is_closed_blocking(path: &Path) -> Result<bool, NetnsError> {
     match statfs(path) {
-        Ok(fs) if fs.filesystem_type() == NSFS_MAGIC || fs.filesystem_type() == PROC_SUPER_MAGIC => {
+        Ok(fs)
+            if fs.filesystem_type() == NSFS_MAGIC || fs.filesystem_type() == PROC_SUPER_MAGIC =>
+        {
             Ok(false)
         }
         Ok(_) => {
@@ -243,7 +245,12 @@ mod tests {
     use super::*;
 
     fn check(path: &Path, expected_closed: bool) {
-        assert_eq!(is_closed_blocking(path).unwrap(), expected_closed, "{}", path.display());
+        assert_eq!(
+            is_closed_blocking(path).unwrap(),
+            expected_closed,
+            "{}",
+            path.display()
+        );
     }
 
     #[test]

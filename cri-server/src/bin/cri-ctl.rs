@@ -13,7 +13,12 @@ use tonic::transport::{Channel, Endpoint};
 #[command(name = "cri-ctl", version, about = "A minimal CRI v1 client")]
 struct Args {
     /// The runtime's socket (`unix://` prefix optional).
-    #[arg(long, short = 'r', env = "CONTAINER_RUNTIME_ENDPOINT", default_value = "/run/cri-server/cri-server.sock")]
+    #[arg(
+        long,
+        short = 'r',
+        env = "CONTAINER_RUNTIME_ENDPOINT",
+        default_value = "/run/cri-server/cri-server.sock"
+    )]
     runtime_endpoint: String,
     #[command(subcommand)]
     command: Command,
@@ -62,9 +67,17 @@ async fn main() -> anyhow::Result<()> {
     let mut runtime = RuntimeServiceClient::new(channel.clone());
     let mut images = ImageServiceClient::new(channel);
     match args.command {
-        Command::Version => print(&runtime.version(VersionRequest::default()).await?.into_inner())?,
+        Command::Version => print(
+            &runtime
+                .version(VersionRequest::default())
+                .await?
+                .into_inner(),
+        )?,
         Command::Info => {
-            let status = runtime.status(StatusRequest { verbose: true }).await?.into_inner();
+            let status = runtime
+                .status(StatusRequest { verbose: true })
+                .await?
+                .into_inner();
             let mut out = serde_json::json!({
                 "status": status.status,
                 "runtimeHandlers": status.runtime_handlers,
@@ -74,7 +87,12 @@ async fn main() -> anyhow::Result<()> {
             }
             print(&out)?
         }
-        Command::Images => print(&images.list_images(ListImagesRequest::default()).await?.into_inner())?,
+        Command::Images => print(
+            &images
+                .list_images(ListImagesRequest::default())
+                .await?
+                .into_inner(),
+        )?,
         Command::Pull { image } => {
             let request = PullImageRequest {
                 image: Some(ImageSpec {
@@ -85,8 +103,18 @@ async fn main() -> anyhow::Result<()> {
             };
             print(&images.pull_image(request).await?.into_inner())?
         }
-        Command::Pods => print(&runtime.list_pod_sandbox(ListPodSandboxRequest::default()).await?.into_inner())?,
-        Command::Ps => print(&runtime.list_containers(ListContainersRequest::default()).await?.into_inner())?,
+        Command::Pods => print(
+            &runtime
+                .list_pod_sandbox(ListPodSandboxRequest::default())
+                .await?
+                .into_inner(),
+        )?,
+        Command::Ps => print(
+            &runtime
+                .list_containers(ListContainersRequest::default())
+                .await?
+                .into_inner(),
+        )?,
     }
     Ok(())
 }

@@ -95,7 +95,9 @@ pub(crate) fn linux(spec: &mut Spec) -> &mut Linux {
 
 /// `spec.linux.resources`, created empty if unset.
 pub(crate) fn resources(spec: &mut Spec) -> &mut LinuxResources {
-    linux(spec).resources_mut().get_or_insert_with(LinuxResources::default)
+    linux(spec)
+        .resources_mut()
+        .get_or_insert_with(LinuxResources::default)
 }
 
 /// `spec.annotations`, created empty if unset.
@@ -116,7 +118,10 @@ pub(crate) fn root(spec: &mut Spec) -> &mut Root {
 /// The capability sets, created empty if unset. Edit the clone and put it
 /// back with [`set_capabilities`].
 pub(crate) fn capabilities(spec: &mut Spec) -> LinuxCapabilities {
-    process(spec).capabilities().clone().unwrap_or_else(empty_capabilities)
+    process(spec)
+        .capabilities()
+        .clone()
+        .unwrap_or_else(empty_capabilities)
 }
 
 /// Store capability sets edited from [`capabilities`].
@@ -179,7 +184,8 @@ fn normalize_process(p: &mut Process) {
     none_if_empty(&mut rlimits);
     p.set_rlimits(rlimits);
     if let Some(mut caps) = p.capabilities().clone() {
-        let empty = |s: &Option<oci_spec::runtime::Capabilities>| s.as_ref().is_some_and(|s| s.is_empty());
+        let empty =
+            |s: &Option<oci_spec::runtime::Capabilities>| s.as_ref().is_some_and(|s| s.is_empty());
         if empty(caps.bounding()) {
             caps.set_bounding(None);
         }
@@ -213,7 +219,10 @@ fn normalize_linux(l: &mut Linux) {
     if l.rootfs_propagation().as_deref() == Some("") {
         l.set_rootfs_propagation(None);
     }
-    if l.cgroups_path().as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+    if l.cgroups_path()
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
         l.set_cgroups_path(None);
     }
     if let Some(r) = l.resources_mut() {

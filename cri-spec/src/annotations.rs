@@ -75,14 +75,26 @@ fn matches_at(p: &[char], n: &[char]) -> Option<bool> {
         },
         Some('[') => {
             let (matched, used) = class(&p[1..], n.first().copied())?;
-            if matched { matches_at(&p[1 + used..], &n[1..]) } else { Some(false) }
+            if matched {
+                matches_at(&p[1 + used..], &n[1..])
+            } else {
+                Some(false)
+            }
         }
         Some('\\') => {
             let c = *p.get(1)?;
-            if n.first() == Some(&c) { matches_at(&p[2..], &n[1..]) } else { Some(false) }
+            if n.first() == Some(&c) {
+                matches_at(&p[2..], &n[1..])
+            } else {
+                Some(false)
+            }
         }
         Some(c) => {
-            if n.first() == Some(c) { matches_at(&p[1..], &n[1..]) } else { Some(false) }
+            if n.first() == Some(c) {
+                matches_at(&p[1..], &n[1..])
+            } else {
+                Some(false)
+            }
         }
     }
 }
@@ -136,7 +148,10 @@ fn class_char(p: &[char], i: usize) -> Option<(char, usize)> {
 }
 
 /// containerd's `getPassthroughAnnotations`.
-pub(crate) fn passthrough(annotations: &HashMap<String, String>, globs: &[String]) -> Vec<(String, String)> {
+pub(crate) fn passthrough(
+    annotations: &HashMap<String, String>,
+    globs: &[String],
+) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = annotations
         .iter()
         .filter(|(k, _)| globs.iter().any(|g| glob_match(g, k)))
@@ -169,13 +184,19 @@ pub(crate) fn default_cri_annotations(
     ];
     let container_type = match kind {
         DefaultKind::Sandbox { image_name } => {
-            out.push((SANDBOX_LOG_DIRECTORY.to_owned(), config.log_directory.clone()));
+            out.push((
+                SANDBOX_LOG_DIRECTORY.to_owned(),
+                config.log_directory.clone(),
+            ));
             if let Some(image) = image_name {
                 out.push((SANDBOX_IMAGE_NAME.to_owned(), image.to_owned()));
             }
             CONTAINER_TYPE_SANDBOX
         }
-        DefaultKind::Container { container_name, image_name } => {
+        DefaultKind::Container {
+            container_name,
+            image_name,
+        } => {
             out.push((CONTAINER_NAME.to_owned(), container_name.to_owned()));
             out.push((IMAGE_NAME.to_owned(), image_name.to_owned()));
             CONTAINER_TYPE_CONTAINER
@@ -190,7 +211,10 @@ pub(crate) enum DefaultKind<'a> {
     /// The pause container, with the pause image name in 2.x style.
     Sandbox { image_name: Option<&'a str> },
     /// An app container.
-    Container { container_name: &'a str, image_name: &'a str },
+    Container {
+        container_name: &'a str,
+        image_name: &'a str,
+    },
 }
 
 #[cfg(test)]
@@ -198,13 +222,21 @@ mod tests {
     use super::*;
 
     fn check(pattern: &str, name: &str, expected: bool) {
-        assert_eq!(glob_match(pattern, name), expected, "{pattern:?} vs {name:?}");
+        assert_eq!(
+            glob_match(pattern, name),
+            expected,
+            "{pattern:?} vs {name:?}"
+        );
     }
 
     #[test]
     fn go_path_match() {
         check("*", "io.katacontainers.x", true);
-        check("io.katacontainers.*", "io.katacontainers.config.hypervisor", true);
+        check(
+            "io.katacontainers.*",
+            "io.katacontainers.config.hypervisor",
+            true,
+        );
         check("io.katacontainers.*", "io.kata", false);
         check("*", "a/b", false);
         check("a/*", "a/b", true);
@@ -225,10 +257,18 @@ mod tests {
 
     #[test]
     fn passthrough_filters_and_sorts() {
-        let anns: HashMap<String, String> =
-            [("b.x/one", "1"), ("a.x/two", "2"), ("other", "3")].into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let anns: HashMap<String, String> = [("b.x/one", "1"), ("a.x/two", "2"), ("other", "3")]
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         let got = passthrough(&anns, &["*.x/*".to_owned()]);
-        assert_eq!(got, vec![("a.x/two".into(), "2".into()), ("b.x/one".into(), "1".into())]);
+        assert_eq!(
+            got,
+            vec![
+                ("a.x/two".into(), "2".into()),
+                ("b.x/one".into(), "1".into())
+            ]
+        );
         assert!(passthrough(&anns, &[]).is_empty());
     }
 }

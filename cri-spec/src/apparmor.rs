@@ -14,7 +14,10 @@ pub const APPARMOR_DEFAULT_PROFILE: &str = "cri-containerd.apparmor.d";
 
 /// The AppArmor profile asked for: the typed field, else the deprecated
 /// string; `None` when neither is given (the default applies).
-pub(crate) fn requested_profile(typed: Option<&SecurityProfile>, deprecated: &str) -> Result<Option<SecurityProfile>> {
+pub(crate) fn requested_profile(
+    typed: Option<&SecurityProfile>,
+    deprecated: &str,
+) -> Result<Option<SecurityProfile>> {
     match typed {
         Some(sp) => Ok(Some(sp.clone())),
         None if deprecated.is_empty() => Ok(None),
@@ -30,7 +33,10 @@ pub(crate) fn apply_apparmor(
     enabled: bool,
     host: &dyn HostOs,
 ) -> Result<()> {
-    let runtime_default = SecurityProfile { profile_type: ProfileType::RuntimeDefault as i32, localhost_ref: String::new() };
+    let runtime_default = SecurityProfile {
+        profile_type: ProfileType::RuntimeDefault as i32,
+        localhost_ref: String::new(),
+    };
     let sp = profile.unwrap_or(&runtime_default);
     if sp.profile_type != ProfileType::Localhost as i32 && !sp.localhost_ref.is_empty() {
         return Err(Error::AppArmorLocalhostRef);
@@ -41,19 +47,30 @@ pub(crate) fn apply_apparmor(
         Ok(ProfileType::RuntimeDefault) => APPARMOR_DEFAULT_PROFILE.to_owned(),
         Ok(ProfileType::Localhost) if !enabled => return Err(Error::AppArmorUnsupported),
         Ok(ProfileType::Localhost) => {
-            let name = sp.localhost_ref.strip_prefix("localhost/").unwrap_or(&sp.localhost_ref).to_owned();
+            let name = sp
+                .localhost_ref
+                .strip_prefix("localhost/")
+                .unwrap_or(&sp.localhost_ref)
+                .to_owned();
             if name.is_empty() {
                 return Err(Error::EmptyAppArmorProfile);
             }
-            let loaded = host
-                .apparmor_profile_loaded(&name)
-                .map_err(|source| Error::LookupAppArmorProfile { profile: name.clone(), source })?;
+            let loaded = host.apparmor_profile_loaded(&name).map_err(|source| {
+                Error::LookupAppArmorProfile {
+                    profile: name.clone(),
+                    source,
+                }
+            })?;
             if !loaded {
                 return Err(Error::AppArmorProfileNotFound { profile: name });
             }
             name
         }
-        Err(_) => return Err(Error::UnknownAppArmorProfileType { profile_type: sp.profile_type }),
+        Err(_) => {
+            return Err(Error::UnknownAppArmorProfileType {
+                profile_type: sp.profile_type,
+            })
+        }
     };
     access::process(spec).set_apparmor_profile(Some(name));
     Ok(())

@@ -53,8 +53,13 @@ pub(crate) const DEFAULT_MASKED_PATHS: [&str; 10] = [
 ];
 
 /// containerd's default read-only paths.
-pub(crate) const DEFAULT_READONLY_PATHS: [&str; 5] =
-    ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+pub(crate) const DEFAULT_READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 /// A mount of `kind` from `source` at `destination`.
 pub(crate) fn mount(destination: &str, kind: &str, source: &str, options: &[&str]) -> Mount {
@@ -80,17 +85,49 @@ pub(crate) fn bind_mount(destination: &Path, source: &Path, options: Vec<String>
 pub(crate) fn default_mounts() -> Vec<Mount> {
     vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
         mount(
             "/dev/pts",
             "devpts",
             "devpts",
-            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
         ),
-        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
-        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
-        mount("/run", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
+        mount(
+            "/run",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
     ]
 }
 
@@ -123,12 +160,26 @@ pub(crate) fn default_unix_spec(id: &str) -> Result<Spec> {
         caps.set_permitted(Some(set.clone()));
         caps.set_effective(Some(set));
         p.set_capabilities(Some(caps));
-        let nofile = PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).hard(1024u64).soft(1024u64).build()?;
+        let nofile = PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .hard(1024u64)
+            .soft(1024u64)
+            .build()?;
         p.set_rlimits(Some(vec![nofile]));
     }
     let linux = access::linux(&mut spec);
-    linux.set_masked_paths(Some(DEFAULT_MASKED_PATHS.iter().map(|p| (*p).to_owned()).collect()));
-    linux.set_readonly_paths(Some(DEFAULT_READONLY_PATHS.iter().map(|p| (*p).to_owned()).collect()));
+    linux.set_masked_paths(Some(
+        DEFAULT_MASKED_PATHS
+            .iter()
+            .map(|p| (*p).to_owned())
+            .collect(),
+    ));
+    linux.set_readonly_paths(Some(
+        DEFAULT_READONLY_PATHS
+            .iter()
+            .map(|p| (*p).to_owned())
+            .collect(),
+    ));
     linux.set_cgroups_path(Some(namespaced_cgroups_path(id)));
     let mut deny_all = LinuxDeviceCgroup::default();
     deny_all.set_allow(false);

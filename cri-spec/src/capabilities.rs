@@ -14,7 +14,9 @@ use crate::{access, Error, Result};
 pub(crate) fn parse_capability(name: &str) -> Result<Capability> {
     let upper = name.to_ascii_uppercase();
     let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
-    Capability::from_str(bare).map_err(|_| Error::UnknownCapability { name: name.to_owned() })
+    Capability::from_str(bare).map_err(|_| Error::UnknownCapability {
+        name: name.to_owned(),
+    })
 }
 
 /// The daemon's capabilities as a set; names this crate does not know are
@@ -33,7 +35,10 @@ pub(crate) fn parse_current(names: &[String]) -> Capabilities {
 }
 
 fn named(list: &[String]) -> Result<Vec<Capability>> {
-    list.iter().filter(|c| !c.eq_ignore_ascii_case("ALL")).map(|c| parse_capability(c)).collect()
+    list.iter()
+        .filter(|c| !c.eq_ignore_ascii_case("ALL"))
+        .map(|c| parse_capability(c))
+        .collect()
 }
 
 fn has_all(list: &[String]) -> bool {
@@ -55,8 +60,14 @@ fn edit(set: &Option<Capabilities>, f: impl FnOnce(&mut Capabilities)) -> Option
 /// containerd's `WithCapabilities`: `ALL` in add sets every capability the
 /// daemon has, `ALL` in drop clears the sets, then named adds and drops
 /// apply to the bounding, effective and permitted sets.
-pub(crate) fn apply_add_drop(spec: &mut Spec, requested: Option<&CriCapability>, all: &Capabilities) -> Result<()> {
-    let Some(requested) = requested else { return Ok(()) };
+pub(crate) fn apply_add_drop(
+    spec: &mut Spec,
+    requested: Option<&CriCapability>,
+    all: &Capabilities,
+) -> Result<()> {
+    let Some(requested) = requested else {
+        return Ok(());
+    };
     let add = named(&requested.add_capabilities)?;
     let drop = named(&requested.drop_capabilities)?;
     let mut caps = access::capabilities(spec);
@@ -67,12 +78,20 @@ pub(crate) fn apply_add_drop(spec: &mut Spec, requested: Option<&CriCapability>,
         set_bep(&mut caps, Capabilities::new());
     }
     let add_to = |s: &Option<Capabilities>| edit(s, |s| s.extend(add.iter().copied()));
-    let (b, e, p) = (add_to(caps.bounding()), add_to(caps.effective()), add_to(caps.permitted()));
+    let (b, e, p) = (
+        add_to(caps.bounding()),
+        add_to(caps.effective()),
+        add_to(caps.permitted()),
+    );
     caps.set_bounding(b);
     caps.set_effective(e);
     caps.set_permitted(p);
     let drop_from = |s: &Option<Capabilities>| edit(s, |s| s.retain(|c| !drop.contains(c)));
-    let (b, e, p) = (drop_from(caps.bounding()), drop_from(caps.effective()), drop_from(caps.permitted()));
+    let (b, e, p) = (
+        drop_from(caps.bounding()),
+        drop_from(caps.effective()),
+        drop_from(caps.permitted()),
+    );
     caps.set_bounding(b);
     caps.set_effective(e);
     caps.set_permitted(p);
@@ -133,16 +152,30 @@ mod tests {
 
     fn cri(add: &[&str], drop: &[&str], ambient: &[&str]) -> CriCapability {
         let v = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
-        CriCapability { add_capabilities: v(add), drop_capabilities: v(drop), add_ambient_capabilities: v(ambient) }
+        CriCapability {
+            add_capabilities: v(add),
+            drop_capabilities: v(drop),
+            add_ambient_capabilities: v(ambient),
+        }
     }
 
     fn check(requested: CriCapability, bounding: Capabilities, ambient: Option<Capabilities>) {
         let mut spec = default_unix_spec("id").expect("spec");
-        let all = set(&[Capability::Chown, Capability::SysAdmin, Capability::NetAdmin, Capability::Kill]);
-        let result = apply_add_drop(&mut spec, Some(&requested), &all).and_then(|()| apply_ambient(&mut spec, Some(&requested)));
+        let all = set(&[
+            Capability::Chown,
+            Capability::SysAdmin,
+            Capability::NetAdmin,
+            Capability::Kill,
+        ]);
+        let result = apply_add_drop(&mut spec, Some(&requested), &all)
+            .and_then(|()| apply_ambient(&mut spec, Some(&requested)));
         assert!(result.is_ok(), "{result:?}");
         let caps = access::capabilities(&mut spec);
-        assert_eq!(caps.bounding().clone().unwrap_or_default(), bounding, "{requested:?}");
+        assert_eq!(
+            caps.bounding().clone().unwrap_or_default(),
+            bounding,
+            "{requested:?}"
+        );
         assert_eq!(caps.effective().clone().unwrap_or_default(), bounding);
         assert_eq!(caps.permitted().clone().unwrap_or_default(), bounding);
         assert_eq!(caps.ambient().clone(), ambient.clone());
@@ -158,19 +191,52 @@ mod tests {
         let mut without_chown = default.clone();
         without_chown.remove(&Capability::Chown);
         check(cri(&[], &["chown"], &[]), without_chown, None);
-        check(cri(&["ALL"], &[], &[]), set(&[Capability::Chown, Capability::SysAdmin, Capability::NetAdmin, Capability::Kill]), None);
-        check(cri(&["all"], &["CHOWN"], &[]), set(&[Capability::SysAdmin, Capability::NetAdmin, Capability::Kill]), None);
-        check(cri(&["KILL"], &["ALL"], &[]), set(&[Capability::Kill]), None);
+        check(
+            cri(&["ALL"], &[], &[]),
+            set(&[
+                Capability::Chown,
+                Capability::SysAdmin,
+                Capability::NetAdmin,
+                Capability::Kill,
+            ]),
+            None,
+        );
+        check(
+            cri(&["all"], &["CHOWN"], &[]),
+            set(&[Capability::SysAdmin, Capability::NetAdmin, Capability::Kill]),
+            None,
+        );
+        check(
+            cri(&["KILL"], &["ALL"], &[]),
+            set(&[Capability::Kill]),
+            None,
+        );
         check(cri(&[], &["ALL"], &[]), Capabilities::new(), None);
-        check(cri(&[], &["ALL"], &["NET_BIND_SERVICE"]), set(&[Capability::NetBindService]), Some(set(&[Capability::NetBindService])));
-        check(cri(&[], &["ALL", "KILL"], &["KILL"]), Capabilities::new(), None);
-        check(cri(&["CAP_SYS_TIME"], &["ALL"], &[]), set(&[Capability::SysTime]), None);
+        check(
+            cri(&[], &["ALL"], &["NET_BIND_SERVICE"]),
+            set(&[Capability::NetBindService]),
+            Some(set(&[Capability::NetBindService])),
+        );
+        check(
+            cri(&[], &["ALL", "KILL"], &["KILL"]),
+            Capabilities::new(),
+            None,
+        );
+        check(
+            cri(&["CAP_SYS_TIME"], &["ALL"], &[]),
+            set(&[Capability::SysTime]),
+            None,
+        );
     }
 
     #[test]
     fn unknown_capability_is_an_error() {
         let mut spec = default_unix_spec("id").expect("spec");
-        let err = apply_add_drop(&mut spec, Some(&cri(&["NOPE"], &[], &[])), &Capabilities::new());
+        let err = apply_add_drop(
+            &mut spec,
+            Some(&cri(&["NOPE"], &[], &[])),
+            &Capabilities::new(),
+        );
         assert!(matches!(err, Err(Error::UnknownCapability { name }) if name == "NOPE"));
         let err = apply_ambient(&mut spec, Some(&cri(&[], &[], &["BOGUS"])));
         assert!(matches!(err, Err(Error::UnknownCapability { .. })));

@@ -40,10 +40,19 @@ mod tests {
 
     #[test]
     fn cgroupfs_and_systemd_paths() {
-        check("/kubepods/besteffort/pod123", "/kubepods/besteffort/pod123/abc");
-        check("/kubepods/besteffort/pod123/", "/kubepods/besteffort/pod123/abc");
+        check(
+            "/kubepods/besteffort/pod123",
+            "/kubepods/besteffort/pod123/abc",
+        );
+        check(
+            "/kubepods/besteffort/pod123/",
+            "/kubepods/besteffort/pod123/abc",
+        );
         check("kubepods", "kubepods/abc");
-        check("kubepods-besteffort-pod123.slice", "kubepods-besteffort-pod123.slice:cri-containerd:abc");
+        check(
+            "kubepods-besteffort-pod123.slice",
+            "kubepods-besteffort-pod123.slice:cri-containerd:abc",
+        );
         check(
             "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice",
             "kubepods-burstable-pod1.slice:cri-containerd:abc",

@@ -13,7 +13,8 @@ pub(crate) const BLOCKIO_CONTAINER: &str = "io.kubernetes.cri.blockio-class";
 /// Pod annotation choosing the block I/O class of all its containers.
 pub(crate) const BLOCKIO_POD: &str = "blockio.resources.beta.kubernetes.io/pod";
 /// Pod annotation prefix choosing one container's block I/O class.
-pub(crate) const BLOCKIO_POD_CONTAINER_PREFIX: &str = "blockio.resources.beta.kubernetes.io/container.";
+pub(crate) const BLOCKIO_POD_CONTAINER_PREFIX: &str =
+    "blockio.resources.beta.kubernetes.io/container.";
 /// CRI container annotation choosing the RDT class.
 pub(crate) const RDT_CONTAINER: &str = "io.kubernetes.cri.rdt-class";
 /// Pod annotation choosing the RDT class of all its containers.
@@ -45,7 +46,11 @@ pub(crate) struct ClassSources<'a> {
 }
 
 /// The block I/O class, if any, as `linux.resources.blockIO`.
-pub(crate) fn apply_blockio(spec: &mut Spec, src: &ClassSources<'_>, opts: &RuntimeOptions) -> Result<()> {
+pub(crate) fn apply_blockio(
+    spec: &mut Spec,
+    src: &ClassSources<'_>,
+    opts: &RuntimeOptions,
+) -> Result<()> {
     let Some(class) = class_from_annotations(
         BLOCKIO_CONTAINER,
         BLOCKIO_POD,
@@ -60,25 +65,44 @@ pub(crate) fn apply_blockio(spec: &mut Spec, src: &ClassSources<'_>, opts: &Runt
         if opts.ignore_blockio_not_enabled_errors {
             return Ok(());
         }
-        return Err(Error::BlockIoDisabled { container: src.container_name.to_owned(), class });
+        return Err(Error::BlockIoDisabled {
+            container: src.container_name.to_owned(),
+            class,
+        });
     };
-    let blockio = classes.get(&class).ok_or_else(|| Error::UnknownBlockIoClass { class: class.clone() })?;
+    let blockio = classes
+        .get(&class)
+        .ok_or_else(|| Error::UnknownBlockIoClass {
+            class: class.clone(),
+        })?;
     access::resources(spec).set_block_io(Some(blockio.clone()));
     Ok(())
 }
 
 /// The RDT class, if any, as `linux.intelRdt.closID`.
-pub(crate) fn apply_rdt(spec: &mut Spec, src: &ClassSources<'_>, opts: &RuntimeOptions) -> Result<()> {
-    let Some(class) =
-        class_from_annotations(RDT_CONTAINER, RDT_POD, RDT_POD_CONTAINER_PREFIX, src.container_name, src.container, src.pod)
-    else {
+pub(crate) fn apply_rdt(
+    spec: &mut Spec,
+    src: &ClassSources<'_>,
+    opts: &RuntimeOptions,
+) -> Result<()> {
+    let Some(class) = class_from_annotations(
+        RDT_CONTAINER,
+        RDT_POD,
+        RDT_POD_CONTAINER_PREFIX,
+        src.container_name,
+        src.container,
+        src.pod,
+    ) else {
         return Ok(());
     };
     let Some(classes) = &opts.rdt_classes else {
         if opts.ignore_rdt_not_enabled_errors {
             return Ok(());
         }
-        return Err(Error::RdtDisabled { container: src.container_name.to_owned(), class });
+        return Err(Error::RdtDisabled {
+            container: src.container_name.to_owned(),
+            class,
+        });
     };
     if !classes.contains(&class) {
         return Err(Error::UnknownRdtClass { class });

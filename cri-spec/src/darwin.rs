@@ -35,8 +35,12 @@ pub(crate) fn build(req: &DarwinRequest<'_>) -> Result<Spec> {
     spec.set_version(OCI_VERSION.to_owned());
     access::root(&mut spec);
     access::process(&mut spec).set_cwd("/".into());
-    let args = process::process_args(&config.command, &config.args, req.image)
-        .ok_or_else(|| Error::NoCommand { container: req.container_name.to_owned() })?;
+    let args =
+        process::process_args(&config.command, &config.args, req.image).ok_or_else(|| {
+            Error::NoCommand {
+                container: req.container_name.to_owned(),
+            }
+        })?;
     let p = access::process(&mut spec);
     p.set_args(Some(args));
     if !config.working_dir.is_empty() {
@@ -48,20 +52,39 @@ pub(crate) fn build(req: &DarwinRequest<'_>) -> Result<Spec> {
         p.set_terminal(Some(true));
     }
     let mut env = req.image.env.clone();
-    env.extend(config.envs.iter().map(|kv| format!("{}={}", kv.key, kv.value)));
+    env.extend(
+        config
+            .envs
+            .iter()
+            .map(|kv| format!("{}={}", kv.key, kv.value)),
+    );
     process::with_env(&mut spec, &env);
 
     for m in merge_mounts(&config.mounts, req.extra_mounts, clean_path) {
         let src = prepare_source(req.host, &PathBuf::from(&m.host_path))?;
         let options = vec![if m.readonly { "ro" } else { "rw" }.to_owned()];
-        spec.mounts_mut().get_or_insert_with(Vec::new).push(bind_mount(Path::new(&m.container_path), &src, options));
+        spec.mounts_mut()
+            .get_or_insert_with(Vec::new)
+            .push(bind_mount(Path::new(&m.container_path), &src, options));
     }
 
     let (sandbox, opts) = (inputs.sandbox_config, inputs.options);
-    annotations::annotate(&mut spec, annotations::passthrough(&sandbox.annotations, &opts.pod_annotations));
-    annotations::annotate(&mut spec, annotations::passthrough(&config.annotations, &opts.container_annotations));
-    let kind = DefaultKind::Container { container_name: req.container_name, image_name: inputs.image_name };
-    annotations::annotate(&mut spec, annotations::default_cri_annotations(&inputs.sandbox_id.0, sandbox, kind));
+    annotations::annotate(
+        &mut spec,
+        annotations::passthrough(&sandbox.annotations, &opts.pod_annotations),
+    );
+    annotations::annotate(
+        &mut spec,
+        annotations::passthrough(&config.annotations, &opts.container_annotations),
+    );
+    let kind = DefaultKind::Container {
+        container_name: req.container_name,
+        image_name: inputs.image_name,
+    };
+    annotations::annotate(
+        &mut spec,
+        annotations::default_cri_annotations(&inputs.sandbox_id.0, sandbox, kind),
+    );
     access::normalize(&mut spec);
     Ok(spec)
 }

@@ -62,14 +62,23 @@ pub(crate) fn apply_cri_devices(
     access::resources(spec);
     for device in devices {
         let host_path = PathBuf::from(&device.host_path);
-        let resolved = host
-            .resolve_symlinks(&host_path)
-            .map_err(|source| Error::ResolveSymlinks { path: host_path.clone(), source })?;
+        let resolved =
+            host.resolve_symlinks(&host_path)
+                .map_err(|source| Error::ResolveSymlinks {
+                    path: host_path.clone(),
+                    source,
+                })?;
         let found = host
             .lookup_device(&resolved)
-            .map_err(|source| Error::LookupDevice { path: resolved.clone(), source })?;
+            .map_err(|source| Error::LookupDevice {
+                path: resolved.clone(),
+                source,
+            })?;
         for info in &found {
-            let mut dev = linux_device(info, container_path(&info.path, &resolved, &device.container_path));
+            let mut dev = linux_device(
+                info,
+                container_path(&info.path, &resolved, &device.container_path),
+            );
             if let Some((uid, gid)) = owner {
                 if uid != 0 {
                     dev.set_uid(Some(uid));
@@ -84,8 +93,14 @@ pub(crate) fn apply_cri_devices(
             rule.set_major(Some(info.major));
             rule.set_minor(Some(info.minor));
             rule.set_access(Some(device.permissions.clone()));
-            access::linux(spec).devices_mut().get_or_insert_with(Vec::new).push(dev);
-            access::resources(spec).devices_mut().get_or_insert_with(Vec::new).push(rule);
+            access::linux(spec)
+                .devices_mut()
+                .get_or_insert_with(Vec::new)
+                .push(dev);
+            access::resources(spec)
+                .devices_mut()
+                .get_or_insert_with(Vec::new)
+                .push(rule);
         }
     }
     Ok(())
@@ -93,8 +108,12 @@ pub(crate) fn apply_cri_devices(
 
 /// `oci.WithHostDevices`: every host device, at its host path.
 pub(crate) fn apply_host_devices(spec: &mut Spec, host: &dyn HostOs) -> Result<()> {
-    let found = host.host_devices().map_err(|source| Error::HostDevices { source })?;
-    let devices = access::linux(spec).devices_mut().get_or_insert_with(Vec::new);
+    let found = host
+        .host_devices()
+        .map_err(|source| Error::HostDevices { source })?;
+    let devices = access::linux(spec)
+        .devices_mut()
+        .get_or_insert_with(Vec::new);
     devices.extend(found.iter().map(|d| linux_device(d, d.path.clone())));
     Ok(())
 }
@@ -114,8 +133,17 @@ mod tests {
     #[test]
     fn container_paths() {
         let host = Path::new("/dev/snd");
-        assert_eq!(container_path(Path::new("/dev/snd"), host, "/dev/sound"), PathBuf::from("/dev/sound"));
-        assert_eq!(container_path(Path::new("/dev/snd/pcm0"), host, "/dev/sound"), PathBuf::from("/dev/sound/pcm0"));
-        assert_eq!(container_path(Path::new("/dev/snd/pcm0"), host, ""), PathBuf::from("/dev/snd/pcm0"));
+        assert_eq!(
+            container_path(Path::new("/dev/snd"), host, "/dev/sound"),
+            PathBuf::from("/dev/sound")
+        );
+        assert_eq!(
+            container_path(Path::new("/dev/snd/pcm0"), host, "/dev/sound"),
+            PathBuf::from("/dev/sound/pcm0")
+        );
+        assert_eq!(
+            container_path(Path::new("/dev/snd/pcm0"), host, ""),
+            PathBuf::from("/dev/snd/pcm0")
+        );
     }
 }

@@ -198,7 +198,9 @@ pub enum Error {
     #[error("user namespace: invalid {kind} mapping length {length}")]
     InvalidIdMappingLength { kind: IdKind, length: u32 },
     /// User namespace mode NODE with mappings.
-    #[error("user namespace: can't use mode NODE with mappings ({uids} uid and {gids} gid mappings)")]
+    #[error(
+        "user namespace: can't use mode NODE with mappings ({uids} uid and {gids} gid mappings)"
+    )]
     UsernsNodeWithMappings { uids: usize, gids: usize },
     /// User namespace mode POD without uid or gid mappings.
     #[error("user namespace: can't use mode POD without uid and gid mappings")]
@@ -218,7 +220,9 @@ pub enum Error {
     #[error("hugepage limit {limit} for page size {page_size} is out of range")]
     HugepageLimitOutOfRange { page_size: String, limit: u64 },
     /// A blockio class asked for while blockio is not configured.
-    #[error("blockio disabled, refusing to set blockio class of container {container:?} to {class:?}")]
+    #[error(
+        "blockio disabled, refusing to set blockio class of container {container:?} to {class:?}"
+    )]
     BlockIoDisabled { container: String, class: String },
     /// A blockio class that the configuration does not define.
     #[error("block I/O class {class:?} does not exist")]
@@ -261,7 +265,9 @@ pub enum Error {
     #[error("apparmor is not supported")]
     AppArmorUnsupported,
     /// `localhost_ref` set with an AppArmor type other than Localhost.
-    #[error("apparmor config invalid: localhost_ref must only be set if profile_type is Localhost")]
+    #[error(
+        "apparmor config invalid: localhost_ref must only be set if profile_type is Localhost"
+    )]
     AppArmorLocalhostRef,
     /// An AppArmor profile type the CRI does not define.
     #[error("apparmor unknown profile type {profile_type}")]

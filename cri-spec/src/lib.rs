@@ -21,6 +21,7 @@ mod darwin;
 mod devices;
 mod error;
 mod host;
+mod linux;
 mod mounts;
 mod namespaces;
 mod options;
@@ -46,5 +47,7 @@ pub use host::{DeviceInfo, DeviceKind, HostOs, MountInfo, SeLinux, SelinuxLabels
 #[cfg(any(test, feature = "mocks"))]
 pub use host::{MockHostOs, MockSeLinux, MockUserLookup};
 pub use options::{Platform, RuntimeOptions, SandboxFiles};
-pub use pause::{PauseInputs, PauseSpecBuilder, DEFAULT_SANDBOX_CPU_SHARES, DEFAULT_SANDBOX_OOM_ADJ};
+pub use pause::{
+    PauseInputs, PauseSpecBuilder, DEFAULT_SANDBOX_CPU_SHARES, DEFAULT_SANDBOX_OOM_ADJ,
+};
 pub use seccomp::default_seccomp_profile;

@@ -78,17 +78,33 @@ pub(crate) fn sandbox_file_mounts(
     host: &dyn HostOs,
 ) -> Vec<CriMount> {
     let mut mounts = Vec::new();
-    if !in_cri_mounts(ETC_HOSTNAME, cri_mounts) && matches!(host.path_exists(&files.hostname), Ok(true)) {
-        mounts.push(cri_mount(ETC_HOSTNAME, &files.hostname, readonly_rootfs, true));
+    if !in_cri_mounts(ETC_HOSTNAME, cri_mounts)
+        && matches!(host.path_exists(&files.hostname), Ok(true))
+    {
+        mounts.push(cri_mount(
+            ETC_HOSTNAME,
+            &files.hostname,
+            readonly_rootfs,
+            true,
+        ));
     }
     if !in_cri_mounts(ETC_HOSTS, cri_mounts) {
         mounts.push(cri_mount(ETC_HOSTS, &files.hosts, readonly_rootfs, true));
     }
     if !in_cri_mounts(RESOLV_CONF, cri_mounts) {
-        mounts.push(cri_mount(RESOLV_CONF, &files.resolv_conf, readonly_rootfs, true));
+        mounts.push(cri_mount(
+            RESOLV_CONF,
+            &files.resolv_conf,
+            readonly_rootfs,
+            true,
+        ));
     }
     if !in_cri_mounts(DEV_SHM, cri_mounts) {
-        let shm = if host_ipc { PathBuf::from(DEV_SHM) } else { files.shm.clone() };
+        let shm = if host_ipc {
+            PathBuf::from(DEV_SHM)
+        } else {
+            files.shm.clone()
+        };
         let relabel = shm != Path::new(DEV_SHM);
         mounts.push(cri_mount(DEV_SHM, &shm, false, relabel));
     }
@@ -97,10 +113,22 @@ pub(crate) fn sandbox_file_mounts(
 
 /// CRI mounts plus the extra mounts whose destination (compared after
 /// `clean`) no CRI mount has, sorted (stably) by destination depth.
-pub(crate) fn merge_mounts(cri_mounts: &[CriMount], extra: &[CriMount], clean: fn(&str) -> String) -> Vec<CriMount> {
-    let taken: Vec<String> = cri_mounts.iter().map(|m| clean(&m.container_path)).collect();
+pub(crate) fn merge_mounts(
+    cri_mounts: &[CriMount],
+    extra: &[CriMount],
+    clean: fn(&str) -> String,
+) -> Vec<CriMount> {
+    let taken: Vec<String> = cri_mounts
+        .iter()
+        .map(|m| clean(&m.container_path))
+        .collect();
     let mut all: Vec<CriMount> = cri_mounts.to_vec();
-    all.extend(extra.iter().filter(|e| !taken.contains(&clean(&e.container_path))).cloned());
+    all.extend(
+        extra
+            .iter()
+            .filter(|e| !taken.contains(&clean(&e.container_path)))
+            .cloned(),
+    );
     all.sort_by_key(|m| clean(&m.container_path).matches(['/', '\\']).count());
     all
 }
@@ -110,13 +138,22 @@ pub(crate) fn merge_mounts(cri_mounts: &[CriMount], extra: &[CriMount], clean: f
 pub(crate) fn prepare_source(host: &dyn HostOs, host_path: &Path) -> Result<PathBuf> {
     let exists = host
         .path_exists(host_path)
-        .map_err(|source| Error::StatHostPath { path: host_path.to_path_buf(), source })?;
+        .map_err(|source| Error::StatHostPath {
+            path: host_path.to_path_buf(),
+            source,
+        })?;
     if !exists {
         host.create_dir_all(host_path)
-            .map_err(|source| Error::CreateHostPath { path: host_path.to_path_buf(), source })?;
+            .map_err(|source| Error::CreateHostPath {
+                path: host_path.to_path_buf(),
+                source,
+            })?;
     }
     host.resolve_symlinks(host_path)
-        .map_err(|source| Error::ResolveSymlinks { path: host_path.to_path_buf(), source })
+        .map_err(|source| Error::ResolveSymlinks {
+            path: host_path.to_path_buf(),
+            source,
+        })
 }
 
 /// What `WithMounts` needs besides the mounts.
@@ -127,16 +164,27 @@ pub(crate) struct MountContext<'a> {
     pub selinux_enabled: bool,
 }
 
-fn propagation_options(spec: &mut Spec, m: &CriMount, src: &Path, host: &dyn HostOs) -> Result<&'static str> {
+fn propagation_options(
+    spec: &mut Spec,
+    m: &CriMount,
+    src: &Path,
+    host: &dyn HostOs,
+) -> Result<&'static str> {
     let lookup = |path: &Path| {
-        host.mount_info(path).map_err(|source| Error::LookupMount { path: path.to_path_buf(), source })
+        host.mount_info(path).map_err(|source| Error::LookupMount {
+            path: path.to_path_buf(),
+            source,
+        })
     };
     match MountPropagation::try_from(m.propagation) {
         Ok(MountPropagation::PropagationPrivate) => Ok("rprivate"),
         Ok(MountPropagation::PropagationBidirectional) => {
             let info = lookup(src)?;
             if !info.shared {
-                return Err(Error::NotSharedMount { path: src.to_path_buf(), mount_point: info.mount_point });
+                return Err(Error::NotSharedMount {
+                    path: src.to_path_buf(),
+                    mount_point: info.mount_point,
+                });
             }
             access::linux(spec).set_rootfs_propagation(Some("rshared".to_owned()));
             Ok("rshared")
@@ -144,10 +192,16 @@ fn propagation_options(spec: &mut Spec, m: &CriMount, src: &Path, host: &dyn Hos
         Ok(MountPropagation::PropagationHostToContainer) => {
             let info = lookup(src)?;
             if !info.shared && !info.slave {
-                return Err(Error::NotSharedOrSlaveMount { path: src.to_path_buf(), mount_point: info.mount_point });
+                return Err(Error::NotSharedOrSlaveMount {
+                    path: src.to_path_buf(),
+                    mount_point: info.mount_point,
+                });
             }
             let linux = access::linux(spec);
-            if !matches!(linux.rootfs_propagation().as_deref(), Some("rshared") | Some("rslave")) {
+            if !matches!(
+                linux.rootfs_propagation().as_deref(),
+                Some("rshared") | Some("rslave")
+            ) {
                 linux.set_rootfs_propagation(Some("rslave".to_owned()));
             }
             Ok("rslave")
@@ -161,21 +215,32 @@ fn propagation_options(spec: &mut Spec, m: &CriMount, src: &Path, host: &dyn Hos
 
 fn bind(spec: &mut Spec, m: &CriMount, ctx: &MountContext<'_>) -> Result<oci_spec::runtime::Mount> {
     if m.image.is_some() {
-        return Err(Error::ImageMount { container_path: m.container_path.clone() });
+        return Err(Error::ImageMount {
+            container_path: m.container_path.clone(),
+        });
     }
     if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-        return Err(Error::IdmapMount { host_path: m.host_path.clone() });
+        return Err(Error::IdmapMount {
+            host_path: m.host_path.clone(),
+        });
     }
     if m.recursive_read_only {
         if !m.readonly {
-            return Err(Error::RecursiveReadOnlyNotReadOnly { container_path: m.container_path.clone() });
+            return Err(Error::RecursiveReadOnlyNotReadOnly {
+                container_path: m.container_path.clone(),
+            });
         }
         if m.propagation != MountPropagation::PropagationPrivate as i32 {
-            return Err(Error::RecursiveReadOnlyNotPrivate { container_path: m.container_path.clone() });
+            return Err(Error::RecursiveReadOnlyNotPrivate {
+                container_path: m.container_path.clone(),
+            });
         }
     }
     let src = prepare_source(ctx.host, Path::new(&m.host_path))?;
-    let mut options = vec!["rbind".to_owned(), propagation_options(spec, m, &src, ctx.host)?.to_owned()];
+    let mut options = vec![
+        "rbind".to_owned(),
+        propagation_options(spec, m, &src, ctx.host)?.to_owned(),
+    ];
     options.push(
         match (m.recursive_read_only, m.readonly) {
             (true, _) => "rro",
@@ -185,11 +250,13 @@ fn bind(spec: &mut Spec, m: &CriMount, ctx: &MountContext<'_>) -> Result<oci_spe
         .to_owned(),
     );
     if m.selinux_relabel && ctx.selinux_enabled && !ctx.mount_label.is_empty() {
-        ctx.selinux.relabel(&src, ctx.mount_label).map_err(|source| Error::Relabel {
-            path: src.clone(),
-            label: ctx.mount_label.to_owned(),
-            source,
-        })?;
+        ctx.selinux
+            .relabel(&src, ctx.mount_label)
+            .map_err(|source| Error::Relabel {
+                path: src.clone(),
+                label: ctx.mount_label.to_owned(),
+                source,
+            })?;
     }
     Ok(bind_mount(Path::new(&m.container_path), &src, options))
 }
@@ -206,7 +273,12 @@ pub(crate) fn apply_mounts(
 ) -> Result<()> {
     let all = merge_mounts(cri_mounts, extra, clean_path);
     let mut defaults = spec.mounts().clone().unwrap_or_default();
-    defaults.push(mount("/sys/fs/cgroup", "cgroup", "cgroup", &["nosuid", "noexec", "nodev", "relatime", "ro"]));
+    defaults.push(mount(
+        "/sys/fs/cgroup",
+        "cgroup",
+        "cgroup",
+        &["nosuid", "noexec", "nodev", "relatime", "ro"],
+    ));
     let given: Vec<String> = all.iter().map(|m| clean_path(&m.container_path)).collect();
     let dev_given = given.iter().any(|d| d == "/dev");
     defaults.retain(|m| {
@@ -223,7 +295,12 @@ pub(crate) fn apply_mounts(
 
 /// Masked and read-only paths: unless `disable_proc_mount`, exactly those
 /// of the CRI (containerd's defaults are replaced, even by nothing).
-pub(crate) fn apply_path_masks(spec: &mut Spec, masked: &[String], readonly: &[String], disable_proc_mount: bool) {
+pub(crate) fn apply_path_masks(
+    spec: &mut Spec,
+    masked: &[String],
+    readonly: &[String],
+    disable_proc_mount: bool,
+) {
     if disable_proc_mount {
         return;
     }

@@ -8,7 +8,9 @@
 use std::path::PathBuf;
 
 use cri_api::v1::{IdMapping, NamespaceMode, NamespaceOption, UserNamespace};
-use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceType, Spec};
+use oci_spec::runtime::{
+    LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceType, Spec,
+};
 
 use crate::{access, base::namespace, error::IdKind, Error, Result};
 
@@ -26,7 +28,9 @@ pub(crate) fn ns_path(pid: u32, kind: &str) -> PathBuf {
 pub(crate) fn with_namespace(spec: &mut Spec, typ: LinuxNamespaceType, path: Option<PathBuf>) {
     let mut ns = namespace(typ);
     ns.set_path(path);
-    let list = access::linux(spec).namespaces_mut().get_or_insert_with(Vec::new);
+    let list = access::linux(spec)
+        .namespaces_mut()
+        .get_or_insert_with(Vec::new);
     match list.iter_mut().find(|n| n.typ() == typ) {
         Some(existing) => *existing = ns,
         None => list.push(ns),
@@ -43,12 +47,22 @@ pub(crate) fn without_namespace(spec: &mut Spec, typ: LinuxNamespaceType) {
 fn id_map(kind: IdKind, raw: &[IdMapping]) -> Result<Vec<LinuxIdMapping>> {
     match raw {
         [] => Ok(Vec::new()),
-        [m] if m.length < 1 => Err(Error::InvalidIdMappingLength { kind, length: m.length }),
+        [m] if m.length < 1 => Err(Error::InvalidIdMappingLength {
+            kind,
+            length: m.length,
+        }),
         [m] => {
-            let out = LinuxIdMappingBuilder::default().container_id(m.container_id).host_id(m.host_id).size(m.length).build()?;
+            let out = LinuxIdMappingBuilder::default()
+                .container_id(m.container_id)
+                .host_id(m.host_id)
+                .size(m.length)
+                .build()?;
             Ok(vec![out])
         }
-        _ => Err(Error::TooManyIdMappings { kind, count: raw.len() }),
+        _ => Err(Error::TooManyIdMappings {
+            kind,
+            count: raw.len(),
+        }),
     }
 }
 
@@ -57,15 +71,22 @@ fn id_map(kind: IdKind, raw: &[IdMapping]) -> Result<Vec<LinuxIdMapping>> {
 pub(crate) fn parse_userns(
     userns: Option<&UserNamespace>,
 ) -> Result<(Vec<LinuxIdMapping>, Vec<LinuxIdMapping>)> {
-    let Some(userns) = userns else { return Ok((Vec::new(), Vec::new())) };
+    let Some(userns) = userns else {
+        return Ok((Vec::new(), Vec::new()));
+    };
     let uids = id_map(IdKind::Uid, &userns.uids)?;
     let gids = id_map(IdKind::Gid, &userns.gids)?;
     match mode(userns.mode) {
         Some(NamespaceMode::Node) if !uids.is_empty() || !gids.is_empty() => {
-            Err(Error::UsernsNodeWithMappings { uids: uids.len(), gids: gids.len() })
+            Err(Error::UsernsNodeWithMappings {
+                uids: uids.len(),
+                gids: gids.len(),
+            })
         }
         Some(NamespaceMode::Node) => Ok((uids, gids)),
-        Some(NamespaceMode::Pod) if uids.is_empty() || gids.is_empty() => Err(Error::UsernsPodWithoutMappings),
+        Some(NamespaceMode::Pod) if uids.is_empty() || gids.is_empty() => {
+            Err(Error::UsernsPodWithoutMappings)
+        }
         Some(NamespaceMode::Pod) => Ok((uids, gids)),
         _ => Err(Error::UnsupportedUsernsMode { mode: userns.mode }),
     }
@@ -110,14 +131,19 @@ pub(crate) fn check_container_namespaces(ns: &ContainerNamespaces<'_>) -> Result
     let userns = ns.options.and_then(|o| o.userns_options.as_ref());
     parse_userns(userns)?;
     if !same_userns(ns.sandbox_userns, userns) {
-        return Err(Error::UsernsMismatch { sandbox: ns.sandbox_id.to_owned() });
+        return Err(Error::UsernsMismatch {
+            sandbox: ns.sandbox_id.to_owned(),
+        });
     }
     Ok(target_pid)
 }
 
 /// containerd's `WithPodNamespaces` plus the cgroup namespace, after
 /// [`check_container_namespaces`].
-pub(crate) fn apply_container_namespaces(spec: &mut Spec, ns: &ContainerNamespaces<'_>) -> Result<()> {
+pub(crate) fn apply_container_namespaces(
+    spec: &mut Spec,
+    ns: &ContainerNamespaces<'_>,
+) -> Result<()> {
     let target_pid = check_container_namespaces(ns)?;
     let pid_mode = ns.options.map_or(0, |o| o.pid);
     let userns = ns.options.and_then(|o| o.userns_options.as_ref());
@@ -127,7 +153,11 @@ pub(crate) fn apply_container_namespaces(spec: &mut Spec, ns: &ContainerNamespac
     with_namespace(spec, LinuxNamespaceType::Ipc, Some(ns_path(pid, "ipc")));
     with_namespace(spec, LinuxNamespaceType::Uts, Some(ns_path(pid, "uts")));
     if mode(pid_mode) != Some(NamespaceMode::Container) {
-        with_namespace(spec, LinuxNamespaceType::Pid, Some(ns_path(target_pid, "pid")));
+        with_namespace(
+            spec,
+            LinuxNamespaceType::Pid,
+            Some(ns_path(target_pid, "pid")),
+        );
     }
     if let Some(u) = userns {
         if mode(u.mode) == Some(NamespaceMode::Pod) {
@@ -142,14 +172,24 @@ pub(crate) fn apply_container_namespaces(spec: &mut Spec, ns: &ContainerNamespac
 }
 
 /// `oci.WithUserNamespace`: a user namespace (kept if present) and the maps.
-pub(crate) fn with_user_namespace(spec: &mut Spec, uids: Vec<LinuxIdMapping>, gids: Vec<LinuxIdMapping>) {
+pub(crate) fn with_user_namespace(
+    spec: &mut Spec,
+    uids: Vec<LinuxIdMapping>,
+    gids: Vec<LinuxIdMapping>,
+) {
     let linux = access::linux(spec);
     let list = linux.namespaces_mut().get_or_insert_with(Vec::new);
     if !list.iter().any(|n| n.typ() == LinuxNamespaceType::User) {
         list.push(namespace(LinuxNamespaceType::User));
     }
-    linux.uid_mappings_mut().get_or_insert_with(Vec::new).extend(uids);
-    linux.gid_mappings_mut().get_or_insert_with(Vec::new).extend(gids);
+    linux
+        .uid_mappings_mut()
+        .get_or_insert_with(Vec::new)
+        .extend(uids);
+    linux
+        .gid_mappings_mut()
+        .get_or_insert_with(Vec::new)
+        .extend(gids);
 }
 
 /// The pause container's namespaces: host network drops net and uts, host
@@ -167,7 +207,11 @@ pub(crate) fn apply_pause_namespaces(
         without_namespace(spec, LinuxNamespaceType::Network);
         without_namespace(spec, LinuxNamespaceType::Uts);
     } else {
-        with_namespace(spec, LinuxNamespaceType::Network, netns_path.filter(|p| !p.as_os_str().is_empty()));
+        with_namespace(
+            spec,
+            LinuxNamespaceType::Network,
+            netns_path.filter(|p| !p.as_os_str().is_empty()),
+        );
     }
     if mode(get(|o| o.pid)) == Some(NamespaceMode::Node) {
         without_namespace(spec, LinuxNamespaceType::Pid);
@@ -197,11 +241,25 @@ pub(crate) fn apply_pause_namespaces(
 mod tests {
     use super::*;
 
-    fn userns(mode: NamespaceMode, uids: &[(u32, u32, u32)], gids: &[(u32, u32, u32)]) -> UserNamespace {
+    fn userns(
+        mode: NamespaceMode,
+        uids: &[(u32, u32, u32)],
+        gids: &[(u32, u32, u32)],
+    ) -> UserNamespace {
         let m = |l: &[(u32, u32, u32)]| {
-            l.iter().map(|&(container_id, host_id, length)| IdMapping { container_id, host_id, length }).collect()
+            l.iter()
+                .map(|&(container_id, host_id, length)| IdMapping {
+                    container_id,
+                    host_id,
+                    length,
+                })
+                .collect()
         };
-        UserNamespace { mode: mode as i32, uids: m(uids), gids: m(gids) }
+        UserNamespace {
+            mode: mode as i32,
+            uids: m(uids),
+            gids: m(gids),
+        }
     }
 
     fn check(input: Option<UserNamespace>, expected: std::result::Result<usize, &str>) {
@@ -218,12 +276,30 @@ mod tests {
         check(None, Ok(0));
         check(Some(userns(NamespaceMode::Pod, &one, &one)), Ok(1));
         check(Some(userns(NamespaceMode::Node, &[], &[])), Ok(0));
-        check(Some(userns(NamespaceMode::Node, &one, &[])), Err("UsernsNodeWithMappings"));
-        check(Some(userns(NamespaceMode::Pod, &one, &[])), Err("UsernsPodWithoutMappings"));
-        check(Some(userns(NamespaceMode::Pod, &[(0, 1, 0)], &one)), Err("InvalidIdMappingLength"));
-        check(Some(userns(NamespaceMode::Pod, &[(0, 1, 1), (1, 2, 1)], &one)), Err("TooManyIdMappings"));
-        check(Some(userns(NamespaceMode::Container, &[], &[])), Err("UnsupportedUsernsMode"));
-        check(Some(userns(NamespaceMode::Target, &one, &one)), Err("UnsupportedUsernsMode"));
+        check(
+            Some(userns(NamespaceMode::Node, &one, &[])),
+            Err("UsernsNodeWithMappings"),
+        );
+        check(
+            Some(userns(NamespaceMode::Pod, &one, &[])),
+            Err("UsernsPodWithoutMappings"),
+        );
+        check(
+            Some(userns(NamespaceMode::Pod, &[(0, 1, 0)], &one)),
+            Err("InvalidIdMappingLength"),
+        );
+        check(
+            Some(userns(NamespaceMode::Pod, &[(0, 1, 1), (1, 2, 1)], &one)),
+            Err("TooManyIdMappings"),
+        );
+        check(
+            Some(userns(NamespaceMode::Container, &[], &[])),
+            Err("UnsupportedUsernsMode"),
+        );
+        check(
+            Some(userns(NamespaceMode::Target, &one, &one)),
+            Err("UnsupportedUsernsMode"),
+        );
     }
 
     #[test]
@@ -235,6 +311,9 @@ mod tests {
         assert!(same_userns(Some(&a), Some(&a.clone())));
         assert!(!same_userns(Some(&a), Some(&b)));
         assert!(!same_userns(Some(&a), None));
-        assert!(!same_userns(Some(&a), Some(&userns(NamespaceMode::Node, &[], &[]))));
+        assert!(!same_userns(
+            Some(&a),
+            Some(&userns(NamespaceMode::Node, &[], &[]))
+        ));
     }
 }

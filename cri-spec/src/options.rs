@@ -129,7 +129,11 @@ pub struct Platform {
 impl Platform {
     /// A platform from an OS and a GOARCH-style architecture.
     pub fn new(os: impl Into<String>, architecture: impl Into<String>) -> Self {
-        Self { os: os.into(), architecture: architecture.into(), variant: String::new() }
+        Self {
+            os: os.into(),
+            architecture: architecture.into(),
+            variant: String::new(),
+        }
     }
 
     /// The platform this process runs on.

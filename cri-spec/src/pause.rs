@@ -59,7 +59,14 @@ pub struct PauseSpecBuilder<'a> {
 impl<'a> PauseSpecBuilder<'a> {
     /// A builder for the host's platform.
     pub fn new(inputs: PauseInputs<'a>, host: SpecHost<'a>) -> Self {
-        Self { inputs, host, platform: Platform::host(), netns_path: None, userns_path: None, image_name: None }
+        Self {
+            inputs,
+            host,
+            platform: Platform::host(),
+            netns_path: None,
+            userns_path: None,
+            image_name: None,
+        }
     }
 
     /// The platform (its architecture picks the seccomp architectures).
@@ -97,14 +104,30 @@ impl<'a> PauseSpecBuilder<'a> {
     /// is what the sandbox metadata records, also for privileged pods).
     pub fn build_labeled(self) -> Result<LabeledSpec> {
         if self.platform.os != "linux" {
-            return Err(Error::UnsupportedPlatform { os: self.platform.os.clone() });
+            return Err(Error::UnsupportedPlatform {
+                os: self.platform.os.clone(),
+            });
         }
-        let sc = self.inputs.config.linux.as_ref().and_then(|l| l.security_context.clone()).unwrap_or_default();
+        let sc = self
+            .inputs
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.clone())
+            .unwrap_or_default();
         user::user_string("", sc.run_as_user.as_ref(), sc.run_as_group.as_ref())?;
         let options = selinux::label_options(sc.selinux_options.as_ref())?;
-        let labels = selinux::init_labels(self.host.selinux, self.inputs.options.enable_selinux, &options)?;
+        let labels = selinux::init_labels(
+            self.host.selinux,
+            self.inputs.options.enable_selinux,
+            &options,
+        )?;
         match self.spec(&sc, &labels) {
-            Ok(spec) => Ok(LabeledSpec { spec, process_label: labels.process, mount_label: labels.mount }),
+            Ok(spec) => Ok(LabeledSpec {
+                spec,
+                process_label: labels.process,
+                mount_label: labels.mount,
+            }),
             Err(e) => {
                 if !labels.process.is_empty() {
                     self.host.selinux.release_label(&labels.process);
@@ -135,21 +158,42 @@ impl<'a> PauseSpecBuilder<'a> {
             access::process(&mut spec).set_cwd(image.working_dir.clone().into());
         }
         if image.entrypoint.is_empty() && image.cmd.is_empty() {
-            return Err(Error::PauseWithoutCommand { sandbox: id.to_owned() });
+            return Err(Error::PauseWithoutCommand {
+                sandbox: id.to_owned(),
+            });
         }
-        let args: Vec<String> = image.entrypoint.iter().chain(image.cmd.iter()).cloned().collect();
+        let args: Vec<String> = image
+            .entrypoint
+            .iter()
+            .chain(image.cmd.iter())
+            .cloned()
+            .collect();
         access::process(&mut spec).set_args(Some(args));
 
-        let parent = config.linux.as_ref().map_or("", |l| l.cgroup_parent.as_str());
+        let parent = config
+            .linux
+            .as_ref()
+            .map_or("", |l| l.cgroup_parent.as_str());
         resources::apply_cgroups_path(&mut spec, parent, id, opts.disable_cgroup);
-        let userns_enabled =
-            namespaces::apply_pause_namespaces(&mut spec, ns_options, self.netns_path.clone(), self.userns_path.clone())?;
+        let userns_enabled = namespaces::apply_pause_namespaces(
+            &mut spec,
+            ns_options,
+            self.netns_path.clone(),
+            self.userns_path.clone(),
+        )?;
 
         let node = cri_api::v1::NamespaceMode::Node as i32;
         let host_ipc = ns_options.is_some_and(|o| o.ipc == node);
-        let shm = if host_ipc { Path::new(DEV_SHM) } else { inputs.shm };
+        let shm = if host_ipc {
+            Path::new(DEV_SHM)
+        } else {
+            inputs.shm
+        };
         base::without_mounts(&mut spec, &[DEV_SHM]);
-        let ro: Vec<String> = ["rbind", "ro", "nosuid", "nodev", "noexec"].iter().map(|o| (*o).to_owned()).collect();
+        let ro: Vec<String> = ["rbind", "ro", "nosuid", "nodev", "noexec"]
+            .iter()
+            .map(|o| (*o).to_owned())
+            .collect();
         let mounts = spec.mounts_mut().get_or_insert_with(Vec::new);
         mounts.push(bind_mount(Path::new(DEV_SHM), shm, ro.clone()));
         mounts.push(bind_mount(Path::new(RESOLV_CONF), inputs.resolv_conf, ro));
@@ -157,7 +201,11 @@ impl<'a> PauseSpecBuilder<'a> {
         access::process(&mut spec).set_selinux_label(Some(labels.process.clone()));
         access::linux(&mut spec).set_mount_label(Some(labels.mount.clone()));
 
-        let pod_sysctls = config.linux.as_ref().map(|l| l.sysctls.clone()).unwrap_or_default();
+        let pod_sysctls = config
+            .linux
+            .as_ref()
+            .map(|l| l.sysctls.clone())
+            .unwrap_or_default();
         let sysctl_opts = SysctlOptions {
             host_network: ns_options.is_some_and(|o| o.network == node),
             enable_unprivileged_ports: opts.enable_unprivileged_ports,
@@ -191,13 +239,31 @@ impl<'a> PauseSpecBuilder<'a> {
         );
         access::process(&mut spec).set_oom_score_adj(Some(adj as i32));
 
-        annotations::annotate(&mut spec, annotations::passthrough(&config.annotations, &opts.pod_annotations));
-        let kind = DefaultKind::Sandbox { image_name: self.image_name.as_deref() };
-        annotations::annotate(&mut spec, annotations::default_cri_annotations(id, config, kind));
+        annotations::annotate(
+            &mut spec,
+            annotations::passthrough(&config.annotations, &opts.pod_annotations),
+        );
+        let kind = DefaultKind::Sandbox {
+            image_name: self.image_name.as_deref(),
+        };
+        annotations::annotate(
+            &mut spec,
+            annotations::default_cri_annotations(id, config, kind),
+        );
 
         #[allow(deprecated)]
-        let profile = seccomp::requested_profile(sc.seccomp.as_ref(), &sc.seccomp_profile_path, &opts.unset_seccomp_profile)?;
-        seccomp::apply_seccomp(&mut spec, profile.as_ref(), sc.privileged, &self.platform.architecture, host.os)?;
+        let profile = seccomp::requested_profile(
+            sc.seccomp.as_ref(),
+            &sc.seccomp_profile_path,
+            &opts.unset_seccomp_profile,
+        )?;
+        seccomp::apply_seccomp(
+            &mut spec,
+            profile.as_ref(),
+            sc.privileged,
+            &self.platform.architecture,
+            host.os,
+        )?;
         user::apply_pause_user(
             &mut spec,
             sc.run_as_user.as_ref(),
@@ -216,4 +282,4 @@ impl<'a> PauseSpecBuilder<'a> {
 
 #[cfg(test)]
 #[path = "pause_tests.rs"]
-mod tests;
+pub(crate) mod tests;

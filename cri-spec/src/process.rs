@@ -25,7 +25,9 @@ pub(crate) struct ImageProcess {
 impl ImageProcess {
     /// Extract from an OCI image configuration (absent config: all empty).
     pub(crate) fn from_image(image: &oci_spec::image::ImageConfiguration) -> Self {
-        let Some(c) = image.config() else { return Self::default() };
+        let Some(c) = image.config() else {
+            return Self::default();
+        };
         Self {
             user: c.user().clone().unwrap_or_default(),
             env: c.env().clone().unwrap_or_default(),
@@ -108,8 +110,10 @@ pub(crate) fn apply_container_process(
     image: &ImageProcess,
     hostname: &str,
 ) -> Result<()> {
-    let args = process_args(&config.command, &config.args, image)
-        .ok_or_else(|| Error::NoCommand { container: container_name.to_owned() })?;
+    let args =
+        process_args(&config.command, &config.args, image).ok_or_else(|| Error::NoCommand {
+            container: container_name.to_owned(),
+        })?;
     let p = access::process(spec);
     p.set_args(Some(args));
     with_env(spec, &[DEFAULT_PATH_ENV.to_owned()]);
@@ -122,11 +126,18 @@ pub(crate) fn apply_container_process(
     }
     if config.tty {
         p.set_terminal(Some(true));
-        p.env_mut().get_or_insert_with(Vec::new).push("TERM=xterm".to_owned());
+        p.env_mut()
+            .get_or_insert_with(Vec::new)
+            .push("TERM=xterm".to_owned());
     }
     with_env(spec, &[format!("HOSTNAME={hostname}")]);
     let mut env = image.env.clone();
-    env.extend(config.envs.iter().map(|kv| format!("{}={}", kv.key, kv.value)));
+    env.extend(
+        config
+            .envs
+            .iter()
+            .map(|kv| format!("{}={}", kv.key, kv.value)),
+    );
     with_env(spec, &env);
     Ok(())
 }
@@ -169,10 +180,24 @@ mod tests {
         v.iter().map(|s| (*s).to_owned()).collect()
     }
 
-    fn check_args(command: &[&str], args: &[&str], entrypoint: &[&str], cmd: &[&str], expected: Option<&[&str]>) {
-        let image = ImageProcess { entrypoint: strings(entrypoint), cmd: strings(cmd), ..Default::default() };
+    fn check_args(
+        command: &[&str],
+        args: &[&str],
+        entrypoint: &[&str],
+        cmd: &[&str],
+        expected: Option<&[&str]>,
+    ) {
+        let image = ImageProcess {
+            entrypoint: strings(entrypoint),
+            cmd: strings(cmd),
+            ..Default::default()
+        };
         let got = process_args(&strings(command), &strings(args), &image);
-        assert_eq!(got, expected.map(strings), "command={command:?} args={args:?} entrypoint={entrypoint:?} cmd={cmd:?}");
+        assert_eq!(
+            got,
+            expected.map(strings),
+            "command={command:?} args={args:?} entrypoint={entrypoint:?} cmd={cmd:?}"
+        );
     }
 
     #[test]
@@ -189,7 +214,10 @@ mod tests {
     }
 
     fn check_env(defaults: &[&str], overrides: &[&str], expected: &[&str]) {
-        assert_eq!(replace_or_append_env(&strings(defaults), &strings(overrides)), strings(expected));
+        assert_eq!(
+            replace_or_append_env(&strings(defaults), &strings(overrides)),
+            strings(expected)
+        );
     }
 
     #[test]

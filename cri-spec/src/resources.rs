@@ -69,7 +69,10 @@ pub(crate) fn apply_resources(
                 l.set_limit(limit);
                 limits.push(l);
             }
-            access::resources(spec).hugepage_limits_mut().get_or_insert_with(Vec::new).extend(limits);
+            access::resources(spec)
+                .hugepage_limits_mut()
+                .get_or_insert_with(Vec::new)
+                .extend(limits);
         } else if !opts.tolerate_missing_hugetlb_controller {
             return Err(Error::HugetlbControllerMissing);
         } else {
@@ -77,7 +80,9 @@ pub(crate) fn apply_resources(
         }
     }
     if !res.unified.is_empty() {
-        let unified = access::resources(spec).unified_mut().get_or_insert_with(Default::default);
+        let unified = access::resources(spec)
+            .unified_mut()
+            .get_or_insert_with(Default::default);
         unified.extend(res.unified.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     Ok(())

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use cri_api::v1::{security_profile::ProfileType, SecurityProfile};
 use oci_spec::runtime::{
-    Arch, Capability, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder, LinuxSeccompOperator,
-    LinuxSyscall, Spec,
+    Arch, Capability, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
+    LinuxSeccompOperator, LinuxSyscall, Spec,
 };
 
 use crate::{access, host::HostOs, seccomp_default as data, Error, Result};
@@ -24,10 +24,17 @@ pub(crate) fn profile_from_string(profile: &str) -> Result<SecurityProfile> {
         "unconfined" => (ProfileType::Unconfined, String::new()),
         other => match other.strip_prefix(LOCALHOST_PREFIX) {
             Some(r) => (ProfileType::Localhost, r.to_owned()),
-            None => return Err(Error::InvalidSecurityProfile { profile: other.to_owned() }),
+            None => {
+                return Err(Error::InvalidSecurityProfile {
+                    profile: other.to_owned(),
+                })
+            }
         },
     };
-    Ok(SecurityProfile { profile_type: profile_type as i32, localhost_ref })
+    Ok(SecurityProfile {
+        profile_type: profile_type as i32,
+        localhost_ref,
+    })
 }
 
 /// The seccomp profile asked for: the typed field, else the deprecated
@@ -76,16 +83,32 @@ pub(crate) fn apply_seccomp(
     let seccomp = match ProfileType::try_from(sp.profile_type) {
         Ok(ProfileType::Unconfined) => return Ok(()),
         Ok(ProfileType::RuntimeDefault) => {
-            let bounding = access::capabilities(spec).bounding().clone().unwrap_or_default();
+            let bounding = access::capabilities(spec)
+                .bounding()
+                .clone()
+                .unwrap_or_default();
             default_seccomp_profile(architecture, &bounding.into_iter().collect::<Vec<_>>())?
         }
         Ok(ProfileType::Localhost) => {
-            let path = PathBuf::from(sp.localhost_ref.strip_prefix(LOCALHOST_PREFIX).unwrap_or(&sp.localhost_ref));
-            let raw = host.read_file(&path).map_err(|source| Error::ReadSeccompProfile { path: path.clone(), source })?;
+            let path = PathBuf::from(
+                sp.localhost_ref
+                    .strip_prefix(LOCALHOST_PREFIX)
+                    .unwrap_or(&sp.localhost_ref),
+            );
+            let raw = host
+                .read_file(&path)
+                .map_err(|source| Error::ReadSeccompProfile {
+                    path: path.clone(),
+                    source,
+                })?;
             serde_json::from_slice::<LinuxSeccomp>(&raw)
                 .map_err(|source| Error::DecodeSeccompProfile { path, source })?
         }
-        Err(_) => return Err(Error::UnknownSeccompProfileType { profile_type: sp.profile_type }),
+        Err(_) => {
+            return Err(Error::UnknownSeccompProfileType {
+                profile_type: sp.profile_type,
+            })
+        }
     };
     access::linux(spec).set_seccomp(Some(seccomp));
     Ok(())
@@ -102,13 +125,26 @@ fn architectures(arch: &str) -> Vec<Arch> {
         "s390x" => vec![Arch::ScmpArchS390, Arch::ScmpArchS390x],
         "riscv64" => vec![Arch::ScmpArchRiscv64],
         "loong64" => vec![Arch::ScmpArchLoongarch64],
-        "mips64" => vec![Arch::ScmpArchMips, Arch::ScmpArchMips64, Arch::ScmpArchMips64n32],
-        "mips64le" => vec![Arch::ScmpArchMipsel, Arch::ScmpArchMipsel64, Arch::ScmpArchMipsel64n32],
+        "mips64" => vec![
+            Arch::ScmpArchMips,
+            Arch::ScmpArchMips64,
+            Arch::ScmpArchMips64n32,
+        ],
+        "mips64le" => vec![
+            Arch::ScmpArchMipsel,
+            Arch::ScmpArchMipsel64,
+            Arch::ScmpArchMipsel64n32,
+        ],
         _ => Vec::new(),
     }
 }
 
-fn rule(names: &[&str], action: LinuxSeccompAction, errno: Option<u32>, args: Vec<LinuxSeccompArg>) -> LinuxSyscall {
+fn rule(
+    names: &[&str],
+    action: LinuxSeccompAction,
+    errno: Option<u32>,
+    args: Vec<LinuxSeccompArg>,
+) -> LinuxSyscall {
     let mut s = LinuxSyscall::default();
     s.set_names(names.iter().map(|n| (*n).to_owned()).collect());
     s.set_action(action);
@@ -118,15 +154,27 @@ fn rule(names: &[&str], action: LinuxSeccompAction, errno: Option<u32>, args: Ve
 }
 
 fn arg(index: usize, value: u64, op: LinuxSeccompOperator) -> Result<LinuxSeccompArg> {
-    Ok(LinuxSeccompArgBuilder::default().index(index).value(value).op(op).build()?)
+    Ok(LinuxSeccompArgBuilder::default()
+        .index(index)
+        .value(value)
+        .op(op)
+        .build()?)
 }
 
 /// Our RuntimeDefault profile for a GOARCH and a bounding capability set.
-pub fn default_seccomp_profile(architecture: &str, bounding: &[Capability]) -> Result<LinuxSeccomp> {
+pub fn default_seccomp_profile(
+    architecture: &str,
+    bounding: &[Capability],
+) -> Result<LinuxSeccomp> {
     let allow = LinuxSeccompAction::ScmpActAllow;
     let mut syscalls = vec![rule(data::BASE, allow, None, Vec::new())];
     for persona in data::PERSONALITIES {
-        syscalls.push(rule(&["personality"], allow, None, vec![arg(0, *persona, LinuxSeccompOperator::ScmpCmpEq)?]));
+        syscalls.push(rule(
+            &["personality"],
+            allow,
+            None,
+            vec![arg(0, *persona, LinuxSeccompOperator::ScmpCmpEq)?],
+        ));
     }
     for (arches, names) in data::BY_ARCH {
         if arches.contains(&architecture) {
@@ -149,15 +197,28 @@ pub fn default_seccomp_profile(architecture: &str, bounding: &[Capability]) -> R
             &["clone"],
             allow,
             None,
-            vec![arg(index, data::CLONE_NAMESPACE_FLAGS, LinuxSeccompOperator::ScmpCmpMaskedEq)?],
+            vec![arg(
+                index,
+                data::CLONE_NAMESPACE_FLAGS,
+                LinuxSeccompOperator::ScmpCmpMaskedEq,
+            )?],
         ));
-        syscalls.push(rule(&["clone3"], LinuxSeccompAction::ScmpActErrno, Some(data::ENOSYS), Vec::new()));
+        syscalls.push(rule(
+            &["clone3"],
+            LinuxSeccompAction::ScmpActErrno,
+            Some(data::ENOSYS),
+            Vec::new(),
+        ));
     }
     let mut profile = LinuxSeccomp::default();
     profile.set_default_action(LinuxSeccompAction::ScmpActErrno);
     profile.set_default_errno_ret(Some(data::EPERM));
     let arches = architectures(architecture);
-    profile.set_architectures(if arches.is_empty() { None } else { Some(arches) });
+    profile.set_architectures(if arches.is_empty() {
+        None
+    } else {
+        Some(arches)
+    });
     profile.set_syscalls(Some(syscalls));
     Ok(profile)
 }
@@ -168,26 +229,63 @@ mod tests {
 
     fn allowed(p: &LinuxSeccomp, name: &str) -> bool {
         p.syscalls().iter().flatten().any(|s| {
-            s.action() == LinuxSeccompAction::ScmpActAllow && s.args().is_none() && s.names().iter().any(|n| n == name)
+            s.action() == LinuxSeccompAction::ScmpActAllow
+                && s.args().is_none()
+                && s.names().iter().any(|n| n == name)
         })
     }
 
     fn check(arch: &str, caps: &[Capability], allow: &[&str], deny: &[&str]) {
         let p = default_seccomp_profile(arch, caps).expect("profile");
         for name in allow {
-            assert!(allowed(&p, name), "{arch} {caps:?}: {name} should be allowed");
+            assert!(
+                allowed(&p, name),
+                "{arch} {caps:?}: {name} should be allowed"
+            );
         }
         for name in deny {
-            assert!(!allowed(&p, name), "{arch} {caps:?}: {name} should not be allowed");
+            assert!(
+                !allowed(&p, name),
+                "{arch} {caps:?}: {name} should not be allowed"
+            );
         }
     }
 
     #[test]
     fn default_profile_by_capability_and_arch() {
-        check("amd64", &[], &["read", "openat", "arch_prctl", "futex"], &["mount", "ptrace", "chroot", "clone", "clone3", "reboot", "keyctl", "io_uring_setup"]);
-        check("amd64", &[Capability::SysAdmin], &["mount", "clone", "clone3", "unshare", "setns"], &["ptrace"]);
-        check("amd64", &[Capability::SysChroot, Capability::SysPtrace], &["chroot", "ptrace"], &["mount"]);
-        check("arm64", &[], &["set_tls", "sync_file_range2"], &["arch_prctl"]);
+        check(
+            "amd64",
+            &[],
+            &["read", "openat", "arch_prctl", "futex"],
+            &[
+                "mount",
+                "ptrace",
+                "chroot",
+                "clone",
+                "clone3",
+                "reboot",
+                "keyctl",
+                "io_uring_setup",
+            ],
+        );
+        check(
+            "amd64",
+            &[Capability::SysAdmin],
+            &["mount", "clone", "clone3", "unshare", "setns"],
+            &["ptrace"],
+        );
+        check(
+            "amd64",
+            &[Capability::SysChroot, Capability::SysPtrace],
+            &["chroot", "ptrace"],
+            &["mount"],
+        );
+        check(
+            "arm64",
+            &[],
+            &["set_tls", "sync_file_range2"],
+            &["arch_prctl"],
+        );
         check("s390x", &[], &["s390_runtime_instr"], &["arch_prctl"]);
     }
 
@@ -196,22 +294,62 @@ mod tests {
         let p = default_seccomp_profile("amd64", &[]).expect("profile");
         assert_eq!(p.default_action(), LinuxSeccompAction::ScmpActErrno);
         assert_eq!(p.default_errno_ret(), Some(1));
-        assert_eq!(p.architectures().clone(), Some(vec![Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32]));
-        let clone = p.syscalls().iter().flatten().find(|s| s.names() == &["clone".to_owned()]);
+        assert_eq!(
+            p.architectures().clone(),
+            Some(vec![
+                Arch::ScmpArchX86_64,
+                Arch::ScmpArchX86,
+                Arch::ScmpArchX32
+            ])
+        );
+        let clone = p
+            .syscalls()
+            .iter()
+            .flatten()
+            .find(|s| s.names() == &["clone".to_owned()]);
         let args = clone.and_then(|c| c.args().clone()).unwrap_or_default();
         assert_eq!(args.len(), 1);
-        assert_eq!((args[0].index(), args[0].value(), args[0].op()), (0, 0x7e02_0000, LinuxSeccompOperator::ScmpCmpMaskedEq));
-        let clone3 = p.syscalls().iter().flatten().find(|s| s.names() == &["clone3".to_owned()]);
-        assert_eq!(clone3.map(|c| (c.action(), c.errno_ret())), Some((LinuxSeccompAction::ScmpActErrno, Some(38))));
+        assert_eq!(
+            (args[0].index(), args[0].value(), args[0].op()),
+            (0, 0x7e02_0000, LinuxSeccompOperator::ScmpCmpMaskedEq)
+        );
+        let clone3 = p
+            .syscalls()
+            .iter()
+            .flatten()
+            .find(|s| s.names() == &["clone3".to_owned()]);
+        assert_eq!(
+            clone3.map(|c| (c.action(), c.errno_ret())),
+            Some((LinuxSeccompAction::ScmpActErrno, Some(38)))
+        );
         let s390 = default_seccomp_profile("s390x", &[]).expect("profile");
-        let clone = s390.syscalls().iter().flatten().find(|s| s.names() == &["clone".to_owned()]);
-        assert_eq!(clone.and_then(|c| c.args().clone()).map(|a| a[0].index()), Some(1));
-        assert_eq!(default_seccomp_profile("sparc", &[]).expect("profile").architectures().clone(), None);
+        let clone = s390
+            .syscalls()
+            .iter()
+            .flatten()
+            .find(|s| s.names() == &["clone".to_owned()]);
+        assert_eq!(
+            clone.and_then(|c| c.args().clone()).map(|a| a[0].index()),
+            Some(1)
+        );
+        assert_eq!(
+            default_seccomp_profile("sparc", &[])
+                .expect("profile")
+                .architectures()
+                .clone(),
+            None
+        );
     }
 
     fn check_string(input: &str, expected: std::result::Result<(ProfileType, &str), ()>) {
-        let got = profile_from_string(input).map(|p| (p.profile_type, p.localhost_ref)).map_err(|_| ());
-        assert_eq!(got, expected.map(|(t, r)| (t as i32, r.to_owned())), "{input:?}");
+        let got = profile_from_string(input)
+            .map(|p| (p.profile_type, p.localhost_ref))
+            .map_err(|_| ());
+        assert_eq!(
+            got,
+            expected.map(|(t, r)| (t as i32, r.to_owned())),
+            "{input:?}"
+        );
     }
 
     #[test]
@@ -220,8 +358,14 @@ mod tests {
         check_string("docker/default", Ok((ProfileType::RuntimeDefault, "")));
         check_string("", Ok((ProfileType::RuntimeDefault, "")));
         check_string("unconfined", Ok((ProfileType::Unconfined, "")));
-        check_string("localhost/etc/p.json", Ok((ProfileType::Localhost, "etc/p.json")));
-        check_string("localhost//etc/p.json", Ok((ProfileType::Localhost, "/etc/p.json")));
+        check_string(
+            "localhost/etc/p.json",
+            Ok((ProfileType::Localhost, "etc/p.json")),
+        );
+        check_string(
+            "localhost//etc/p.json",
+            Ok((ProfileType::Localhost, "/etc/p.json")),
+        );
         check_string("bogus", Err(()));
     }
 }

@@ -22,14 +22,21 @@ pub(crate) struct SysctlOptions {
 }
 
 /// The pause container's sysctls (the pod's win over the extra ones).
-pub(crate) fn pause_sysctls(pod: &HashMap<String, String>, opts: &SysctlOptions) -> HashMap<String, String> {
+pub(crate) fn pause_sysctls(
+    pod: &HashMap<String, String>,
+    opts: &SysctlOptions,
+) -> HashMap<String, String> {
     let mut sysctls = pod.clone();
     if !opts.host_network {
         if opts.enable_unprivileged_ports {
-            sysctls.entry(UNPRIVILEGED_PORT_START.to_owned()).or_insert_with(|| "0".to_owned());
+            sysctls
+                .entry(UNPRIVILEGED_PORT_START.to_owned())
+                .or_insert_with(|| "0".to_owned());
         }
         if opts.enable_unprivileged_icmp && !opts.in_user_namespace {
-            sysctls.entry(PING_GROUP_RANGE.to_owned()).or_insert_with(|| "0 2147483647".to_owned());
+            sysctls
+                .entry(PING_GROUP_RANGE.to_owned())
+                .or_insert_with(|| "0 2147483647".to_owned());
         }
     }
     sysctls
@@ -37,7 +44,10 @@ pub(crate) fn pause_sysctls(pod: &HashMap<String, String>, opts: &SysctlOptions)
 
 /// containerd's `WithSysctls`: merge into `linux.sysctl`.
 pub(crate) fn apply_sysctls(spec: &mut Spec, sysctls: HashMap<String, String>) {
-    access::linux(spec).sysctl_mut().get_or_insert_with(HashMap::new).extend(sysctls);
+    access::linux(spec)
+        .sysctl_mut()
+        .get_or_insert_with(HashMap::new)
+        .extend(sysctls);
 }
 
 #[cfg(test)]
@@ -45,21 +55,51 @@ mod tests {
     use super::*;
 
     fn check(pod: &[(&str, &str)], opts: SysctlOptions, expected: &[(&str, &str)]) {
-        let pod: HashMap<String, String> = pod.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
-        let want: HashMap<String, String> = expected.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let pod: HashMap<String, String> = pod
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        let want: HashMap<String, String> = expected
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
         assert_eq!(pause_sysctls(&pod, &opts), want);
     }
 
     fn opts(host_network: bool, ports: bool, icmp: bool, userns: bool) -> SysctlOptions {
-        SysctlOptions { host_network, enable_unprivileged_ports: ports, enable_unprivileged_icmp: icmp, in_user_namespace: userns }
+        SysctlOptions {
+            host_network,
+            enable_unprivileged_ports: ports,
+            enable_unprivileged_icmp: icmp,
+            in_user_namespace: userns,
+        }
     }
 
     #[test]
     fn extra_sysctls() {
-        check(&[("kernel.shm_rmid_forced", "1")], opts(false, false, false, false), &[("kernel.shm_rmid_forced", "1")]);
-        check(&[], opts(false, true, true, false), &[(UNPRIVILEGED_PORT_START, "0"), (PING_GROUP_RANGE, "0 2147483647")]);
+        check(
+            &[("kernel.shm_rmid_forced", "1")],
+            opts(false, false, false, false),
+            &[("kernel.shm_rmid_forced", "1")],
+        );
+        check(
+            &[],
+            opts(false, true, true, false),
+            &[
+                (UNPRIVILEGED_PORT_START, "0"),
+                (PING_GROUP_RANGE, "0 2147483647"),
+            ],
+        );
         check(&[], opts(true, true, true, false), &[]);
-        check(&[], opts(false, true, true, true), &[(UNPRIVILEGED_PORT_START, "0")]);
-        check(&[(UNPRIVILEGED_PORT_START, "1024")], opts(false, true, false, false), &[(UNPRIVILEGED_PORT_START, "1024")]);
+        check(
+            &[],
+            opts(false, true, true, true),
+            &[(UNPRIVILEGED_PORT_START, "0")],
+        );
+        check(
+            &[(UNPRIVILEGED_PORT_START, "1024")],
+            opts(false, true, false, false),
+            &[(UNPRIVILEGED_PORT_START, "1024")],
+        );
     }
 }

@@ -12,23 +12,67 @@ use crate::host::{DeviceInfo, DeviceKind, HostOs, MountInfo, SeLinux, SelinuxLab
 
 /// Every capability name the fake daemon has.
 pub(crate) const ALL_CAPS: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 /// A char device for tests.
 pub(crate) fn char_device(path: &str, major: i64, minor: i64) -> DeviceInfo {
-    DeviceInfo { path: path.into(), kind: DeviceKind::Char, major, minor, file_mode: 0o666, uid: 0, gid: 0 }
+    DeviceInfo {
+        path: path.into(),
+        kind: DeviceKind::Char,
+        major,
+        minor,
+        file_mode: 0o666,
+        uid: 0,
+        gid: 0,
+    }
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} not found", path.display()),
+    )
 }
 
 /// A host whose facts are plain fields.
@@ -62,7 +106,10 @@ impl Default for FakeHost {
             symlinks: HashMap::new(),
             mounts: HashMap::new(),
             devices: HashMap::new(),
-            host_devices: vec![char_device("/dev/null", 1, 3), char_device("/dev/fuse", 10, 229)],
+            host_devices: vec![
+                char_device("/dev/null", 1, 3),
+                char_device("/dev/fuse", 10, 229),
+            ],
             files: HashMap::new(),
             caps: ALL_CAPS.iter().map(|c| (*c).to_owned()).collect(),
             cgroup_v2: true,
@@ -102,13 +149,24 @@ impl HostOs for FakeHost {
         if self.missing.contains(path) && !self.created().iter().any(|c| c == path) {
             return Err(not_found(path));
         }
-        Ok(self.symlinks.get(path).cloned().unwrap_or_else(|| path.to_path_buf()))
+        Ok(self
+            .symlinks
+            .get(path)
+            .cloned()
+            .unwrap_or_else(|| path.to_path_buf()))
     }
     fn mount_info(&self, path: &Path) -> io::Result<MountInfo> {
-        Ok(self.mounts.get(path).cloned().unwrap_or(MountInfo { mount_point: "/".into(), shared: false, slave: false }))
+        Ok(self.mounts.get(path).cloned().unwrap_or(MountInfo {
+            mount_point: "/".into(),
+            shared: false,
+            slave: false,
+        }))
     }
     fn lookup_device(&self, path: &Path) -> io::Result<Vec<DeviceInfo>> {
-        self.devices.get(path).cloned().ok_or_else(|| not_found(path))
+        self.devices
+            .get(path)
+            .cloned()
+            .ok_or_else(|| not_found(path))
     }
     fn host_devices(&self) -> io::Result<Vec<DeviceInfo>> {
         Ok(self.host_devices.clone())
@@ -151,10 +209,18 @@ pub(crate) struct Users {
 
 impl Users {
     pub(crate) fn new(passwd: Option<&str>, group: Option<&str>) -> Self {
-        Self { passwd: passwd.map(str::to_owned), group: group.map(str::to_owned), fail: false }
+        Self {
+            passwd: passwd.map(str::to_owned),
+            group: group.map(str::to_owned),
+            fail: false,
+        }
     }
     pub(crate) fn failing() -> Self {
-        Self { passwd: None, group: None, fail: true }
+        Self {
+            passwd: None,
+            group: None,
+            fail: true,
+        }
     }
 }
 
@@ -197,8 +263,12 @@ impl SeLinux for FakeSelinux {
                 .find_map(|o| o.strip_prefix(&format!("{key}:")).map(str::to_owned))
                 .unwrap_or_else(|| default.to_owned())
         };
-        let (user, role, typ, level) =
-            (get("user", "system_u"), get("role", "system_r"), get("type", "container_t"), get("level", "s0:c1,c2"));
+        let (user, role, typ, level) = (
+            get("user", "system_u"),
+            get("role", "system_r"),
+            get("type", "container_t"),
+            get("level", "s0:c1,c2"),
+        );
         Ok(SelinuxLabels {
             process: format!("{user}:{role}:{typ}:{level}"),
             mount: format!("system_u:object_r:container_file_t:{level}"),

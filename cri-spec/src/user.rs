@@ -33,7 +33,10 @@ fn atoi(s: &str) -> Option<i64> {
 }
 
 fn lines(content: &str) -> impl Iterator<Item = &str> {
-    content.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'))
+    content
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
 /// Parse `/etc/passwd` as runc's `user.ParsePasswd` does.
@@ -69,12 +72,16 @@ pub(crate) fn parse_group(content: &str) -> Vec<GroupEntry> {
 }
 
 fn passwd(users: &dyn UserLookup) -> Result<Option<Vec<PasswdEntry>>> {
-    let content = users.read_passwd().map_err(|source| Error::ReadPasswd { source })?;
+    let content = users
+        .read_passwd()
+        .map_err(|source| Error::ReadPasswd { source })?;
     Ok(content.as_deref().map(parse_passwd))
 }
 
 fn group(users: &dyn UserLookup) -> Result<Option<Vec<GroupEntry>>> {
-    let content = users.read_group().map_err(|source| Error::ReadGroup { source })?;
+    let content = users
+        .read_group()
+        .map_err(|source| Error::ReadGroup { source })?;
     Ok(content.as_deref().map(parse_group))
 }
 
@@ -110,7 +117,9 @@ pub(crate) fn resolve_user(userstr: &str, users: &dyn UserLookup) -> Result<(u32
             // WithUsername: the name must exist.
             None => {
                 let entry = passwd(users)?.and_then(|p| p.into_iter().find(|e| e.name == *user));
-                let e = entry.ok_or_else(|| Error::UnknownUser { user: (*user).to_owned() })?;
+                let e = entry.ok_or_else(|| Error::UnknownUser {
+                    user: (*user).to_owned(),
+                })?;
                 Ok((e.uid as u32, e.gid as u32))
             }
         },
@@ -118,8 +127,13 @@ pub(crate) fn resolve_user(userstr: &str, users: &dyn UserLookup) -> Result<(u32
             let uid = match atoi(user) {
                 Some(uid) => uid as u32,
                 None => {
-                    let entry = passwd(users)?.and_then(|p| p.into_iter().find(|e| e.name == *user));
-                    entry.ok_or_else(|| Error::UnknownUser { user: (*user).to_owned() })?.uid as u32
+                    let entry =
+                        passwd(users)?.and_then(|p| p.into_iter().find(|e| e.name == *user));
+                    entry
+                        .ok_or_else(|| Error::UnknownUser {
+                            user: (*user).to_owned(),
+                        })?
+                        .uid as u32
                 }
             };
             let gid = match atoi(group_part) {
@@ -127,13 +141,18 @@ pub(crate) fn resolve_user(userstr: &str, users: &dyn UserLookup) -> Result<(u32
                 None => {
                     let entry =
                         group(users)?.and_then(|g| g.into_iter().find(|e| e.name == *group_part));
-                    entry.ok_or_else(|| Error::UnknownGroup { group: (*group_part).to_owned() })?.gid
-                        as u32
+                    entry
+                        .ok_or_else(|| Error::UnknownGroup {
+                            group: (*group_part).to_owned(),
+                        })?
+                        .gid as u32
                 }
             };
             Ok((uid, gid))
         }
-        _ => Err(Error::InvalidUser { user: userstr.to_owned() }),
+        _ => Err(Error::InvalidUser {
+            user: userstr.to_owned(),
+        }),
     }
 }
 
@@ -148,7 +167,9 @@ pub(crate) fn image_groups(userstr: &str, users: &dyn UserLookup) -> Result<Vec<
         },
         None => userstr.to_owned(),
     };
-    let Some(groups) = group(users)? else { return Ok(Vec::new()) };
+    let Some(groups) = group(users)? else {
+        return Ok(Vec::new());
+    };
     Ok(groups
         .into_iter()
         .filter(|g| g.name != username && g.members.contains(&username))
@@ -167,7 +188,10 @@ pub(crate) struct UserRequest<'a> {
 }
 
 fn sorted_unique(gids: impl IntoIterator<Item = u32>) -> Vec<u32> {
-    gids.into_iter().collect::<BTreeSet<_>>().into_iter().collect()
+    gids.into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 /// Set `process.user` for an app container as containerd's
@@ -189,7 +213,11 @@ pub(crate) fn apply_container_user(
         userstr = req.image_user.to_owned();
     }
     let supplemental = req.supplemental_groups.iter().map(|g| *g as u32);
-    let current = access::process(spec).user().additional_gids().clone().unwrap_or_default();
+    let current = access::process(spec)
+        .user()
+        .additional_gids()
+        .clone()
+        .unwrap_or_default();
     let mut gids: Vec<u32> = if userstr.is_empty() {
         sorted_unique(current.into_iter().chain(supplemental.clone()))
     } else {
@@ -205,16 +233,26 @@ pub(crate) fn apply_container_user(
         } else if let Some(uid) = req.run_as_user {
             uid.value.to_string()
         } else if !req.image_user.is_empty() {
-            req.image_user.split(':').next().unwrap_or_default().to_owned()
+            req.image_user
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
         } else {
             "0".to_owned()
         };
         let primary = access::process(spec).user().gid();
         let found = image_groups(&lookup, users)?;
-        gids = sorted_unique(gids.into_iter().chain(found).chain(std::iter::once(primary)));
+        gids = sorted_unique(
+            gids.into_iter()
+                .chain(found)
+                .chain(std::iter::once(primary)),
+        );
     }
     gids = sorted_unique(gids.into_iter().chain(supplemental));
-    access::process(spec).user_mut().set_additional_gids(Some(gids));
+    access::process(spec)
+        .user_mut()
+        .set_additional_gids(Some(gids));
     Ok(())
 }
 
@@ -243,7 +281,9 @@ pub(crate) fn apply_pause_user(
         user.set_gid(gid);
         vec![gid]
     };
-    access::process(spec).user_mut().set_additional_gids(Some(gids));
+    access::process(spec)
+        .user_mut()
+        .set_additional_gids(Some(gids));
     Ok(())
 }
 
@@ -255,7 +295,11 @@ mod tests {
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n# comment\n\nwww:x:33:34::/var/www:/bin/false\nalice:x:1000:1000::/home/alice:/bin/sh\n";
     const GROUP: &str = "root:x:0:\nwww-data:x:34:\nalice:x:1000:alice\nvideo:x:44:alice,bob\naudio:x:29:bob\nwheel:x:10:root\n";
 
-    fn check_resolve(userstr: &str, users: &Users, expected: std::result::Result<(u32, u32), &str>) {
+    fn check_resolve(
+        userstr: &str,
+        users: &Users,
+        expected: std::result::Result<(u32, u32), &str>,
+    ) {
         let got = resolve_user(userstr, users);
         match (got, expected) {
             (Ok(got), Ok(want)) => assert_eq!(got, want, "{userstr}"),
@@ -291,10 +335,22 @@ mod tests {
         let v = |value| Int64Value { value };
         assert_eq!(user_string("", None, None).ok(), Some(String::new()));
         assert_eq!(user_string("", Some(&v(5)), None).ok(), Some("5".into()));
-        assert_eq!(user_string("bob", Some(&v(5)), None).ok(), Some("bob".into()));
-        assert_eq!(user_string("bob", None, Some(&v(7))).ok(), Some("bob:7".into()));
-        assert_eq!(user_string("", Some(&v(5)), Some(&v(7))).ok(), Some("5:7".into()));
-        assert!(matches!(user_string("", None, Some(&v(7))), Err(Error::GroupWithoutUser { group: 7 })));
+        assert_eq!(
+            user_string("bob", Some(&v(5)), None).ok(),
+            Some("bob".into())
+        );
+        assert_eq!(
+            user_string("bob", None, Some(&v(7))).ok(),
+            Some("bob:7".into())
+        );
+        assert_eq!(
+            user_string("", Some(&v(5)), Some(&v(7))).ok(),
+            Some("5:7".into())
+        );
+        assert!(matches!(
+            user_string("", None, Some(&v(7))),
+            Err(Error::GroupWithoutUser { group: 7 })
+        ));
     }
 
     #[test]
@@ -304,6 +360,9 @@ mod tests {
         assert_eq!(image_groups("1000", &db).ok(), Some(vec![44]));
         assert_eq!(image_groups("0", &db).ok(), Some(vec![10]));
         assert_eq!(image_groups("4242", &db).ok(), Some(vec![]));
-        assert_eq!(image_groups("alice", &Users::new(Some(PASSWD), None)).ok(), Some(vec![]));
+        assert_eq!(
+            image_groups("alice", &Users::new(Some(PASSWD), None)).ok(),
+            Some(vec![])
+        );
     }
 }

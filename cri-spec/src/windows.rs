@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use cri_api::v1::{ContainerConfig, Mount as CriMount, WindowsContainerResources};
 use oci_spec::runtime::{
-    Mount, Spec, Windows, WindowsCPUResources, WindowsDevice, WindowsMemoryResources, WindowsNetwork,
-    WindowsResources,
+    Mount, Spec, Windows, WindowsCPUResources, WindowsDevice, WindowsMemoryResources,
+    WindowsNetwork, WindowsResources,
 };
 
 use crate::{
@@ -67,7 +67,10 @@ fn is_named_pipe(path: &str) -> bool {
 
 fn windows_mounts(spec: &mut Spec, req: &WindowsRequest<'_>) -> Result<()> {
     let mounts = merge_mounts(&req.config.mounts, req.extra_mounts, clean_windows);
-    let given: Vec<String> = mounts.iter().map(|m| clean_windows(&m.container_path)).collect();
+    let given: Vec<String> = mounts
+        .iter()
+        .map(|m| clean_windows(&m.container_path))
+        .collect();
     if let Some(defaults) = spec.mounts_mut() {
         defaults.retain(|m| !given.contains(&clean_windows(&m.destination().to_string_lossy())));
     }
@@ -82,7 +85,9 @@ fn windows_mounts(spec: &mut Spec, req: &WindowsRequest<'_>) -> Result<()> {
                     dst = format!("C:{dst}");
                 }
             } else if dst.starts_with(['c', 'C']) {
-                return Err(Error::WindowsMountOnCDrive { container_path: dst });
+                return Err(Error::WindowsMountOnCDrive {
+                    container_path: dst,
+                });
             }
         }
         let mut out = Mount::default();
@@ -98,17 +103,26 @@ fn windows_devices(config: &ContainerConfig) -> Result<Vec<WindowsDevice>> {
     let mut out = Vec::new();
     for d in &config.devices {
         if !d.container_path.is_empty() {
-            return Err(Error::WindowsDeviceContainerPath { container_path: d.container_path.clone() });
+            return Err(Error::WindowsDeviceContainerPath {
+                container_path: d.container_path.clone(),
+            });
         }
         if !d.permissions.is_empty() {
-            return Err(Error::WindowsDevicePermissions { permissions: d.permissions.clone() });
+            return Err(Error::WindowsDevicePermissions {
+                permissions: d.permissions.clone(),
+            });
         }
         let host_path = match d.host_path.strip_prefix("class/") {
             Some(rest) => format!("class://{rest}"),
             None => d.host_path.clone(),
         };
-        let Some((id_type, id)) = host_path.split_once("://").filter(|(t, i)| !t.is_empty() && !i.is_empty()) else {
-            return Err(Error::InvalidWindowsDevice { host_path: d.host_path.clone() });
+        let Some((id_type, id)) = host_path
+            .split_once("://")
+            .filter(|(t, i)| !t.is_empty() && !i.is_empty())
+        else {
+            return Err(Error::InvalidWindowsDevice {
+                host_path: d.host_path.clone(),
+            });
         };
         let mut dev = WindowsDevice::default();
         dev.set_id_type(id_type.to_owned());
@@ -140,17 +154,31 @@ fn windows_resources(res: &WindowsContainerResources) -> WindowsResources {
 pub(crate) fn build(req: &WindowsRequest<'_>) -> Result<Spec> {
     let (config, inputs) = (req.config, req.inputs);
     let sandbox = inputs.sandbox_config;
-    let container_hpc = config.windows.as_ref().and_then(|w| w.security_context.as_ref()).is_some_and(|s| s.host_process);
-    let sandbox_hpc = sandbox.windows.as_ref().and_then(|w| w.security_context.as_ref()).is_some_and(|s| s.host_process);
+    let container_hpc = config
+        .windows
+        .as_ref()
+        .and_then(|w| w.security_context.as_ref())
+        .is_some_and(|s| s.host_process);
+    let sandbox_hpc = sandbox
+        .windows
+        .as_ref()
+        .and_then(|w| w.security_context.as_ref())
+        .is_some_and(|s| s.host_process);
     if container_hpc != sandbox_hpc {
-        return Err(Error::HostProcessMismatch { sandbox: inputs.sandbox_id.to_string() });
+        return Err(Error::HostProcessMismatch {
+            sandbox: inputs.sandbox_id.to_string(),
+        });
     }
     let mut spec = access::empty_spec();
     spec.set_version(OCI_VERSION.to_owned());
     spec.set_process(Some(access::empty_process()));
     access::process(&mut spec).set_cwd(r"C:\".into());
-    let args = process::process_args(&config.command, &config.args, req.image)
-        .ok_or_else(|| Error::NoCommand { container: req.container_name.to_owned() })?;
+    let args =
+        process::process_args(&config.command, &config.args, req.image).ok_or_else(|| {
+            Error::NoCommand {
+                container: req.container_name.to_owned(),
+            }
+        })?;
     let p = access::process(&mut spec);
     p.set_args(Some(args));
     if !config.working_dir.is_empty() {
@@ -162,7 +190,12 @@ pub(crate) fn build(req: &WindowsRequest<'_>) -> Result<Spec> {
         p.set_terminal(Some(true));
     }
     let mut env = req.image.env.clone();
-    env.extend(config.envs.iter().map(|kv| format!("{}={}", kv.key, kv.value)));
+    env.extend(
+        config
+            .envs
+            .iter()
+            .map(|kv| format!("{}={}", kv.key, kv.value)),
+    );
     process::with_env(&mut spec, &env);
 
     let mut windows = Windows::default();
@@ -192,14 +225,34 @@ pub(crate) fn build(req: &WindowsRequest<'_>) -> Result<Spec> {
         }
     }
     spec.set_windows(Some(windows));
-    access::process(&mut spec).user_mut().set_username(Some(username).filter(|u| !u.is_empty()));
+    access::process(&mut spec)
+        .user_mut()
+        .set_username(Some(username).filter(|u| !u.is_empty()));
 
     let opts = inputs.options;
-    annotations::annotate(&mut spec, annotations::passthrough(&sandbox.annotations, &opts.pod_annotations));
-    annotations::annotate(&mut spec, annotations::passthrough(&config.annotations, &opts.container_annotations));
-    annotations::annotate(&mut spec, [(annotations::WINDOWS_HOST_PROCESS.to_owned(), sandbox_hpc.to_string())]);
-    let kind = DefaultKind::Container { container_name: req.container_name, image_name: inputs.image_name };
-    annotations::annotate(&mut spec, annotations::default_cri_annotations(&inputs.sandbox_id.0, sandbox, kind));
+    annotations::annotate(
+        &mut spec,
+        annotations::passthrough(&sandbox.annotations, &opts.pod_annotations),
+    );
+    annotations::annotate(
+        &mut spec,
+        annotations::passthrough(&config.annotations, &opts.container_annotations),
+    );
+    annotations::annotate(
+        &mut spec,
+        [(
+            annotations::WINDOWS_HOST_PROCESS.to_owned(),
+            sandbox_hpc.to_string(),
+        )],
+    );
+    let kind = DefaultKind::Container {
+        container_name: req.container_name,
+        image_name: inputs.image_name,
+    };
+    annotations::annotate(
+        &mut spec,
+        annotations::default_cri_annotations(&inputs.sandbox_id.0, sandbox, kind),
+    );
     access::normalize(&mut spec);
     Ok(spec)
 }
@@ -228,13 +281,39 @@ mod tests {
             container_path: cp.into(),
             permissions: perm.into(),
         };
-        let config = |d| ContainerConfig { devices: vec![d], ..Default::default() };
-        let got = windows_devices(&config(dev("class/5B45201D-F2F2-4F3B-85BB-30FF1F953599", "", ""))).ok();
-        assert_eq!(got.map(|d| (d[0].id_type().clone(), d[0].id().clone())), Some(("class".into(), "5B45201D-F2F2-4F3B-85BB-30FF1F953599".into())));
+        let config = |d| ContainerConfig {
+            devices: vec![d],
+            ..Default::default()
+        };
+        let got = windows_devices(&config(dev(
+            "class/5B45201D-F2F2-4F3B-85BB-30FF1F953599",
+            "",
+            "",
+        )))
+        .ok();
+        assert_eq!(
+            got.map(|d| (d[0].id_type().clone(), d[0].id().clone())),
+            Some((
+                "class".into(),
+                "5B45201D-F2F2-4F3B-85BB-30FF1F953599".into()
+            ))
+        );
         let got = windows_devices(&config(dev("vpci-location-path://PCIROOT(0)", "", ""))).ok();
-        assert_eq!(got.map(|d| d[0].id_type().clone()), Some("vpci-location-path".into()));
-        assert!(matches!(windows_devices(&config(dev("nothing", "", ""))), Err(Error::InvalidWindowsDevice { .. })));
-        assert!(matches!(windows_devices(&config(dev("class/x", "/dev/x", ""))), Err(Error::WindowsDeviceContainerPath { .. })));
-        assert!(matches!(windows_devices(&config(dev("class/x", "", "rw"))), Err(Error::WindowsDevicePermissions { .. })));
+        assert_eq!(
+            got.map(|d| d[0].id_type().clone()),
+            Some("vpci-location-path".into())
+        );
+        assert!(matches!(
+            windows_devices(&config(dev("nothing", "", ""))),
+            Err(Error::InvalidWindowsDevice { .. })
+        ));
+        assert!(matches!(
+            windows_devices(&config(dev("class/x", "/dev/x", ""))),
+            Err(Error::WindowsDeviceContainerPath { .. })
+        ));
+        assert!(matches!(
+            windows_devices(&config(dev("class/x", "", "rw"))),
+            Err(Error::WindowsDevicePermissions { .. })
+        ));
     }
 }

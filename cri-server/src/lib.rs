@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod container;
 pub mod containerd;
 pub mod daemon;
 pub mod error;

@@ -99,7 +99,9 @@ mod tests {
 
     use super::*;
 
-    fn recorder() -> (Arc<Mutex<Vec<&'static str>>>, impl Fn(&'static str, bool) -> Undo) {
+    type Log = Arc<Mutex<Vec<&'static str>>>;
+
+    fn recorder() -> (Log, impl Fn(&'static str, bool) -> Undo) {
         let log = Arc::new(Mutex::new(Vec::new()));
         let l = log.clone();
         let make = move |name: &'static str, ok: bool| -> Undo {

@@ -38,7 +38,9 @@ impl Default for Rollback {
 
 impl fmt::Debug for Rollback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.steps.iter().map(|(name, _)| name)).finish()
+        f.debug_list()
+            .entries(self.steps.iter().map(|(name, _)| name))
+            .finish()
     }
 }
 
@@ -54,8 +56,10 @@ impl Rollback {
         F: Future<Output = Result<(), E>> + Send + 'static,
         E: fmt::Display,
     {
-        self.steps
-            .push((step, Box::pin(async move { undo.await.map_err(|e| e.to_string()) })));
+        self.steps.push((
+            step,
+            Box::pin(async move { undo.await.map_err(|e| e.to_string()) }),
+        ));
     }
 
     /// The names of the registered undos, oldest first.
@@ -126,7 +130,10 @@ mod tests {
         rollback.push("b", undo("b", false));
         rollback.push("c", undo("c", true));
         let failures = rollback.unwind().await;
-        assert_eq!(*log.lock().unwrap_or_else(|e| e.into_inner()), ["c", "b", "a"]);
+        assert_eq!(
+            *log.lock().unwrap_or_else(|e| e.into_inner()),
+            ["c", "b", "a"]
+        );
         assert_eq!(
             failures,
             [UndoFailure {

@@ -10,6 +10,7 @@ pub mod containerd;
 pub mod daemon;
 pub mod error;
 pub mod image;
+pub mod metadata;
 pub mod runtime_status;
 pub mod service;
 pub mod socket;

@@ -11,6 +11,8 @@ pub enum StoreError {
     NameReserved { name: String, owner: String },
     #[error("{kind} id must not be empty")]
     EmptyId { kind: &'static str },
+    #[error("{kind} {id} already exists")]
+    AlreadyExists { kind: &'static str, id: String },
 }
 
 /// Result of a store operation.

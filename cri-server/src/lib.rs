@@ -15,4 +15,5 @@ pub mod runtime_status;
 pub mod service;
 pub mod socket;
 mod status;
+pub mod streaming;
 pub mod telemetry;

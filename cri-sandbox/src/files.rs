@@ -290,6 +290,19 @@ impl SandboxFiles {
         self.remove_paths(&self.paths(id))
     }
 
+    /// Unmounts the sandbox's shm tmpfs (MNT_DETACH) and keeps the dirs, as
+    /// containerd's `cleanupSandboxFiles` does at StopPodSandbox. Nothing
+    /// to do with host IPC or when the shm dir is gone.
+    pub fn unmount_shm(&self, id: &SandboxId) -> Result<(), FilesError> {
+        let shm = self.paths(id).shm;
+        if std::fs::symlink_metadata(&shm).is_err() {
+            return Ok(());
+        }
+        self.mounts
+            .unmount_detach(&shm)
+            .map_err(|source| FilesError::UnmountShm { path: shm, source })
+    }
+
     fn remove_paths(&self, paths: &SandboxPaths) -> Result<(), FilesError> {
         if std::fs::symlink_metadata(&paths.shm).is_ok() {
             self.mounts
@@ -568,6 +581,26 @@ mod tests {
         assert!(!paths.root_dir.exists());
         assert!(!paths.state_dir.exists());
         files.remove(&id).unwrap();
+    }
+
+    #[test]
+    fn unmount_shm_keeps_the_files() {
+        let env = Env::new();
+        let mut mounts = MockHostMounts::new();
+        mounts.expect_mount_tmpfs().returning(|_, _, _, _| Ok(()));
+        let shm = env.dir.path().join("state/sandboxes/sb1/shm");
+        mounts
+            .expect_unmount_detach()
+            .with(eq(shm))
+            .times(1)
+            .returning(|_| Ok(()));
+        let files = env.files(mounts);
+        let id = SandboxId::from("sb1");
+        let paths = files.create(&id, &config("h", None, IpcMode::Pod)).unwrap();
+        files.unmount_shm(&id).unwrap();
+        assert!(paths.resolv_conf.exists() && paths.shm.exists());
+        // Host IPC (no shm dir) and missing sandboxes have nothing to unmount.
+        files.unmount_shm(&SandboxId::from("other")).unwrap();
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! per-sandbox files (resolv.conf, hostname, hosts, /dev/shm).
 
 pub mod cni;
+pub mod controller;
 pub mod files;
 pub mod host;
 pub mod mounts;

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use crate::config::Config;
 use crate::containerd;
 use crate::image::{ImageManager, ImageSettings};
+use crate::metrics::{self, Metrics, MetricsError};
 use crate::service::{CriImageService, CriRuntimeService, ServerState};
 use crate::socket::{BoundSocket, SocketError};
 
@@ -34,8 +35,12 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error("set up pod networking")]
+    Sandbox(#[source] cri_sandbox::cni::CniError),
     #[error("install signal handler")]
     Signal(#[source] std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     #[error("serve cri")]
     Serve(#[source] tonic::transport::Error),
 }
@@ -84,11 +89,38 @@ pub async fn run(
         let images = Arc::clone(&images);
         async move { images.load_with_retry().await }
     });
+    let sandbox = crate::sandbox::SandboxManager::new(&config, containerd.clone())
+        .map_err(DaemonError::Sandbox)?;
     let state = Arc::new(ServerState {
         config: config.clone(),
         containerd,
         images,
+        sandboxes: Arc::new(cri_store::sandbox::SandboxStore::default()),
+        sandbox_names: cri_store::name_index::NameIndex::default(),
+        sandbox: Arc::new(sandbox),
+        containers: Arc::new(cri_store::container::ContainerStore::default()),
+        container_names: cri_store::name_index::NameIndex::default(),
+        live_containers: Arc::new(crate::container::LiveContainers::default()),
+        container_events: crate::container::ContainerEvents::default(),
+        container_host: crate::container::ContainerHost::linux(&server.state_dir),
+        container_metrics: Arc::new(crate::container::ContainerMetrics::default()),
     });
+    crate::container::spawn_oom_monitor(Arc::clone(&state));
+    let metrics = Arc::new(Metrics::new());
+    metrics.set_object_counts({
+        let (sandboxes, containers) = (state.sandboxes.clone(), state.containers.clone());
+        move || metrics::count_objects(&sandboxes, &containers)
+    });
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
+    if let Some(address) = &server.metrics_address {
+        let listener = metrics::bind(address).await?;
+        tracing::info!(address = %address, "serving metrics on /v1/metrics");
+        tokio::spawn(metrics::serve(
+            listener,
+            Arc::clone(&metrics),
+            stop_metrics.clone(),
+        ));
+    }
     let (socket, listener) = BoundSocket::bind(&server.listen)?;
     tracing::info!(
         listen = %server.listen.display(),
@@ -97,6 +129,7 @@ pub async fn run(
     );
 
     let result = tonic::transport::Server::builder()
+        .layer(metrics.grpc_layer())
         .add_service(RuntimeServiceServer::new(CriRuntimeService::new(
             state.clone(),
         )))
@@ -104,6 +137,7 @@ pub async fn run(
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
         .map_err(DaemonError::Serve);
+    stop_metrics.cancel();
     drop(socket);
     tracing::info!("stopped");
     result

@@ -1,18 +1,18 @@
-//! `Version` and `Status`: who we are, and whether the runtime and the
-//! pod network are ready.
+//! `Version`, `Status` and `RuntimeConfig`: who we are, whether the
+//! runtime and the pod network are ready, and which cgroup driver we use.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use cri_api::v1::{
-    RuntimeCondition, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusResponse,
-    VersionResponse,
+    CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigResponse,
+    RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusResponse, VersionResponse,
 };
 use cri_sandbox::cni::load_network_configs;
 
 use cri_api::containerd::Version;
 
-use crate::config::Config;
+use crate::config::{Config, CriConfig};
 
 /// The runtime name reported by `Version`.
 pub const RUNTIME_NAME: &str = "cri-server";
@@ -29,6 +29,23 @@ pub fn version() -> VersionResponse {
         runtime_name: RUNTIME_NAME.to_owned(),
         runtime_version: env!("CARGO_PKG_VERSION").to_owned(),
         runtime_api_version: cri_api::CRI_API_VERSION.to_owned(),
+    }
+}
+
+/// The `RuntimeConfig` answer: the systemd cgroup driver when the default
+/// runtime's options say `SystemdCgroup = true`, else cgroupfs (containerd's
+/// `getCgroupDriver`).
+pub fn runtime_config(cri: &CriConfig) -> RuntimeConfigResponse {
+    let systemd = cri.default_runtime().is_some_and(|r| r.systemd_cgroup());
+    let driver = if systemd {
+        CgroupDriver::Systemd
+    } else {
+        CgroupDriver::Cgroupfs
+    };
+    RuntimeConfigResponse {
+        linux: Some(LinuxRuntimeConfiguration {
+            cgroup_driver: driver as i32,
+        }),
     }
 }
 
@@ -232,6 +249,42 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&resp.info["config"]).unwrap();
         assert_eq!(json["cni"]["confDir"], dir.path().display().to_string());
         assert_eq!(resp.info["lastCNILoadStatus"], "OK");
+    }
+
+    fn cgroup_driver(toml: &str) -> CgroupDriver {
+        let config = Config::from_toml_str(toml, "test.toml", Overrides::default())
+            .unwrap()
+            .0;
+        let linux = runtime_config(&config.cri).linux.unwrap();
+        CgroupDriver::try_from(linux.cgroup_driver).unwrap()
+    }
+
+    #[test]
+    fn runtime_config_reports_the_cgroup_driver_of_the_default_runtime() {
+        assert_eq!(cgroup_driver(""), CgroupDriver::Cgroupfs);
+        let runc = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n";
+        assert_eq!(
+            cgroup_driver(&format!("{runc}SystemdCgroup = true\n")),
+            CgroupDriver::Systemd
+        );
+        assert_eq!(
+            cgroup_driver(&format!("{runc}SystemdCgroup = false\n")),
+            CgroupDriver::Cgroupfs
+        );
+        // Only the default runtime counts.
+        let other =
+            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n\
+                     runtime_type = \"io.containerd.runc.v2\"\n\
+                     [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.kata]\n\
+                     runtime_type = \"io.containerd.kata.v2\"\n\
+                     [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.kata.options]\n\
+                     SystemdCgroup = true\n";
+        assert_eq!(cgroup_driver(other), CgroupDriver::Cgroupfs);
+        let default_kata = format!(
+            "{}[plugins.\"io.containerd.grpc.v1.cri\".containerd]\ndefault_runtime_name = \"kata\"\n",
+            other
+        );
+        assert_eq!(cgroup_driver(&default_kata), CgroupDriver::Systemd);
     }
 
     #[test]

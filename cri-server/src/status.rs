@@ -27,6 +27,103 @@ fn code_of(err: &ServerError) -> Code {
         ServerError::NotImplemented { .. } => Code::Unimplemented,
         ServerError::Containerd(e) => containerd_code(e),
         ServerError::Image(e) => image_code(e),
+        ServerError::ContainerStore(e) => store_code(e),
+        ServerError::ContainerState { .. } | ServerError::ContainerSandboxNotReady { .. } => {
+            Code::FailedPrecondition
+        }
+        ServerError::UnknownRuntimeHandler { .. } => Code::NotFound,
+        ServerError::ContainerSpec { source, .. } => spec_code(source),
+        ServerError::ContainerIo { source, .. } => match source {
+            cri_io::Error::InvalidLogPath { .. } => Code::InvalidArgument,
+            _ => Code::Internal,
+        },
+        ServerError::Metadata(_)
+        | ServerError::HostPath { .. }
+        | ServerError::TaskFailed { .. }
+        | ServerError::SpecJson { .. }
+        | ServerError::ImageUserDb { .. } => Code::Internal,
+        ServerError::CreateContainer { source, .. } => code_of(source),
+        ServerError::StopTimeout { .. } => Code::DeadlineExceeded,
+        ServerError::Sandbox(e) => sandbox_code(e),
+    }
+}
+
+/// Sandbox errors. A reused name is AlreadyExists (containerd answers
+/// Unknown; the kubelet does not branch on it); an unknown runtime handler
+/// NotFound, as for containers.
+fn sandbox_code(err: &crate::sandbox::SandboxError) -> Code {
+    use crate::sandbox::SandboxError as E;
+    use cri_sandbox::controller::ControllerError as C;
+    match err {
+        E::MissingMetadata | E::IncompleteMetadata { .. } | E::Ambiguous { .. } => {
+            Code::InvalidArgument
+        }
+        E::NameReserved { .. } => Code::AlreadyExists,
+        E::UnknownRuntimeHandler { .. } | E::NotFound { .. } => Code::NotFound,
+        E::UnsupportedSandboxMode { .. } => Code::Unimplemented,
+        E::SandboxImage { source, .. } => image_code(source),
+        E::NetnsNotClosed { .. } => Code::FailedPrecondition,
+        E::NetworkSetup { .. } | E::NetworkTeardown { .. } | E::NoPodIp { .. } => Code::Unknown,
+        E::Controller { source, .. } => match source.root() {
+            C::Spec { source, .. } => spec_code(source),
+            other => other.containerd().map_or(Code::Internal, containerd_code),
+        },
+        E::StopContainer { source, .. } | E::RemoveContainer { source, .. } => code_of(source),
+        E::ConfTemplate(cri_sandbox::cni::TemplateError::InvalidCidr { .. }) => {
+            Code::InvalidArgument
+        }
+        E::WithUndo { source, .. } => sandbox_code(source),
+        E::RuntimeOptions { .. }
+        | E::Netns { .. }
+        | E::Files { .. }
+        | E::Metadata { .. }
+        | E::Store { .. }
+        | E::VerboseInfo { .. }
+        | E::ConfTemplate(_)
+        | E::Aborted { .. } => Code::Internal,
+    }
+}
+
+fn store_code(err: &cri_store::StoreError) -> Code {
+    use cri_store::StoreError;
+    match err {
+        StoreError::NotFound { .. } => Code::NotFound,
+        StoreError::Ambiguous { .. } | StoreError::EmptyId { .. } => Code::InvalidArgument,
+        StoreError::NameReserved { .. } | StoreError::AlreadyExists { .. } => Code::AlreadyExists,
+    }
+}
+
+/// Spec errors: what the host failed at is Internal, what it does not
+/// support FailedPrecondition, a bad request InvalidArgument.
+fn spec_code(err: &cri_spec::Error) -> Code {
+    use cri_spec::Error as E;
+    match err {
+        E::Assemble { .. }
+        | E::Hostname { .. }
+        | E::StatHostPath { .. }
+        | E::CreateHostPath { .. }
+        | E::ResolveSymlinks { .. }
+        | E::LookupMount { .. }
+        | E::CurrentCapabilities { .. }
+        | E::Relabel { .. }
+        | E::LookupDevice { .. }
+        | E::HostDevices { .. }
+        | E::ReadPasswd { .. }
+        | E::ReadGroup { .. }
+        | E::ReadSeccompProfile { .. }
+        | E::LookupAppArmorProfile { .. }
+        | E::InitSelinuxLabels { .. } => Code::Internal,
+        E::NotSharedMount { .. }
+        | E::NotSharedOrSlaveMount { .. }
+        | E::HugetlbControllerMissing
+        | E::SeccompUnsupported
+        | E::AppArmorUnsupported
+        | E::AppArmorProfileNotFound { .. }
+        | E::UnsupportedPlatform { .. }
+        | E::PrivilegedNotAllowed { .. }
+        | E::BlockIoDisabled { .. }
+        | E::RdtDisabled { .. } => Code::FailedPrecondition,
+        _ => Code::InvalidArgument,
     }
 }
 

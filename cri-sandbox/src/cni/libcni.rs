@@ -33,11 +33,15 @@ pub struct Attachment {
 }
 
 impl Attachment {
+    /// The dedicated `lo` attachment (go-cni's loopback network), not a
+    /// network that merely chains the loopback plugin after others.
     fn is_loopback(&self) -> bool {
-        self.network
-            .plugins
-            .iter()
-            .any(|p| p.get("type").and_then(Value::as_str) == Some("loopback"))
+        self.if_name == "lo"
+            && self
+                .network
+                .plugins
+                .iter()
+                .all(|p| p.get("type").and_then(Value::as_str) == Some("loopback"))
     }
 }
 
@@ -410,6 +414,20 @@ fi
         assert_eq!(
             serde_json::to_string(&result).unwrap(),
             r#"{"Interfaces":{"eth0":{"IPConfigs":[{"IP":"10.9.0.2","Gateway":"10.9.0.1"}],"Mac":"","Sandbox":"/var/run/netns/cni-test"}},"DNS":[{},{}],"Routes":null}"#
+        );
+        assert_eq!(result.pod_ips("ipv4"), Some(("10.9.0.2".into(), vec![])));
+    }
+
+    #[tokio::test]
+    async fn a_network_chaining_the_loopback_plugin_keeps_its_result() {
+        let env = Env::new(json!({"cniVersion": "1.0.0", "name": "pods", "plugins": [
+            {"type": "fake"},
+            {"type": "loopback"},
+        ]}));
+        let result = env.cni.setup(&sandbox()).await.unwrap();
+        check(
+            &env.commands(),
+            &["loopback ADD lo", "fake ADD eth0", "loopback ADD eth0"],
         );
         assert_eq!(result.pod_ips("ipv4"), Some(("10.9.0.2".into(), vec![])));
     }

@@ -1,8 +1,18 @@
 //! Real, privileged implementations of the OS seams: [`LinuxNetns`] for
-//! `NetnsManager` and [`LinuxMounts`] for `HostMounts`.
+//! `NetnsManager`, [`LinuxMounts`] for `HostMounts`, [`LinuxHostOs`] for
+//! `cri_spec::HostOs`, [`NoSeLinux`] for `cri_spec::SeLinux` and
+//! [`LinuxRootfsUserDb`] for reading an image's user database.
 
 mod mounts;
 mod netns;
+mod os;
+mod selinux;
+mod users;
 
 pub use mounts::LinuxMounts;
 pub use netns::LinuxNetns;
+pub use os::{capability_names, daemon_oom_score_adj, LinuxHostOs};
+pub use selinux::NoSeLinux;
+#[cfg(any(test, feature = "mocks"))]
+pub use users::MockRootfsUserDb;
+pub use users::{needs_user_db, LinuxRootfsUserDb, RootfsUserDb, RootfsUsers};

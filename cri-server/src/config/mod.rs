@@ -878,6 +878,7 @@ state = "/tmp/containerd-state"
   root_dir = "/var/lib/from-file"
   log_level = "debug"
   log_format = "json"
+  metrics_address = "127.0.0.1:1338"
 "#;
 
     #[test]
@@ -891,6 +892,7 @@ state = "/tmp/containerd-state"
             state_dir: "/tmp/containerd-state/io.containerd.grpc.v1.cri".into(),
             log_level: "debug".into(),
             log_format: LogFormat::Json,
+            metrics_address: Some("127.0.0.1:1338".into()),
         };
         assert_eq!(config.server, want);
         assert_eq!(
@@ -919,6 +921,7 @@ state = "/tmp/containerd-state"
             state_dir: "/cli/state".into(),
             log_level: "trace".into(),
             log_format: LogFormat::Text,
+            metrics_address: Some("127.0.0.1:1338".into()),
         };
         assert_eq!(config.server, want);
     }

@@ -40,6 +40,9 @@ pub struct ServerConfig {
     /// A tracing `EnvFilter` directive.
     pub log_level: String,
     pub log_format: LogFormat,
+    /// `host:port` of the Prometheus metrics endpoint; `None` (the key
+    /// empty or absent) serves no metrics.
+    pub metrics_address: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +55,7 @@ impl Default for ServerConfig {
             state_dir: Path::new(DEFAULT_CONTAINERD_STATE).join(CRI_PLUGIN_ID),
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             log_format: LogFormat::Text,
+            metrics_address: None,
         }
     }
 }
@@ -120,6 +124,7 @@ pub(super) struct RawServerSection {
     state_dir: Option<PathBuf>,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
+    metrics_address: Option<String>,
 }
 
 /// containerd's own top-level settings that give our defaults.
@@ -158,6 +163,7 @@ pub(super) fn resolve(
     let root_dir = check_path("root_dir", section.root_dir)?;
     let state_dir = check_path("state_dir", section.state_dir)?;
     let log_level = check_str("log_level", section.log_level)?;
+    let metrics_address = check_metrics_address(section.metrics_address, origin)?;
 
     let defaults = ServerConfig::default();
     let plugin_dir = |dir: &Option<PathBuf>| dir.as_ref().map(|d| d.join(CRI_PLUGIN_ID));
@@ -197,7 +203,30 @@ pub(super) fn resolve(
             .log_format
             .or(section.log_format)
             .unwrap_or(defaults.log_format),
+        metrics_address,
     })
+}
+
+/// `metrics_address`: empty means off; otherwise `host:port`.
+fn check_metrics_address(
+    value: Option<String>,
+    origin: &str,
+) -> Result<Option<String>, ConfigError> {
+    let Some(address) = value.filter(|a| !a.is_empty()) else {
+        return Ok(None);
+    };
+    let valid = address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !valid {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key: "cri_server.metrics_address".to_owned(),
+            line: None,
+            message: format!("{address:?} is not host:port"),
+        });
+    }
+    Ok(Some(address))
 }
 
 /// `unix:///run/x.sock` names the same socket as `/run/x.sock`.
@@ -221,6 +250,30 @@ mod tests {
         check("text", Ok(LogFormat::Text));
         check("json", Ok(LogFormat::Json));
         check("xml", Err(UnknownLogFormat("xml".into())));
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn metrics_address_is_off_when_empty_and_checked_otherwise() {
+        let check = |v: Option<&str>| check_metrics_address(v.map(str::to_owned), "t");
+        assert_eq!(check(None).unwrap(), None);
+        assert_eq!(check(Some("")).unwrap(), None);
+        assert_eq!(
+            check(Some("127.0.0.1:1338")).unwrap().as_deref(),
+            Some("127.0.0.1:1338")
+        );
+        assert_eq!(
+            check(Some("[::1]:9090")).unwrap().as_deref(),
+            Some("[::1]:9090")
+        );
+        assert_eq!(
+            check(Some("localhost:1")).unwrap().as_deref(),
+            Some("localhost:1")
+        );
+        for bad in ["1338", ":1338", "host:", "host:99999"] {
+            let err = check(Some(bad)).unwrap_err().to_string();
+            assert!(err.contains("cri_server.metrics_address"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -1,21 +1,242 @@
 //! Containers: CreateContainer and the lifecycle around it (start, stop,
-//! remove, status, list, exit handling, events).
+//! remove, status, list, resource updates, log reopening, exit handling
+//! and the CRI container event stream).
 //!
 //! The sandbox RPCs call [`stop_container`] and [`remove_container`] for
 //! the containers of a pod.
 
-use std::time::Duration;
+mod create;
+pub mod events;
+mod exit;
+pub mod labels;
+mod list;
+pub mod live;
+mod log;
+pub mod metrics;
+mod remove;
+pub mod resources;
+mod rootfs;
+pub mod signal;
+mod spec;
+mod start;
+mod status;
+mod stop;
+mod update;
+pub mod volumes;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cri_api::ids::{ContainerId, IdGenerator, SandboxId};
+use cri_api::v1::ContainerState;
+use cri_sandbox::host::{LinuxHostOs, LinuxRootfsUserDb, NoSeLinux, RootfsUserDb};
+use cri_spec::{HostOs, SeLinux};
+use cri_store::container::{Container, ContainerStatus};
 
 use crate::error::{Result, ServerError};
+use crate::metadata::StatusCheckpoints;
 use crate::service::ServerState;
 
+pub use create::create_container;
+pub use events::ContainerEvents;
+pub use exit::spawn_oom_monitor;
+pub use list::list_containers;
+pub use live::{ContainerHandle, LiveContainers};
+pub use log::reopen_container_log;
+pub use metrics::ContainerMetrics;
+pub use start::start_container;
+pub use status::container_status;
+pub use update::update_container_resources;
+
 /// Stops a container: its stop signal, then SIGKILL after `timeout`.
-/// Idempotent on stopped or exited containers.
-pub async fn stop_container(_state: &ServerState, _id: &str, _timeout: Duration) -> Result<()> {
-    Err(ServerError::NotImplemented { rpc: "StopContainer" })
+/// Idempotent on stopped or exited containers and on unknown ids.
+pub async fn stop_container(state: &ServerState, id: &str, timeout: Duration) -> Result<()> {
+    stop::stop_container(state, id, timeout).await
 }
 
 /// Removes a container (force-stopping a running one). Idempotent.
-pub async fn remove_container(_state: &ServerState, _id: &str) -> Result<()> {
-    Err(ServerError::NotImplemented { rpc: "RemoveContainer" })
+pub async fn remove_container(state: &ServerState, id: &str) -> Result<()> {
+    remove::remove_container(state, id).await
 }
+
+/// The OS seams of the container RPCs, real or mocked.
+#[derive(Clone)]
+pub struct ContainerHost {
+    /// Host facts for the spec builder.
+    pub os: Arc<dyn HostOs>,
+    /// SELinux label allocation.
+    pub selinux: Arc<dyn SeLinux>,
+    /// Reads an image's `/etc/passwd` and `/etc/group` from its mounts.
+    pub user_db: Arc<dyn RootfsUserDb>,
+    /// Container and volume ids.
+    pub ids: Arc<dyn IdGenerator>,
+    /// This process's `oom_score_adj`, the floor with `restrict_oom_score_adj`.
+    pub daemon_oom_score_adj: i32,
+    /// Where cgroups are mounted, for the OOM check at exit.
+    pub cgroup_root: PathBuf,
+}
+
+impl std::fmt::Debug for ContainerHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerHost")
+            .field("daemon_oom_score_adj", &self.daemon_oom_score_adj)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ContainerHost {
+    /// The real host: temporary rootfs mounts go under `<state>/tmpmounts`.
+    pub fn linux(state_dir: &Path) -> Self {
+        let daemon_oom_score_adj = cri_sandbox::host::daemon_oom_score_adj().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read own oom_score_adj; assuming 0");
+            0
+        });
+        Self {
+            os: Arc::new(LinuxHostOs::new()),
+            selinux: Arc::new(NoSeLinux),
+            user_db: Arc::new(LinuxRootfsUserDb::new(state_dir.join("tmpmounts"))),
+            ids: Arc::new(RandomIds),
+            daemon_oom_score_adj,
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+        }
+    }
+}
+
+/// containerd's `util.GenerateID`: 32 random bytes as 64 hex chars.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RandomIds;
+
+impl IdGenerator for RandomIds {
+    fn generate(&self) -> String {
+        hex::encode(rand::random::<[u8; 32]>())
+    }
+}
+
+/// The directories of one container (compat.md §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerPaths {
+    /// `<root>/containers/<id>`: status checkpoint, image volumes.
+    pub root_dir: PathBuf,
+    /// `<state>/containers/<id>`: FIFOs.
+    pub volatile_dir: PathBuf,
+}
+
+impl ContainerPaths {
+    pub fn new(state: &ServerState, id: &ContainerId) -> Self {
+        let server = &state.config.server;
+        Self {
+            root_dir: server.root_dir.join("containers").join(id.as_ref()),
+            volatile_dir: server.state_dir.join("containers").join(id.as_ref()),
+        }
+    }
+}
+
+/// Now, in unix nanoseconds.
+pub(crate) fn now_nanos() -> i64 {
+    to_nanos(SystemTime::now())
+}
+
+/// `t` in unix nanoseconds (0 before the epoch).
+pub(crate) fn to_nanos(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `os.RemoveAll`: a missing path is fine.
+pub(crate) fn remove_dir_all(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The container with this id or unique id prefix.
+pub(crate) fn get(state: &ServerState, id: &str) -> Result<Container> {
+    state
+        .containers
+        .get(id)
+        .map_err(ServerError::ContainerStore)
+}
+
+/// A failure inside a status update: the store's own or the update's.
+enum UpdateError {
+    Store(cri_store::StoreError),
+    Update(ServerError),
+}
+
+impl From<cri_store::StoreError> for UpdateError {
+    fn from(e: cri_store::StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// containerd's `Status.Update`: applies `update` to the status of the
+/// container with this full id, in memory only (Starting, Removing).
+pub(crate) fn update_status(
+    state: &ServerState,
+    id: &ContainerId,
+    update: impl FnOnce(&mut ContainerStatus) -> Result<()>,
+) -> Result<ContainerStatus> {
+    state
+        .containers
+        .update_status(id, |s| update(s).map_err(UpdateError::Update))
+        .map_err(|e| match e {
+            UpdateError::Store(e) => ServerError::ContainerStore(e),
+            UpdateError::Update(e) => e,
+        })
+}
+
+/// containerd's `Status.UpdateSync`: as [`update_status`], and the new
+/// status is written to the checkpoint before it is stored.
+pub(crate) fn update_status_sync(
+    state: &ServerState,
+    id: &ContainerId,
+    update: impl FnOnce(&mut ContainerStatus) -> Result<()>,
+) -> Result<ContainerStatus> {
+    let checkpoints = StatusCheckpoints::new(&state.config.server.root_dir);
+    update_status(state, id, |s| {
+        update(s)?;
+        checkpoints.write(id, s)?;
+        Ok(())
+    })
+}
+
+/// CRI's name of a state, as containerd prints it in errors.
+pub(crate) fn state_name(state: ContainerState) -> &'static str {
+    match state {
+        ContainerState::ContainerCreated => "CONTAINER_CREATED",
+        ContainerState::ContainerRunning => "CONTAINER_RUNNING",
+        ContainerState::ContainerExited => "CONTAINER_EXITED",
+        ContainerState::ContainerUnknown => "CONTAINER_UNKNOWN",
+    }
+}
+
+/// containerd's `validateTargetContainer`: the target of a TARGET pid
+/// namespace must exist, run, and belong to the same sandbox.
+pub(crate) fn validate_target(
+    state: &ServerState,
+    sandbox_id: &SandboxId,
+    target_id: &str,
+) -> Result<Container> {
+    let target = get(state, target_id)?;
+    if target.metadata.sandbox_id != *sandbox_id {
+        return Err(ServerError::InvalidArgument(format!(
+            "container {target_id} (sandbox {}) does not belong to sandbox {sandbox_id}",
+            target.metadata.sandbox_id
+        )));
+    }
+    let current = target.status.state();
+    if current != ContainerState::ContainerRunning {
+        return Err(ServerError::ContainerState {
+            id: target_id.to_owned(),
+            state: state_name(current),
+            reason: "the pid namespace target must be running".into(),
+        });
+    }
+    Ok(target)
+}
+
+#[cfg(test)]
+pub(crate) mod testutil;

@@ -21,6 +21,25 @@ pub struct ServerState {
     pub containerd: Containerd,
     /// The image store, puller and image RPC logic.
     pub images: Arc<ImageManager>,
+    /// Pod sandboxes by id: metadata (config, netns path, IPs, runtime
+    /// handler) and status (READY/NOTREADY, pause pid, creation time).
+    pub sandboxes: Arc<cri_store::sandbox::SandboxStore>,
+    /// Sandbox names (`name_namespace_uid_attempt`) reserved to their ids.
+    pub sandbox_names: cri_store::name_index::NameIndex,
+    /// Sandbox controllers, netns, CNI and the sandbox files.
+    pub sandbox: Arc<crate::sandbox::SandboxManager>,
+    /// App containers by id: metadata and status (checkpointed on disk).
+    pub containers: Arc<cri_store::container::ContainerStore>,
+    /// Container names (`ctr_pod_namespace_uid_attempt`) reserved to their ids.
+    pub container_names: cri_store::name_index::NameIndex,
+    /// Per-container runtime handles: IO, snapshotter, stop notification.
+    pub live_containers: Arc<crate::container::LiveContainers>,
+    /// CRI container events for GetContainerEvents subscribers.
+    pub container_events: crate::container::ContainerEvents,
+    /// The OS seams of the container RPCs (spec host, SELinux, user db, ids).
+    pub container_host: crate::container::ContainerHost,
+    /// Latencies of the container RPCs.
+    pub container_metrics: Arc<crate::container::ContainerMetrics>,
 }
 
 impl ServerState {

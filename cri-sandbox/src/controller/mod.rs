@@ -1,0 +1,119 @@
+//! The [`SandboxController`] seam: what the CRI server asks of whatever
+//! runs a pod's sandbox (create, start, stop, wait, status, platform,
+//! shutdown, metrics), shaped as containerd's `sandbox.Controller`. The
+//! pause-container implementation is [`podsandbox::PodSandboxController`];
+//! a shim-mode controller over containerd's sandbox API fits the same
+//! trait.
+
+mod error;
+pub mod podsandbox;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use cri_api::containerd::{Any, ContainerRecord, ExitStatus, RuntimeInfo, TaskMetric};
+use cri_api::ids::SandboxId;
+use cri_api::v1::PodSandboxConfig;
+use cri_spec::{Platform, RuntimeOptions};
+use oci_spec::image::ImageConfiguration;
+
+pub use error::ControllerError;
+
+/// Encodes the sandbox metadata extension of the pause container once the
+/// SELinux process label is known: returns the extension key and value.
+pub type MetadataExtension =
+    Arc<dyn Fn(&str) -> Result<(String, Any), String> + Send + Sync + 'static>;
+
+/// The image a sandbox runs (the pause image), as the image store has it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SandboxImage {
+    /// The containerd image name (the first of its references).
+    pub name: String,
+    /// The chain id of its layers: the parent of the rootfs snapshot.
+    pub chain_id: String,
+    pub config: ImageConfiguration,
+}
+
+/// Everything a controller needs to make one sandbox.
+#[derive(Clone)]
+pub struct CreateSandbox {
+    pub id: SandboxId,
+    pub config: PodSandboxConfig,
+    /// The pinned network namespace; `None` with host networking.
+    pub netns_path: Option<PathBuf>,
+    pub image: SandboxImage,
+    /// containerd runtime name (`io.containerd.runc.v2`) and options.
+    pub runtime: RuntimeInfo,
+    pub snapshotter: String,
+    /// Config keys that shape the spec.
+    pub spec_options: RuntimeOptions,
+    /// The labels of the sandbox's containerd container.
+    pub labels: HashMap<String, String>,
+    pub metadata: MetadataExtension,
+}
+
+impl fmt::Debug for CreateSandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateSandbox")
+            .field("id", &self.id)
+            .field("netns_path", &self.netns_path)
+            .field("image", &self.image.name)
+            .field("runtime", &self.runtime.name)
+            .field("snapshotter", &self.snapshotter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A started sandbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxInstance {
+    pub id: SandboxId,
+    /// The pause process.
+    pub pid: u32,
+    pub created_at: SystemTime,
+    /// `oci_runtime_type` and `selinux_label`, as containerd's controller.
+    pub labels: HashMap<String, String>,
+}
+
+/// What the controller knows about a sandbox right now.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ControllerStatus {
+    pub pid: u32,
+    /// containerd's process status of the sandbox task (`running`,
+    /// `created`, `stopped`, `paused`, `pausing`, `unknown`), or `deleted`
+    /// when there is no task.
+    pub process_status: String,
+    /// The sandbox's containerd container, with `verbose` only.
+    pub container: Option<ContainerRecord>,
+}
+
+/// Runs pod sandboxes. Each method names the sandbox by id; `create` must
+/// come before `start`.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait SandboxController: Send + Sync {
+    /// Registers a sandbox to be started.
+    async fn create(&self, request: CreateSandbox) -> Result<(), ControllerError>;
+    /// Makes and starts the sandbox. On failure everything it made is
+    /// removed again before the error is returned.
+    async fn start(&self, id: &SandboxId) -> Result<SandboxInstance, ControllerError>;
+    /// The platform the sandbox's containers are built for.
+    async fn platform(&self, id: &SandboxId) -> Result<Platform, ControllerError>;
+    /// Stops the sandbox (its process); idempotent.
+    async fn stop(&self, id: &SandboxId, timeout: Duration) -> Result<(), ControllerError>;
+    /// Waits until the sandbox exits, and reaps what it leaves behind.
+    async fn wait(&self, id: &SandboxId) -> Result<ExitStatus, ControllerError>;
+    async fn status(
+        &self,
+        id: &SandboxId,
+        verbose: bool,
+    ) -> Result<ControllerStatus, ControllerError>;
+    /// Removes everything of the sandbox; idempotent.
+    async fn shutdown(&self, id: &SandboxId) -> Result<(), ControllerError>;
+    /// The sandbox's resource metrics, if it has a task.
+    async fn metrics(&self, id: &SandboxId) -> Result<Option<TaskMetric>, ControllerError>;
+}

@@ -1,0 +1,248 @@
+//! [`PodSandboxController`]: sandboxes as pause containers in containerd
+//! (containerd's `podsandbox` sandboxer). A sandbox is its files under the
+//! CRI root/state dirs, a containerd container (id = sandbox id) on a
+//! snapshot of the pause image, and that container's task.
+
+mod start;
+mod task;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cri_api::containerd::{Containerd, ExitStatus, TaskMetric, TaskStatus};
+use cri_api::ids::SandboxId;
+use cri_spec::{HostOs, Platform, SeLinux};
+
+pub use start::SPEC_TYPE_URL;
+pub(crate) use task::delete_task_forcibly;
+
+use super::{ControllerError, ControllerStatus, CreateSandbox, SandboxController, SandboxInstance};
+use crate::files::SandboxFiles;
+use crate::host::RootfsUserDb;
+
+type Result<T, E = ControllerError> = std::result::Result<T, E>;
+
+/// The pause-container sandbox controller.
+pub struct PodSandboxController {
+    containerd: Containerd,
+    files: SandboxFiles,
+    host_os: Arc<dyn HostOs>,
+    selinux: Arc<dyn SeLinux>,
+    user_db: Arc<dyn RootfsUserDb>,
+    platform: Platform,
+    pending: Mutex<HashMap<SandboxId, CreateSandbox>>,
+}
+
+impl std::fmt::Debug for PodSandboxController {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodSandboxController")
+            .field("files", &self.files)
+            .field("platform", &self.platform)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PodSandboxController {
+    /// A controller over containerd, making sandbox files with `files`,
+    /// for the host's platform.
+    pub fn new(
+        containerd: Containerd,
+        files: SandboxFiles,
+        host_os: Arc<dyn HostOs>,
+        selinux: Arc<dyn SeLinux>,
+        user_db: Arc<dyn RootfsUserDb>,
+    ) -> Self {
+        Self {
+            containerd,
+            files,
+            host_os,
+            selinux,
+            user_db,
+            platform: Platform::host(),
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The sandbox files this controller makes and removes.
+    pub fn files(&self) -> &SandboxFiles {
+        &self.files
+    }
+
+    fn take_pending(&self, id: &SandboxId) -> Option<CreateSandbox> {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        id: &SandboxId,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|_| ControllerError::Blocking { id: id.clone() })
+    }
+}
+
+/// containerd's `ProcessStatus` names.
+fn process_status_name(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::Running => "running",
+        TaskStatus::Created => "created",
+        TaskStatus::Stopped => "stopped",
+        TaskStatus::Paused => "paused",
+        TaskStatus::Pausing => "pausing",
+        TaskStatus::Unknown => "unknown",
+    }
+}
+
+#[async_trait]
+impl SandboxController for PodSandboxController {
+    async fn create(&self, request: CreateSandbox) -> Result<()> {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(request.id.clone(), request);
+        Ok(())
+    }
+
+    async fn start(&self, id: &SandboxId) -> Result<SandboxInstance> {
+        let request = self
+            .take_pending(id)
+            .ok_or_else(|| ControllerError::NotCreated { id: id.clone() })?;
+        self.start_sandbox(request).await
+    }
+
+    async fn platform(&self, _id: &SandboxId) -> Result<Platform> {
+        Ok(self.platform.clone())
+    }
+
+    /// Unmounts the sandbox shm, then kills (SIGKILL) and deletes the pause
+    /// task if there is one. The pause process ignores SIGTERM, so the
+    /// timeout does not apply, as in containerd.
+    async fn stop(&self, id: &SandboxId, _timeout: Duration) -> Result<()> {
+        let files = self.files.clone();
+        let owned = id.clone();
+        self.blocking(id, move || files.unmount_shm(&owned))
+            .await?
+            .map_err(|source| ControllerError::Files {
+                id: id.clone(),
+                source,
+            })?;
+        delete_task_forcibly(&self.containerd.tasks, id.as_ref())
+            .await
+            .map_err(ControllerError::containerd_op("stop sandbox task", id))?;
+        Ok(())
+    }
+
+    /// Waits for the pause task to exit, then deletes it (containerd's
+    /// `handleSandboxExit`); NotFound when there is no task to wait on.
+    async fn wait(&self, id: &SandboxId) -> Result<ExitStatus> {
+        let exit = self
+            .containerd
+            .tasks
+            .wait(id.as_ref(), "")
+            .await
+            .map_err(ControllerError::containerd_op("wait for sandbox task", id))?;
+        delete_task_forcibly(&self.containerd.tasks, id.as_ref())
+            .await
+            .map_err(ControllerError::containerd_op(
+                "delete exited sandbox task",
+                id,
+            ))?;
+        Ok(exit)
+    }
+
+    async fn status(&self, id: &SandboxId, verbose: bool) -> Result<ControllerStatus> {
+        let mut status = match self.containerd.tasks.get(id.as_ref(), "").await {
+            Ok(task) => ControllerStatus {
+                pid: task.pid,
+                process_status: process_status_name(task.status).to_owned(),
+                container: None,
+            },
+            Err(e) if e.is_not_found() => ControllerStatus {
+                process_status: "deleted".to_owned(),
+                ..ControllerStatus::default()
+            },
+            Err(e) => return Err(ControllerError::containerd_op("get sandbox task", id)(e)),
+        };
+        if verbose {
+            status.container = match self.containerd.containers.get(id.as_ref()).await {
+                Ok(record) => Some(record),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => {
+                    return Err(ControllerError::containerd_op("get sandbox container", id)(
+                        e,
+                    ))
+                }
+            };
+        }
+        Ok(status)
+    }
+
+    /// Removes the sandbox files, the task, the rootfs snapshot and the
+    /// container record; each missing piece is fine.
+    async fn shutdown(&self, id: &SandboxId) -> Result<()> {
+        self.take_pending(id);
+        let files = self.files.clone();
+        let owned = id.clone();
+        self.blocking(id, move || files.remove(&owned))
+            .await?
+            .map_err(|source| ControllerError::Files {
+                id: id.clone(),
+                source,
+            })?;
+        delete_task_forcibly(&self.containerd.tasks, id.as_ref())
+            .await
+            .map_err(ControllerError::containerd_op("delete sandbox task", id))?;
+        let record = match self.containerd.containers.get(id.as_ref()).await {
+            Ok(record) => record,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => {
+                return Err(ControllerError::containerd_op("get sandbox container", id)(
+                    e,
+                ))
+            }
+        };
+        if !record.snapshot_key.is_empty() {
+            match self
+                .containerd
+                .snapshots
+                .remove(&record.snapshotter, &record.snapshot_key)
+                .await
+            {
+                Err(e) if !e.is_not_found() => {
+                    return Err(ControllerError::containerd_op("remove sandbox rootfs", id)(
+                        e,
+                    ))
+                }
+                _ => {}
+            }
+        }
+        match self.containerd.containers.delete(id.as_ref()).await {
+            Err(e) if !e.is_not_found() => Err(ControllerError::containerd_op(
+                "delete sandbox container",
+                id,
+            )(e)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn metrics(&self, id: &SandboxId) -> Result<Option<TaskMetric>> {
+        let metrics = self
+            .containerd
+            .tasks
+            .metrics(vec![id.to_string()])
+            .await
+            .map_err(ControllerError::containerd_op("get sandbox metrics", id))?;
+        Ok(metrics.into_iter().find(|m| m.id == id.as_ref()))
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

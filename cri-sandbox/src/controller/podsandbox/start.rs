@@ -1,0 +1,275 @@
+//! Starting a pause-container sandbox (containerd's podsandbox
+//! `Controller.Start`): sandbox files, rootfs snapshot, OCI spec,
+//! containerd container, task; each step registers its undo and a failure
+//! unwinds them newest first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use cri_api::containerd::{Any, ContainerRecord, CreateTask, Mount};
+use cri_api::rollback::Rollback;
+use cri_spec::{PauseInputs, PauseSpecBuilder, SpecHost};
+
+use super::task::{create_temporary_lease, delete_task_forcibly};
+use super::PodSandboxController;
+use crate::controller::{ControllerError, CreateSandbox, SandboxInstance};
+use crate::files::SandboxFilesConfig;
+use crate::host::{needs_user_db, RootfsUsers};
+
+/// The type URL containerd gives the OCI spec of a container.
+pub const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+/// Pod annotations with this prefix become labels of the rootfs snapshot
+/// (containerd `snapshots.FilterInheritedLabels`).
+const INHERITED_SNAPSHOT_LABEL_PREFIX: &str = "containerd.io/snapshot/";
+
+type Result<T, E = ControllerError> = std::result::Result<T, E>;
+
+impl PodSandboxController {
+    pub(super) async fn start_sandbox(&self, request: CreateSandbox) -> Result<SandboxInstance> {
+        let mut undo = Rollback::new();
+        match self.start_steps(&request, &mut undo).await {
+            Ok(instance) => {
+                undo.commit();
+                Ok(instance)
+            }
+            Err(source) => {
+                let failures = undo.unwind().await;
+                if failures.is_empty() {
+                    Err(source)
+                } else {
+                    Err(ControllerError::WithUndo {
+                        source: Box::new(source),
+                        undo: failures,
+                    })
+                }
+            }
+        }
+    }
+
+    async fn start_steps(
+        &self,
+        req: &CreateSandbox,
+        undo: &mut Rollback,
+    ) -> Result<SandboxInstance> {
+        let id = &req.id;
+        self.create_files(req).await?;
+        undo.push("remove sandbox files", {
+            let (files, id) = (self.files.clone(), id.clone());
+            async move {
+                tokio::task::spawn_blocking(move || files.remove(&id))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
+            }
+        });
+
+        let lease = create_temporary_lease(self.containerd.leases.as_ref())
+            .await
+            .map_err(ControllerError::containerd_op("create lease", id))?;
+        let created = self.create_container(req, &lease, undo).await;
+        if let Err(e) = self.containerd.leases.delete(&lease, false).await {
+            tracing::warn!(lease = %lease, error = %e, "delete temporary lease");
+        }
+        let (record, rootfs, process_label) = created?;
+
+        let task = CreateTask {
+            container_id: id.to_string(),
+            rootfs,
+            ..CreateTask::default()
+        };
+        self.containerd
+            .tasks
+            .create(task)
+            .await
+            .map_err(ControllerError::containerd_op("create sandbox task", id))?;
+        undo.push("delete sandbox task", {
+            let (tasks, id) = (self.containerd.tasks.clone(), id.to_string());
+            async move { delete_task_forcibly(&tasks, &id).await.map(|_| ()) }
+        });
+        let pid = self
+            .containerd
+            .tasks
+            .start(id.as_ref(), "")
+            .await
+            .map_err(ControllerError::containerd_op("start sandbox task", id))?;
+        Ok(SandboxInstance {
+            id: id.clone(),
+            pid,
+            created_at: record.created_at.unwrap_or_else(SystemTime::now),
+            labels: HashMap::from([
+                ("oci_runtime_type".to_owned(), req.runtime.name.clone()),
+                ("selinux_label".to_owned(), process_label),
+            ]),
+        })
+    }
+
+    async fn create_files(&self, req: &CreateSandbox) -> Result<()> {
+        let files = self.files.clone();
+        let (id, config) = (
+            req.id.clone(),
+            SandboxFilesConfig::from_pod_config(&req.config),
+        );
+        tokio::task::spawn_blocking(move || files.create(&id, &config))
+            .await
+            .map_err(|_| ControllerError::Blocking { id: req.id.clone() })?
+            .map(|_| ())
+            .map_err(|source| ControllerError::Files {
+                id: req.id.clone(),
+                source,
+            })
+    }
+
+    /// Snapshot, spec and container record; returns the record, the
+    /// rootfs mounts and the SELinux process label.
+    async fn create_container(
+        &self,
+        req: &CreateSandbox,
+        lease: &str,
+        undo: &mut Rollback,
+    ) -> Result<(ContainerRecord, Vec<Mount>, String)> {
+        let id = &req.id;
+        let snapshot_labels: HashMap<String, String> = req
+            .config
+            .annotations
+            .iter()
+            .filter(|(k, _)| k.starts_with(INHERITED_SNAPSHOT_LABEL_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let rootfs = self
+            .containerd
+            .snapshots
+            .prepare(
+                &req.snapshotter,
+                id.as_ref(),
+                &req.image.chain_id,
+                snapshot_labels,
+                Some(lease.to_owned()),
+            )
+            .await
+            .map_err(ControllerError::containerd_op("prepare sandbox rootfs", id))?;
+        undo.push("remove sandbox rootfs snapshot", {
+            let (snapshots, snapshotter, key) = (
+                self.containerd.snapshots.clone(),
+                req.snapshotter.clone(),
+                id.to_string(),
+            );
+            async move {
+                match snapshots.remove(&snapshotter, &key).await {
+                    Err(e) if !e.is_not_found() => Err(e),
+                    _ => Ok(()),
+                }
+            }
+        });
+
+        let users = self.image_users(req, &rootfs).await?;
+        let paths = self.files.paths(id);
+        let inputs = PauseInputs {
+            sandbox_id: id,
+            config: &req.config,
+            image_config: &req.image.config,
+            options: &req.spec_options,
+            shm: &paths.shm,
+            resolv_conf: &paths.resolv_conf,
+        };
+        let host = SpecHost {
+            os: self.host_os.as_ref(),
+            users: &users,
+            selinux: self.selinux.as_ref(),
+        };
+        let mut builder = PauseSpecBuilder::new(inputs, host).with_platform(self.platform.clone());
+        if let Some(netns) = &req.netns_path {
+            builder = builder.with_netns_path(netns);
+        }
+        let labeled = builder
+            .build_labeled()
+            .map_err(|source| ControllerError::Spec {
+                id: id.clone(),
+                source,
+            })?;
+        if !labeled.process_label.is_empty() {
+            let (selinux, label) = (Arc::clone(&self.selinux), labeled.process_label.clone());
+            undo.push("release selinux label", async move {
+                selinux.release_label(&label);
+                Ok::<(), String>(())
+            });
+        }
+        tracing::trace!(sandbox_id = %id, spec = ?labeled.spec, "pause container spec");
+        let spec_json = serde_json::to_vec(&labeled.spec).map_err(|e| ControllerError::Encode {
+            id: id.clone(),
+            what: "pause container spec",
+            message: e.to_string(),
+        })?;
+        let (key, extension) =
+            (req.metadata)(&labeled.process_label).map_err(|message| ControllerError::Encode {
+                id: id.clone(),
+                what: "sandbox metadata",
+                message,
+            })?;
+        let record = ContainerRecord {
+            id: id.to_string(),
+            labels: req.labels.clone(),
+            image: req.image.name.clone(),
+            runtime: req.runtime.clone(),
+            spec: Some(Any {
+                type_url: SPEC_TYPE_URL.to_owned(),
+                value: spec_json,
+            }),
+            snapshotter: req.snapshotter.clone(),
+            snapshot_key: id.to_string(),
+            extensions: HashMap::from([(key, extension)]),
+            ..ContainerRecord::default()
+        };
+        let created = self.containerd.containers.create(record).await.map_err(
+            ControllerError::containerd_op("create sandbox container", id),
+        )?;
+        undo.push("delete sandbox container", {
+            let (containers, id) = (self.containerd.containers.clone(), id.to_string());
+            async move {
+                match containers.delete(&id).await {
+                    Err(e) if !e.is_not_found() => Err(e),
+                    _ => Ok(()),
+                }
+            }
+        });
+        Ok((created, rootfs, labeled.process_label))
+    }
+
+    /// The image's passwd and group, read only when the user to resolve
+    /// is not a numeric `uid:gid` (containerd reads them in `WithUser`).
+    async fn image_users(&self, req: &CreateSandbox, rootfs: &[Mount]) -> Result<RootfsUsers> {
+        let security = req
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref());
+        let uid = security
+            .and_then(|s| s.run_as_user.as_ref())
+            .map(|v| v.value);
+        let gid = security
+            .and_then(|s| s.run_as_group.as_ref())
+            .map(|v| v.value);
+        let user = match (uid, gid) {
+            (Some(u), Some(g)) => format!("{u}:{g}"),
+            (Some(u), None) => u.to_string(),
+            (None, _) => req
+                .image
+                .config
+                .config()
+                .as_ref()
+                .and_then(|c| c.user().clone())
+                .unwrap_or_default(),
+        };
+        if !needs_user_db(&user) {
+            return Ok(RootfsUsers::empty());
+        }
+        let (db, mounts) = (Arc::clone(&self.user_db), rootfs.to_vec());
+        tokio::task::spawn_blocking(move || db.load(&mounts))
+            .await
+            .map_err(|_| ControllerError::Blocking { id: req.id.clone() })?
+            .map_err(|source| ControllerError::UserDb {
+                id: req.id.clone(),
+                source,
+            })
+    }
+}

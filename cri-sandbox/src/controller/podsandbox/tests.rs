@@ -1,0 +1,566 @@
+//! Unit tests of the podsandbox controller over mocked containerd and
+//! mounts: the happy path, then one failure per start step, checking
+//! which undos ran and in which order.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Mutex;
+
+use cri_api::containerd::{
+    Any, ContainerdError, Lease, MockServices, Mount, RuntimeInfo, TaskInfo,
+};
+use cri_api::v1;
+use cri_spec::RuntimeOptions;
+use oci_spec::image::ImageConfiguration;
+
+use super::*;
+use crate::controller::{MetadataExtension, SandboxImage};
+use crate::host::{LinuxHostOs, MockRootfsUserDb, NoSeLinux};
+use crate::mounts::MockHostMounts;
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn log_of(log: &Log) -> Vec<String> {
+    log.lock().unwrap().clone()
+}
+
+fn push(log: &Log, what: &str) {
+    log.lock().unwrap().push(what.to_owned());
+}
+
+fn unavailable() -> ContainerdError {
+    ContainerdError::Unavailable {
+        address: "/c.sock".into(),
+        message: "injected".into(),
+    }
+}
+
+fn not_found() -> ContainerdError {
+    ContainerdError::NotFound {
+        op: "x",
+        what: "sb1".into(),
+    }
+}
+
+/// The step that fails, in start order.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fail {
+    Nothing,
+    Files,
+    Lease,
+    Snapshot,
+    Spec,
+    Container,
+    TaskCreate,
+    TaskStart,
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    log: Log,
+}
+
+impl Env {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("host")).unwrap();
+        std::fs::write(dir.path().join("host/hosts"), "127.0.0.1 localhost\n").unwrap();
+        std::fs::write(
+            dir.path().join("host/resolv.conf"),
+            "nameserver 192.0.2.1\n",
+        )
+        .unwrap();
+        Self {
+            dir,
+            log: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    fn files(&self, fail_mount: bool) -> SandboxFiles {
+        let mut mounts = MockHostMounts::new();
+        let log = self.log.clone();
+        mounts.expect_mount_tmpfs().returning(move |_, _, _, _| {
+            push(&log, "mount shm");
+            if fail_mount {
+                Err(std::io::Error::from_raw_os_error(libc::EPERM))
+            } else {
+                Ok(())
+            }
+        });
+        let log = self.log.clone();
+        mounts.expect_unmount_detach().returning(move |_| {
+            push(&log, "unmount shm");
+            Ok(())
+        });
+        let p = self.dir.path();
+        SandboxFiles::new(p.join("root"), p.join("state"), Arc::new(mounts))
+            .with_host_files(p.join("host/hosts"), p.join("host/resolv.conf"))
+            .with_node_hostname("node")
+    }
+
+    fn sandbox_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("root/sandboxes/sb1")
+    }
+}
+
+/// containerd mocks that log each call and fail at `fail`.
+fn containerd(log: &Log, fail: Fail) -> MockServices {
+    let mut m = MockServices::default();
+    let l = log.clone();
+    m.leases.expect_create().returning(move |id, labels| {
+        push(&l, "create lease");
+        assert!(labels.contains_key("containerd.io/gc.expire"));
+        if fail == Fail::Lease {
+            return Err(unavailable());
+        }
+        Ok(Lease {
+            id: id.to_owned(),
+            labels,
+        })
+    });
+    let l = log.clone();
+    m.leases.expect_delete().returning(move |_, _| {
+        push(&l, "delete lease");
+        Ok(())
+    });
+    let l = log.clone();
+    m.snapshots
+        .expect_prepare()
+        .returning(move |snapshotter, key, parent, _, lease| {
+            push(&l, "prepare snapshot");
+            assert_eq!(
+                (snapshotter, key, parent),
+                ("overlayfs", "sb1", "sha256:chain")
+            );
+            assert!(lease.is_some());
+            if fail == Fail::Snapshot {
+                return Err(unavailable());
+            }
+            Ok(vec![Mount {
+                kind: "overlay".into(),
+                source: "overlay".into(),
+                ..Mount::default()
+            }])
+        });
+    let l = log.clone();
+    m.snapshots.expect_remove().returning(move |_, _| {
+        push(&l, "remove snapshot");
+        Ok(())
+    });
+    let l = log.clone();
+    m.containers.expect_create().returning(move |record| {
+        push(&l, "create container");
+        assert_eq!(record.snapshot_key, "sb1");
+        assert_eq!(record.image, "registry.k8s.io/pause:3.8");
+        assert_eq!(record.labels["io.cri-containerd.kind"], "sandbox");
+        assert_eq!(record.extensions["ext"].value, b"{}");
+        let spec = record.spec.as_ref().unwrap();
+        assert_eq!(spec.type_url, SPEC_TYPE_URL);
+        let json: serde_json::Value = serde_json::from_slice(&spec.value).unwrap();
+        assert_eq!(json["process"]["args"][0], "/pause");
+        if fail == Fail::Container {
+            return Err(unavailable());
+        }
+        Ok(record)
+    });
+    let l = log.clone();
+    m.containers.expect_delete().returning(move |_| {
+        push(&l, "delete container");
+        Ok(())
+    });
+    let l = log.clone();
+    m.tasks.expect_create().returning(move |task| {
+        push(&l, "create task");
+        assert_eq!(task.rootfs.len(), 1);
+        assert!(task.stdin.is_empty() && task.stdout.is_empty() && task.stderr.is_empty());
+        if fail == Fail::TaskCreate {
+            return Err(unavailable());
+        }
+        Ok(42)
+    });
+    let l = log.clone();
+    m.tasks.expect_start().returning(move |_, _| {
+        push(&l, "start task");
+        if fail == Fail::TaskStart {
+            return Err(unavailable());
+        }
+        Ok(42)
+    });
+    let l = log.clone();
+    m.tasks.expect_kill().returning(move |_, _, _, _| {
+        push(&l, "kill task");
+        Ok(())
+    });
+    m.tasks.expect_wait().returning(|_, _| {
+        Ok(ExitStatus {
+            code: 137,
+            exited_at: None,
+        })
+    });
+    let l = log.clone();
+    m.tasks.expect_delete().returning(move |_, _| {
+        push(&l, "delete task");
+        Ok(ExitStatus {
+            code: 137,
+            exited_at: None,
+        })
+    });
+    m
+}
+
+fn pause_image(entrypoint: &[&str]) -> SandboxImage {
+    let config: ImageConfiguration = serde_json::from_value(serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Entrypoint": entrypoint, "User": "65535:65535"},
+        "rootfs": {"type": "layers", "diff_ids": []},
+    }))
+    .unwrap();
+    SandboxImage {
+        name: "registry.k8s.io/pause:3.8".into(),
+        chain_id: "sha256:chain".into(),
+        config,
+    }
+}
+
+fn request(image: SandboxImage) -> CreateSandbox {
+    let metadata: MetadataExtension = Arc::new(|label: &str| {
+        assert_eq!(label, "");
+        Ok((
+            "ext".to_owned(),
+            Any {
+                type_url: "t".into(),
+                value: b"{}".to_vec(),
+            },
+        ))
+    });
+    CreateSandbox {
+        id: SandboxId::from("sb1"),
+        config: v1::PodSandboxConfig {
+            metadata: Some(v1::PodSandboxMetadata {
+                name: "web".into(),
+                uid: "u1".into(),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            hostname: "web".into(),
+            ..Default::default()
+        },
+        netns_path: Some("/var/run/netns/cni-1".into()),
+        image,
+        runtime: RuntimeInfo {
+            name: "io.containerd.runc.v2".into(),
+            options: None,
+        },
+        snapshotter: "overlayfs".into(),
+        spec_options: RuntimeOptions::default(),
+        labels: HashMap::from([("io.cri-containerd.kind".into(), "sandbox".into())]),
+        metadata,
+    }
+}
+
+fn controller(env: &Env, services: MockServices, fail_mount: bool) -> PodSandboxController {
+    PodSandboxController::new(
+        services.build(),
+        env.files(fail_mount),
+        Arc::new(LinuxHostOs::new()),
+        Arc::new(NoSeLinux),
+        Arc::new(MockRootfsUserDb::new()),
+    )
+}
+
+async fn run(fail: Fail) -> (Env, Result<SandboxInstance>) {
+    let env = Env::new();
+    let services = containerd(&env.log, fail);
+    let image = if fail == Fail::Spec {
+        pause_image(&[])
+    } else {
+        pause_image(&["/pause"])
+    };
+    let c = controller(&env, services, fail == Fail::Files);
+    c.create(request(image)).await.unwrap();
+    let result = c.start(&SandboxId::from("sb1")).await;
+    (env, result)
+}
+
+fn check(log: &[String], expected: &[&str]) {
+    assert_eq!(log, expected);
+}
+
+#[tokio::test]
+async fn start_runs_every_step_and_undoes_nothing() {
+    let (env, result) = run(Fail::Nothing).await;
+    let instance = result.unwrap();
+    assert_eq!(instance.pid, 42);
+    assert_eq!(instance.labels["oci_runtime_type"], "io.containerd.runc.v2");
+    check(
+        &log_of(&env.log),
+        &[
+            "mount shm",
+            "create lease",
+            "prepare snapshot",
+            "create container",
+            "delete lease",
+            "create task",
+            "start task",
+        ],
+    );
+    let resolv = std::fs::read_to_string(env.sandbox_dir().join("resolv.conf")).unwrap();
+    assert_eq!(resolv, "nameserver 192.0.2.1\n");
+}
+
+#[tokio::test]
+async fn failed_files_leave_nothing() {
+    let (env, result) = run(Fail::Files).await;
+    assert!(matches!(result, Err(ControllerError::Files { .. })));
+    check(&log_of(&env.log), &["mount shm", "unmount shm"]);
+    assert!(!env.sandbox_dir().exists());
+}
+
+#[tokio::test]
+async fn failed_lease_removes_files() {
+    let (env, result) = run(Fail::Lease).await;
+    assert!(result.unwrap_err().containerd().is_some());
+    check(
+        &log_of(&env.log),
+        &["mount shm", "create lease", "unmount shm"],
+    );
+    assert!(!env.sandbox_dir().exists());
+}
+
+#[tokio::test]
+async fn failed_snapshot_removes_files_and_the_lease() {
+    let (env, result) = run(Fail::Snapshot).await;
+    assert!(result.is_err());
+    check(
+        &log_of(&env.log),
+        &[
+            "mount shm",
+            "create lease",
+            "prepare snapshot",
+            "delete lease",
+            "unmount shm",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn failed_spec_removes_the_snapshot() {
+    let (env, result) = run(Fail::Spec).await;
+    assert!(
+        matches!(result, Err(ControllerError::Spec { .. })),
+        "{result:?}"
+    );
+    check(
+        &log_of(&env.log),
+        &[
+            "mount shm",
+            "create lease",
+            "prepare snapshot",
+            "delete lease",
+            "remove snapshot",
+            "unmount shm",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn failed_container_create_removes_the_snapshot() {
+    let (env, result) = run(Fail::Container).await;
+    assert!(result.is_err());
+    check(
+        &log_of(&env.log),
+        &[
+            "mount shm",
+            "create lease",
+            "prepare snapshot",
+            "create container",
+            "delete lease",
+            "remove snapshot",
+            "unmount shm",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn failed_task_create_deletes_the_container() {
+    let (env, result) = run(Fail::TaskCreate).await;
+    assert!(result.is_err());
+    check(
+        &log_of(&env.log),
+        &[
+            "mount shm",
+            "create lease",
+            "prepare snapshot",
+            "create container",
+            "delete lease",
+            "create task",
+            "delete container",
+            "remove snapshot",
+            "unmount shm",
+        ],
+    );
+    assert!(!env.sandbox_dir().exists());
+}
+
+#[tokio::test]
+async fn failed_task_start_kills_and_deletes_the_task() {
+    let (env, result) = run(Fail::TaskStart).await;
+    assert!(result.is_err());
+    check(
+        &log_of(&env.log),
+        &[
+            "mount shm",
+            "create lease",
+            "prepare snapshot",
+            "create container",
+            "delete lease",
+            "create task",
+            "start task",
+            "kill task",
+            "delete task",
+            "delete container",
+            "remove snapshot",
+            "unmount shm",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn a_failing_undo_is_attached_to_the_error() {
+    let env = Env::new();
+    let mut services = containerd(&env.log, Fail::TaskStart);
+    services.containers.checkpoint();
+    let l = env.log.clone();
+    services.containers.expect_create().returning(move |r| {
+        push(&l, "create container");
+        Ok(r)
+    });
+    services
+        .containers
+        .expect_delete()
+        .returning(|_| Err(unavailable()));
+    let c = controller(&env, services, false);
+    c.create(request(pause_image(&["/pause"]))).await.unwrap();
+    let err = c.start(&SandboxId::from("sb1")).await.unwrap_err();
+    match &err {
+        ControllerError::WithUndo { undo, .. } => {
+            assert_eq!(undo.len(), 1);
+            assert_eq!(undo[0].step, "delete sandbox container");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("undo also failed"), "{err}");
+    // Later undos still ran.
+    assert!(log_of(&env.log).ends_with(&["remove snapshot".to_owned(), "unmount shm".to_owned()]));
+}
+
+#[tokio::test]
+async fn start_without_create_fails() {
+    let env = Env::new();
+    let c = controller(&env, MockServices::default(), false);
+    let err = c.start(&SandboxId::from("sb1")).await.unwrap_err();
+    assert!(matches!(err, ControllerError::NotCreated { .. }));
+}
+
+#[tokio::test]
+async fn a_named_image_user_reads_the_user_database() {
+    let env = Env::new();
+    let services = containerd(&env.log, Fail::Nothing);
+    let mut db = MockRootfsUserDb::new();
+    db.expect_load().times(1).returning(|mounts| {
+        assert_eq!(mounts.len(), 1);
+        Ok(crate::host::RootfsUsers {
+            passwd: Some("pause:x:7:8::/:/bin/false\n".into()),
+            group: None,
+        })
+    });
+    let c = PodSandboxController::new(
+        services.build(),
+        env.files(false),
+        Arc::new(LinuxHostOs::new()),
+        Arc::new(NoSeLinux),
+        Arc::new(db),
+    );
+    let mut req = request(pause_image(&["/pause"]));
+    req.config.linux = Some(v1::LinuxPodSandboxConfig {
+        security_context: Some(v1::LinuxSandboxSecurityContext {
+            run_as_user: Some(v1::Int64Value { value: 7 }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    c.create(req).await.unwrap();
+    c.start(&SandboxId::from("sb1")).await.unwrap();
+}
+
+#[tokio::test]
+async fn stop_unmounts_shm_and_kills_the_task() {
+    let env = Env::new();
+    let services = containerd(&env.log, Fail::Nothing);
+    let c = controller(&env, services, false);
+    c.create(request(pause_image(&["/pause"]))).await.unwrap();
+    c.start(&SandboxId::from("sb1")).await.unwrap();
+    env.log.lock().unwrap().clear();
+    c.stop(&SandboxId::from("sb1"), Duration::ZERO)
+        .await
+        .unwrap();
+    check(
+        &log_of(&env.log),
+        &["unmount shm", "kill task", "delete task"],
+    );
+}
+
+#[tokio::test]
+async fn shutdown_of_a_gone_sandbox_succeeds() {
+    let env = Env::new();
+    let mut services = MockServices::default();
+    services
+        .tasks
+        .expect_kill()
+        .returning(|_, _, _, _| Err(not_found()));
+    services
+        .tasks
+        .expect_wait()
+        .returning(|_, _| Err(not_found()));
+    services
+        .tasks
+        .expect_delete()
+        .returning(|_, _| Err(not_found()));
+    services
+        .containers
+        .expect_get()
+        .returning(|_| Err(not_found()));
+    let c = controller(&env, services, false);
+    c.shutdown(&SandboxId::from("sb1")).await.unwrap();
+}
+
+#[tokio::test]
+async fn status_of_a_deleted_task() {
+    let env = Env::new();
+    let mut services = MockServices::default();
+    services
+        .tasks
+        .expect_get()
+        .returning(|_, _| Err(not_found()));
+    services
+        .containers
+        .expect_get()
+        .returning(|_| Err(not_found()));
+    let c = controller(&env, services, false);
+    let status = c.status(&SandboxId::from("sb1"), true).await.unwrap();
+    assert_eq!(status.process_status, "deleted");
+    assert_eq!(status.container, None);
+
+    let mut services = MockServices::default();
+    services.tasks.expect_get().returning(|_, _| {
+        Ok(TaskInfo {
+            pid: 9,
+            status: TaskStatus::Running,
+            ..TaskInfo::default()
+        })
+    });
+    let c = controller(&env, services, false);
+    let status = c.status(&SandboxId::from("sb1"), false).await.unwrap();
+    assert_eq!((status.pid, status.process_status.as_str()), (9, "running"));
+}

@@ -1,0 +1,372 @@
+//! Container exits (containerd's `startContainerExitMonitor`,
+//! `handleContainerExit` and the `/tasks/oom` handler): a task's `Wait`
+//! is armed when it starts; on exit the output is drained, the task
+//! deleted, the exit recorded in the status checkpoint, the IO closed and
+//! CONTAINER_STOPPED sent. Failed handling is retried with backoff. OOM
+//! kills are learnt from the memory cgroup at exit and from containerd's
+//! `/tasks/oom` events.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use cri_api::containerd::ExitStatus;
+use cri_api::ids::ContainerId;
+use cri_api::v1::ContainerEventType;
+use futures::StreamExt;
+
+use super::status::REASON_OOM_KILLED;
+use super::{events, to_nanos, update_status_sync};
+use crate::containerd::{decode_event, DecodedEvent};
+use crate::error::Result;
+use crate::service::ServerState;
+
+/// The exit code recorded when the real one is unknown.
+pub const UNKNOWN_EXIT_CODE: u32 = 255;
+/// How long the output may take to drain after the process exited
+/// (a leftover child can hold the pipe open).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Waits for the task of container `id` to exit, then handles the exit,
+/// in a task of its own. Only one monitor runs per container.
+pub(crate) fn spawn_exit_monitor(state: Arc<ServerState>, id: ContainerId) {
+    if let Some(handle) = state.live_containers.get(id.as_ref()) {
+        if !handle.claim_exit_monitor() {
+            return;
+        }
+    }
+    tokio::spawn(async move {
+        let exit = wait_for_exit(&state, &id).await;
+        handle_exit_with_retry(&state, &id, exit).await;
+    });
+}
+
+async fn wait_for_exit(state: &ServerState, id: &ContainerId) -> ExitStatus {
+    let mut delay = BACKOFF_INITIAL;
+    loop {
+        match state.containerd.tasks.wait(id.as_ref(), "").await {
+            Ok(exit) => return exit,
+            // containerd restarting: the shim keeps the exit for us.
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(container_id = %id, error = %e, retry_in = ?delay, "wait for task");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => {
+                tracing::error!(container_id = %id, error = %e, "failed to get task exit status");
+                return ExitStatus {
+                    code: UNKNOWN_EXIT_CODE,
+                    exited_at: Some(SystemTime::now()),
+                };
+            }
+        }
+    }
+}
+
+async fn handle_exit_with_retry(state: &ServerState, id: &ContainerId, exit: ExitStatus) {
+    let mut delay = BACKOFF_INITIAL;
+    loop {
+        match handle_container_exit(state, id, exit).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(container_id = %id, error = %e, retry_in = ?delay, "failed to handle container exit");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// containerd's `handleContainerExit`. Idempotent: the first recorded
+/// exit wins, and a container no longer stored is ignored.
+pub(crate) async fn handle_container_exit(
+    state: &ServerState,
+    id: &ContainerId,
+    exit: ExitStatus,
+) -> Result<()> {
+    let Ok(container) = state.containers.get(id.as_ref()) else {
+        return Ok(());
+    };
+    let handle = state.live_containers.get(id.as_ref());
+    let oom = handle
+        .as_ref()
+        .is_some_and(|h| cgroup_oom_killed(&state.container_host.cgroup_root, &h.cgroups_path));
+    let io = handle.as_ref().and_then(|h| h.io());
+    if let Some(io) = &io {
+        if tokio::time::timeout(DRAIN_TIMEOUT, io.drained())
+            .await
+            .is_err()
+        {
+            tracing::warn!(container_id = %id, "output not drained after exit; closing it");
+        }
+    }
+    match state.containerd.tasks.delete(id.as_ref(), "").await {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
+    }
+    let finished_at = to_nanos(exit.exited_at.unwrap_or_else(SystemTime::now));
+    update_status_sync(state, &container.metadata.id, |s| {
+        if s.finished_at == 0 {
+            s.pid = 0;
+            s.finished_at = finished_at.max(1);
+            s.exit_code = exit.code as i32;
+            if oom && s.reason.is_empty() {
+                s.reason = REASON_OOM_KILLED.to_owned();
+            }
+        }
+        s.unknown = false;
+        Ok(())
+    })?;
+    if let Some(io) = io {
+        if let Err(e) = io.close() {
+            tracing::warn!(container_id = %id, error = %e, "close container io");
+        }
+    }
+    if let Some(handle) = &handle {
+        handle.mark_stopped();
+    }
+    tracing::info!(container_id = %id, exit_code = exit.code, oom, "container exited");
+    events::emit(
+        state,
+        id.as_ref(),
+        container.metadata.sandbox_id.as_ref(),
+        ContainerEventType::ContainerStoppedEvent,
+    )
+    .await;
+    Ok(())
+}
+
+/// Whether the kernel OOM-killed a process of the cgroup at `cgroups_path`
+/// (`oom_kill` in cgroup v1 `memory.oom_control` or v2 `memory.events`).
+/// Systemd-style paths (`slice:prefix:name`) are not checked.
+pub(crate) fn cgroup_oom_killed(cgroup_root: &Path, cgroups_path: &str) -> bool {
+    if cgroups_path.is_empty() || cgroups_path.contains(':') {
+        return false;
+    }
+    let relative = cgroups_path.trim_start_matches('/');
+    let candidates: [PathBuf; 2] = [
+        cgroup_root
+            .join("memory")
+            .join(relative)
+            .join("memory.oom_control"),
+        cgroup_root.join(relative).join("memory.events"),
+    ];
+    candidates.iter().any(|file| {
+        std::fs::read_to_string(file).is_ok_and(|text| {
+            text.lines().any(|line| {
+                line.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .is_some_and(|n| n > 0)
+            })
+        })
+    })
+}
+
+/// Subscribes to containerd's `/tasks/oom` events and records
+/// `OOMKilled` on the containers they name; resubscribes when the stream
+/// ends. Runs for the life of the daemon.
+pub fn spawn_oom_monitor(state: Arc<ServerState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut delay = BACKOFF_INITIAL;
+        loop {
+            let filters = vec![r#"topic=="/tasks/oom""#.to_owned()];
+            match state.containerd.events.subscribe(filters).await {
+                Ok(mut stream) => {
+                    delay = BACKOFF_INITIAL;
+                    while let Some(item) = stream.next().await {
+                        match item {
+                            Ok(envelope) => {
+                                if let Some(DecodedEvent::TaskOom(oom)) =
+                                    envelope.event.as_ref().and_then(decode_event)
+                                {
+                                    record_oom(&state, &oom.container_id);
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "oom event stream broke");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "subscribe to oom events"),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    })
+}
+
+/// The TaskOOM handler: the container's reason becomes `OOMKilled`.
+pub(crate) fn record_oom(state: &ServerState, container_id: &str) {
+    let Ok(container) = state.containers.get(container_id) else {
+        return;
+    };
+    if container.metadata.id.as_ref() != container_id {
+        return;
+    }
+    let result = update_status_sync(state, &container.metadata.id, |s| {
+        s.reason = REASON_OOM_KILLED.to_owned();
+        Ok(())
+    });
+    match result {
+        Ok(_) => tracing::info!(container_id, "container OOM killed"),
+        Err(e) => tracing::warn!(container_id, error = %e, "record OOM kill"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn check_oom(files: &[(&str, &str)], path: &str, expected: bool) {
+        let root = tempfile::tempdir().unwrap();
+        for (file, content) in files {
+            let p = root.path().join(file);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        assert_eq!(cgroup_oom_killed(root.path(), path), expected);
+    }
+
+    use cri_api::containerd::ContainerdError;
+    use cri_api::ids::ContainerId;
+    use cri_api::v1::ContainerState;
+    use futures::StreamExt;
+
+    use crate::container::testutil::{
+        add_live_container, checkpointed, running_status, Mocks, TestEnv,
+    };
+
+    fn exit(code: u32, secs: u64) -> ExitStatus {
+        ExitStatus {
+            code,
+            exited_at: Some(std::time::UNIX_EPOCH + Duration::from_secs(secs)),
+        }
+    }
+
+    /// A running `c1` whose task deletes fine once, then is gone.
+    fn env() -> TestEnv {
+        let mut mocks = Mocks::default();
+        let deleted = std::sync::atomic::AtomicBool::new(false);
+        mocks.services.tasks.expect_delete().returning(move |_, _| {
+            if deleted.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                Err(ContainerdError::NotFound {
+                    op: "delete task",
+                    what: "c1".into(),
+                })
+            } else {
+                Ok(exit(1, 0))
+            }
+        });
+        let env = TestEnv::with(mocks, "");
+        crate::container::testutil::add_sandbox(&env, "s1", true);
+        let handle = add_live_container(&env, "c1", "s1", running_status());
+        // Nothing was piped: the output counts as drained.
+        assert!(handle.io().is_some());
+        env
+    }
+
+    #[tokio::test]
+    async fn the_first_exit_is_recorded_once() {
+        let env = env();
+        let id = ContainerId::from("c1");
+        let mut events = env.state.container_events.subscribe();
+        handle_container_exit(&env.state, &id, exit(1, 100))
+            .await
+            .unwrap();
+        handle_container_exit(&env.state, &id, exit(255, 200))
+            .await
+            .unwrap();
+        let status = env.state.containers.get("c1").unwrap().status;
+        assert_eq!(status.state(), ContainerState::ContainerExited);
+        assert_eq!((status.exit_code, status.pid), (1, 0));
+        assert_eq!(status.finished_at, 100_000_000_000);
+        assert_eq!(checkpointed(&env, "c1").finished_at, 100_000_000_000);
+        let event = events.next().await.unwrap();
+        assert_eq!(
+            event.container_event_type,
+            cri_api::v1::ContainerEventType::ContainerStoppedEvent as i32
+        );
+        assert!(
+            env.state
+                .live_containers
+                .get("c1")
+                .unwrap()
+                .wait_stopped(Duration::from_millis(1))
+                .await
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oom_kill_in_the_cgroup_is_the_reason() {
+        let env = env();
+        let oom = env
+            .dir
+            .path()
+            .join("cgroup/memory/k8s.io/c1/memory.oom_control");
+        std::fs::create_dir_all(oom.parent().unwrap()).unwrap();
+        std::fs::write(&oom, "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n").unwrap();
+        handle_container_exit(&env.state, &ContainerId::from("c1"), exit(137, 5))
+            .await
+            .unwrap();
+        let status = env.state.containers.get("c1").unwrap().status;
+        assert_eq!(status.reason, REASON_OOM_KILLED);
+        assert_eq!(checkpointed(&env, "c1").reason, REASON_OOM_KILLED);
+    }
+
+    #[tokio::test]
+    async fn oom_events_set_the_reason() {
+        let env = TestEnv::new();
+        add_live_container(&env, "c1", "s1", running_status());
+        record_oom(&env.state, "c1");
+        record_oom(&env.state, "unknown");
+        assert_eq!(
+            env.state.containers.get("c1").unwrap().status.reason,
+            REASON_OOM_KILLED
+        );
+        assert_eq!(checkpointed(&env, "c1").reason, REASON_OOM_KILLED);
+    }
+
+    #[tokio::test]
+    async fn exits_of_removed_containers_are_ignored() {
+        let env = TestEnv::new();
+        handle_container_exit(&env.state, &ContainerId::from("gone"), exit(0, 1))
+            .await
+            .unwrap();
+    }
+
+    #[test]
+    fn oom_from_cgroup_v1_and_v2() {
+        check_oom(
+            &[(
+                "memory/k8s.io/c1/memory.oom_control",
+                "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+            )],
+            "/k8s.io/c1",
+            true,
+        );
+        check_oom(
+            &[(
+                "memory/k8s.io/c1/memory.oom_control",
+                "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+            )],
+            "/k8s.io/c1",
+            false,
+        );
+        check_oom(
+            &[(
+                "k8s.io/c1/memory.events",
+                "low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\n",
+            )],
+            "/k8s.io/c1",
+            true,
+        );
+        check_oom(&[], "/k8s.io/c1", false);
+        check_oom(&[], "kubepods.slice:cri-containerd:c1", false);
+    }
+}

@@ -1,0 +1,162 @@
+//! What the runtime keeps per container besides its store record: the
+//! open IO, the snapshot it was made with, its cgroup, and the "stopped"
+//! signal StopContainer waits on (containerd's `Container.IO`,
+//! `Container.Stopped()` and `IsStopSignaledWithTimeout`). The store holds
+//! plain records only, so these live here, keyed by container id.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use cri_api::v1::ContainerUser;
+use cri_io::ContainerIo;
+use tokio::sync::watch;
+
+/// The runtime side of one container.
+#[derive(Debug)]
+pub struct ContainerHandle {
+    io: Mutex<Option<ContainerIo>>,
+    /// The snapshotter of the rootfs snapshot (key = container id).
+    pub snapshotter: String,
+    /// `linux.cgroupsPath` of the spec, for the OOM check at exit.
+    pub cgroups_path: String,
+    /// The user the process runs as, from the spec.
+    pub user: Option<ContainerUser>,
+    stopped: watch::Sender<bool>,
+    stop_signaled: AtomicBool,
+    monitored: AtomicBool,
+    /// Serializes UpdateContainerResources calls.
+    pub update_lock: tokio::sync::Mutex<()>,
+}
+
+impl ContainerHandle {
+    pub fn new(io: Option<ContainerIo>, snapshotter: &str, cgroups_path: &str) -> Self {
+        Self {
+            io: Mutex::new(io),
+            snapshotter: snapshotter.to_owned(),
+            cgroups_path: cgroups_path.to_owned(),
+            user: None,
+            stopped: watch::channel(false).0,
+            stop_signaled: AtomicBool::new(false),
+            monitored: AtomicBool::new(false),
+            update_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Records the process user.
+    pub fn with_user(mut self, user: Option<ContainerUser>) -> Self {
+        self.user = user;
+        self
+    }
+
+    /// Claims the exit monitor of this container: true for the first
+    /// caller only.
+    pub fn claim_exit_monitor(&self) -> bool {
+        !self.monitored.swap(true, Ordering::SeqCst)
+    }
+
+    /// The container's IO, while it has one.
+    pub fn io(&self) -> Option<ContainerIo> {
+        self.io
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the IO (recovery re-attaches the FIFOs of a running task).
+    pub fn set_io(&self, io: Option<ContainerIo>) {
+        *self.io.lock().unwrap_or_else(PoisonError::into_inner) = io;
+    }
+
+    /// Marks the container stopped and wakes every waiter.
+    pub fn mark_stopped(&self) {
+        self.stopped.send_replace(true);
+    }
+
+    /// Waits until the container is marked stopped, at most `timeout`;
+    /// whether it was.
+    pub async fn wait_stopped(&self, timeout: Duration) -> bool {
+        let mut rx = self.stopped.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|s| *s))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Whether the stop signal was already sent by a StopContainer with a
+    /// timeout; sets the flag (containerd sends it only once).
+    pub fn take_stop_signal(&self) -> bool {
+        !self.stop_signaled.swap(true, Ordering::SeqCst)
+    }
+}
+
+/// Handles by container id.
+#[derive(Debug, Default)]
+pub struct LiveContainers {
+    handles: Mutex<HashMap<String, Arc<ContainerHandle>>>,
+}
+
+impl LiveContainers {
+    pub fn insert(&self, id: &str, handle: ContainerHandle) -> Arc<ContainerHandle> {
+        let handle = Arc::new(handle);
+        self.handles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_owned(), Arc::clone(&handle));
+        handle
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<ContainerHandle>> {
+        self.handles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    pub fn remove(&self, id: &str) -> Option<Arc<ContainerHandle>> {
+        self.handles
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waiters_wake_on_stop() {
+        let live = LiveContainers::default();
+        let handle = live.insert("c1", ContainerHandle::new(None, "overlayfs", ""));
+        assert!(!handle.wait_stopped(Duration::from_millis(10)).await);
+        let waiter = {
+            let h = Arc::clone(&handle);
+            tokio::spawn(async move { h.wait_stopped(Duration::from_secs(5)).await })
+        };
+        handle.mark_stopped();
+        assert!(waiter.await.unwrap_or(false));
+        // Stays stopped for later waiters.
+        assert!(handle.wait_stopped(Duration::from_millis(1)).await);
+    }
+
+    #[test]
+    fn stop_signal_is_sent_once() {
+        let handle = ContainerHandle::new(None, "overlayfs", "");
+        assert!(handle.take_stop_signal());
+        assert!(!handle.take_stop_signal());
+    }
+
+    #[test]
+    fn insert_get_remove() {
+        let live = LiveContainers::default();
+        live.insert("c1", ContainerHandle::new(None, "native", "/k8s.io/c1"));
+        assert_eq!(
+            live.get("c1").map(|h| h.snapshotter.clone()),
+            Some("native".into())
+        );
+        assert!(live.remove("c1").is_some());
+        assert!(live.get("c1").is_none());
+    }
+}

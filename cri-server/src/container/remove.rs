@@ -1,0 +1,307 @@
+//! RemoveContainer (containerd's `container_remove.go`): force-stops a
+//! running (or unknown) container, then removes its rootfs snapshot, its
+//! containerd container, the status checkpoint, its dirs, the store entry
+//! and the name, and sends CONTAINER_DELETED. Idempotent; every removal
+//! tolerates what is already gone, so a failed remove can be retried.
+
+use std::time::{Duration, Instant};
+
+use cri_api::v1::{ContainerEventType, ContainerState};
+use cri_store::container::Container;
+
+use super::metrics::Operation;
+use super::{events, remove_dir_all, state_name, stop, update_status, ContainerPaths};
+use crate::error::{Result, ServerError};
+use crate::metadata::StatusCheckpoints;
+use crate::service::ServerState;
+
+/// Removes container `id` (an id or unique prefix); an unknown id is fine.
+pub async fn remove_container(state: &ServerState, id: &str) -> Result<()> {
+    let started = Instant::now();
+    let container = match state.containers.get(id) {
+        Ok(c) => c,
+        Err(cri_store::StoreError::NotFound { .. }) => {
+            tracing::debug!(
+                container_id = id,
+                "remove of a container that does not exist"
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(ServerError::ContainerStore(e)),
+    };
+    let id = container.metadata.id.clone();
+    tracing::Span::current().record("container_id", id.as_ref());
+    let current = container.status.state();
+    if current == ContainerState::ContainerRunning || current == ContainerState::ContainerUnknown {
+        tracing::info!(container_id = %id, "forcibly stopping container");
+        stop::stop(state, &container, Duration::ZERO).await?;
+    }
+    set_removing(state, &id)?;
+    let result = remove(state, &container).await;
+    if result.is_err() {
+        if let Err(e) = update_status(state, &id, |s| {
+            s.removing = false;
+            Ok(())
+        }) {
+            tracing::error!(container_id = %id, error = %e, "reset removing state");
+        }
+    }
+    result?;
+    state
+        .container_metrics
+        .observe(Operation::Remove, "", started.elapsed());
+    tracing::info!(container_id = %id, "container removed");
+    Ok(())
+}
+
+/// containerd's `setContainerRemoving`.
+fn set_removing(state: &ServerState, id: &cri_api::ids::ContainerId) -> Result<()> {
+    update_status(state, id, |s| {
+        let current = s.state();
+        let refuse = |reason: &str| ServerError::ContainerState {
+            id: id.to_string(),
+            state: state_name(current),
+            reason: reason.to_owned(),
+        };
+        if current == ContainerState::ContainerRunning {
+            return Err(refuse("it is still running, stop it first"));
+        }
+        if current == ContainerState::ContainerUnknown {
+            return Err(refuse("its state is unknown, stop it first"));
+        }
+        if s.starting {
+            return Err(refuse("it is starting"));
+        }
+        if s.removing {
+            return Err(refuse("it is already being removed"));
+        }
+        s.removing = true;
+        Ok(())
+    })
+    .map(|_| ())
+}
+
+async fn remove(state: &ServerState, container: &Container) -> Result<()> {
+    let id = &container.metadata.id;
+    let handle = state.live_containers.get(id.as_ref());
+    // `Container.Delete(WithSnapshotCleanup)`: the snapshot, then the record.
+    let (snapshotter, key) = match state.containerd.containers.get(id.as_ref()).await {
+        Ok(record) => (record.snapshotter, record.snapshot_key),
+        Err(e) if e.is_not_found() => (
+            handle
+                .as_ref()
+                .map(|h| h.snapshotter.clone())
+                .unwrap_or_default(),
+            id.to_string(),
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    if !snapshotter.is_empty() && !key.is_empty() {
+        match state.containerd.snapshots.remove(&snapshotter, &key).await {
+            Err(e) if !e.is_not_found() => return Err(e.into()),
+            _ => {}
+        }
+    }
+    match state.containerd.containers.delete(id.as_ref()).await {
+        Err(e) if !e.is_not_found() => return Err(e.into()),
+        _ => {}
+    }
+    if let Some(io) = handle.as_ref().and_then(|h| h.io()) {
+        if let Err(e) = io.close() {
+            tracing::warn!(container_id = %id, error = %e, "close container io");
+        }
+    }
+    StatusCheckpoints::new(&state.config.server.root_dir).delete(id)?;
+    let paths = ContainerPaths::new(state, id);
+    for (op, dir) in [
+        ("remove container root directory", &paths.root_dir),
+        (
+            "remove volatile container root directory",
+            &paths.volatile_dir,
+        ),
+    ] {
+        remove_dir_all(dir).map_err(|source| ServerError::HostPath {
+            op,
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    if let Err(e) = state.containers.remove(id) {
+        tracing::debug!(container_id = %id, error = %e, "container already gone from the store");
+    }
+    state.live_containers.remove(id.as_ref());
+    state.container_names.release(&container.metadata.name);
+    events::emit(
+        state,
+        id.as_ref(),
+        container.metadata.sandbox_id.as_ref(),
+        ContainerEventType::ContainerDeletedEvent,
+    )
+    .await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use cri_api::containerd::{ContainerRecord, ContainerdError};
+    use futures::StreamExt;
+    use mockall::predicate::eq;
+    use mockall::Sequence;
+    use tonic::Code;
+
+    use super::*;
+    use crate::container::testutil::{add_live_container, running_status, Mocks, TestEnv};
+
+    fn exited() -> cri_store::container::ContainerStatus {
+        let mut s = running_status();
+        s.pid = 0;
+        s.finished_at = 3;
+        s
+    }
+
+    fn not_found(op: &'static str) -> ContainerdError {
+        ContainerdError::NotFound {
+            op,
+            what: "c1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn removes_snapshot_then_container_then_files() {
+        let mut mocks = Mocks::default();
+        let mut seq = Sequence::new();
+        mocks
+            .services
+            .containers
+            .expect_get()
+            .with(eq("c1"))
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|id| {
+                Ok(ContainerRecord {
+                    id: id.into(),
+                    snapshotter: "native".into(),
+                    snapshot_key: id.into(),
+                    ..ContainerRecord::default()
+                })
+            });
+        mocks
+            .services
+            .snapshots
+            .expect_remove()
+            .with(eq("native"), eq("c1"))
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(()));
+        mocks
+            .services
+            .containers
+            .expect_delete()
+            .with(eq("c1"))
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(()));
+        let env = TestEnv::with(mocks, "");
+        add_live_container(&env, "c1", "s1", exited());
+        let mut events = env.state.container_events.subscribe();
+        remove_container(&env.state, "c1").await.unwrap();
+        assert!(env.state.containers.get("c1").is_err());
+        assert!(env.state.live_containers.get("c1").is_none());
+        assert_eq!(env.state.container_names.owner("name-c1"), None);
+        assert!(!env.dir.path().join("root/containers/c1").exists());
+        assert!(!env.dir.path().join("state/containers/c1").exists());
+        let event = events.next().await.unwrap();
+        assert_eq!(
+            event.container_event_type,
+            ContainerEventType::ContainerDeletedEvent as i32
+        );
+        // Idempotent: nothing is asked of containerd again.
+        remove_container(&env.state, "c1").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn objects_already_gone_are_fine() {
+        let mut mocks = Mocks::default();
+        mocks
+            .services
+            .containers
+            .expect_get()
+            .returning(|_| Err(not_found("get container")));
+        // The snapshotter comes from the live handle.
+        mocks
+            .services
+            .snapshots
+            .expect_remove()
+            .with(eq("overlayfs"), eq("c1"))
+            .times(1)
+            .returning(|_, _| Err(not_found("remove snapshot")));
+        mocks
+            .services
+            .containers
+            .expect_delete()
+            .times(1)
+            .returning(|_| Err(not_found("delete container")));
+        let env = TestEnv::with(mocks, "");
+        add_live_container(&env, "c1", "s1", exited());
+        remove_container(&env.state, "c1").await.unwrap();
+        assert!(env.state.containers.get("c1").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_failed_remove_can_be_retried() {
+        let mut mocks = Mocks::default();
+        mocks.services.containers.expect_get().returning(|id| {
+            Ok(ContainerRecord {
+                id: id.into(),
+                snapshotter: "overlayfs".into(),
+                snapshot_key: id.into(),
+                ..ContainerRecord::default()
+            })
+        });
+        let mut seq = Sequence::new();
+        mocks
+            .services
+            .snapshots
+            .expect_remove()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| {
+                Err(ContainerdError::FailedPrecondition {
+                    op: "remove snapshot",
+                    message: "busy".into(),
+                })
+            });
+        mocks
+            .services
+            .snapshots
+            .expect_remove()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _| Ok(()));
+        mocks
+            .services
+            .containers
+            .expect_delete()
+            .times(1)
+            .returning(|_| Ok(()));
+        let env = TestEnv::with(mocks, "");
+        add_live_container(&env, "c1", "s1", exited());
+        let err = remove_container(&env.state, "c1").await.unwrap_err();
+        assert_eq!(tonic::Status::from(err).code(), Code::FailedPrecondition);
+        let kept = env.state.containers.get("c1").unwrap();
+        assert!(!kept.status.removing, "removing flag not reset");
+        remove_container(&env.state, "c1").await.unwrap();
+        assert!(env.state.containers.get("c1").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_starting_container_is_not_removed() {
+        let env = TestEnv::new();
+        let mut starting = crate::container::testutil::created_status();
+        starting.starting = true;
+        add_live_container(&env, "c1", "s1", starting);
+        let err = remove_container(&env.state, "c1").await.unwrap_err();
+        assert_eq!(tonic::Status::from(err).code(), Code::FailedPrecondition);
+    }
+}

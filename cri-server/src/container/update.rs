@@ -1,0 +1,276 @@
+//! UpdateContainerResources (containerd's
+//! `container_update_resources_linux.go`): the new Linux resources go into
+//! the stored spec, so a restart keeps them, then onto the running task;
+//! the status checkpoint records them. Only created and running
+//! containers can be updated.
+
+use std::time::Duration;
+
+use cri_api::containerd::Any;
+use cri_api::v1::{ContainerState, UpdateContainerResourcesRequest};
+use oci_spec::runtime::Spec;
+
+use super::{get, resources, spec, state_name, update_status_sync};
+use crate::error::{Result, ServerError};
+use crate::service::ServerState;
+
+/// The type URL containerd sends task resource updates under.
+pub const LINUX_RESOURCES_TYPE_URL: &str =
+    "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources";
+/// How long a restore of the old spec may take after a failed update.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// UpdateContainerResources.
+pub async fn update_container_resources(
+    state: &ServerState,
+    request: UpdateContainerResourcesRequest,
+) -> Result<()> {
+    let container = get(state, &request.container_id)?;
+    let id = container.metadata.id.clone();
+    tracing::Span::current().record("container_id", id.as_ref());
+    let Some(linux) = request.linux.as_ref() else {
+        // Nothing for Linux to change (Windows resources are not served).
+        return Ok(());
+    };
+    let handle = state.live_containers.get(id.as_ref());
+    let _guard = match &handle {
+        Some(h) => Some(h.update_lock.lock().await),
+        None => None,
+    };
+    let current = state
+        .containers
+        .get(id.as_ref())
+        .map_err(ServerError::ContainerStore)?
+        .status
+        .state();
+    if current != ContainerState::ContainerCreated && current != ContainerState::ContainerRunning {
+        return Err(ServerError::ContainerState {
+            id: id.to_string(),
+            state: state_name(current),
+            reason: "only created or running containers can be updated".into(),
+        });
+    }
+
+    let mut record = state.containerd.containers.get(id.as_ref()).await?;
+    let old_spec = spec::spec_from_any(id.as_ref(), record.spec.as_ref())?;
+    let mut new_spec = old_spec.clone();
+    let swap = state.container_host.os.swap_controller_available();
+    resources::apply_linux_resources(&mut new_spec, linux, swap);
+    record.spec = Some(spec::spec_any(id.as_ref(), &new_spec)?);
+    state
+        .containerd
+        .containers
+        .update(record.clone(), vec!["spec".to_owned()])
+        .await?;
+
+    let applied = if current == ContainerState::ContainerRunning {
+        update_task(state, id.as_ref(), &new_spec).await
+    } else {
+        Ok(())
+    };
+    if let Err(e) = applied {
+        restore_spec(state, record, &old_spec).await;
+        return Err(e);
+    }
+    update_status_sync(state, &id, |s| {
+        s.resources = Some(resources::spec_to_cri(&new_spec));
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// `task.Update(WithResources)`; a task that is gone (the container
+/// exited meanwhile) is not an error.
+async fn update_task(state: &ServerState, id: &str, spec: &Spec) -> Result<()> {
+    let value = serde_json::to_vec(&resources::linux_resources(spec)).map_err(|source| {
+        ServerError::SpecJson {
+            id: id.to_owned(),
+            op: "encode the resources in",
+            source,
+        }
+    })?;
+    let any = Any {
+        type_url: LINUX_RESOURCES_TYPE_URL.to_owned(),
+        value,
+    };
+    match state.containerd.tasks.update(id, any).await {
+        Err(e) if !e.is_not_found() => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+async fn restore_spec(
+    state: &ServerState,
+    mut record: cri_api::containerd::ContainerRecord,
+    old: &Spec,
+) {
+    let id = record.id.clone();
+    match spec::spec_any(&id, old) {
+        Ok(any) => record.spec = Some(any),
+        Err(e) => {
+            tracing::error!(container_id = %id, error = %e, "encode old spec to restore");
+            return;
+        }
+    }
+    let restore = state
+        .containerd
+        .containers
+        .update(record, vec!["spec".to_owned()]);
+    match tokio::time::timeout(RESTORE_TIMEOUT, restore).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::error!(container_id = %id, error = %e, "restore spec after failed update")
+        }
+        Err(_) => tracing::error!(container_id = %id, "restore spec after failed update timed out"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::{Arc, Mutex};
+
+    use cri_api::containerd::{ContainerRecord, ContainerdError};
+    use cri_api::v1::LinuxContainerResources;
+    use mockall::Sequence;
+    use tonic::Code;
+
+    use super::*;
+    use crate::container::testutil::{
+        add_live_container, checkpointed, created_status, running_status, Mocks, TestEnv,
+    };
+
+    fn request(bytes: i64) -> UpdateContainerResourcesRequest {
+        UpdateContainerResourcesRequest {
+            container_id: "c1".into(),
+            linux: Some(LinuxContainerResources {
+                memory_limit_in_bytes: bytes,
+                cpu_shares: 256,
+                ..LinuxContainerResources::default()
+            }),
+            ..UpdateContainerResourcesRequest::default()
+        }
+    }
+
+    fn record() -> ContainerRecord {
+        let mut spec = Spec::default();
+        resources::apply_linux_resources(
+            &mut spec,
+            &LinuxContainerResources {
+                memory_limit_in_bytes: 64 << 20,
+                ..LinuxContainerResources::default()
+            },
+            false,
+        );
+        ContainerRecord {
+            id: "c1".into(),
+            spec: Some(spec::spec_any("c1", &spec).unwrap()),
+            ..ContainerRecord::default()
+        }
+    }
+
+    fn memory_limit(record: &ContainerRecord) -> Option<i64> {
+        let spec = spec::spec_from_any("c1", record.spec.as_ref()).unwrap();
+        resources::linux_resources(&spec)
+            .memory()
+            .and_then(|m| m.limit())
+    }
+
+    /// Spec updates seen by containerd, in order.
+    type Updates = Arc<Mutex<Vec<Option<i64>>>>;
+
+    fn mocks(task_update: Option<Result<(), ()>>) -> (Mocks, Updates) {
+        let updates = Updates::default();
+        let mut mocks = Mocks::default();
+        mocks
+            .services
+            .containers
+            .expect_get()
+            .returning(|_| Ok(record()));
+        let seen = Arc::clone(&updates);
+        mocks
+            .services
+            .containers
+            .expect_update()
+            .withf(|_, paths| *paths == ["spec"])
+            .returning(move |record, _| {
+                seen.lock().unwrap().push(memory_limit(&record));
+                Ok(record)
+            });
+        if let Some(result) = task_update {
+            let mut seq = Sequence::new();
+            mocks
+                .services
+                .tasks
+                .expect_update()
+                .withf(|id, any| {
+                    let r: oci_spec::runtime::LinuxResources =
+                        serde_json::from_slice(&any.value).unwrap();
+                    id == "c1"
+                        && any.type_url == LINUX_RESOURCES_TYPE_URL
+                        && r.memory().and_then(|m| m.limit()) == Some(48 << 20)
+                })
+                .times(1)
+                .in_sequence(&mut seq)
+                .returning(move |_, _| {
+                    result.map_err(|()| ContainerdError::Rpc {
+                        op: "update task",
+                        code: Code::Internal,
+                        message: "injected".into(),
+                    })
+                });
+        }
+        (mocks, updates)
+    }
+
+    #[tokio::test]
+    async fn a_running_container_gets_spec_then_task_then_status() {
+        let (mocks, updates) = mocks(Some(Ok(())));
+        let env = TestEnv::with(mocks, "");
+        add_live_container(&env, "c1", "s1", running_status());
+        update_container_resources(&env.state, request(48 << 20))
+            .await
+            .unwrap();
+        assert_eq!(*updates.lock().unwrap(), [Some(48 << 20)]);
+        let linux = checkpointed(&env, "c1").resources.unwrap().linux.unwrap();
+        assert_eq!(
+            (linux.memory_limit_in_bytes, linux.cpu_shares),
+            (48 << 20, 256)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_created_container_gets_the_spec_only() {
+        let (mocks, updates) = mocks(None);
+        let env = TestEnv::with(mocks, "");
+        add_live_container(&env, "c1", "s1", created_status());
+        update_container_resources(&env.state, request(48 << 20))
+            .await
+            .unwrap();
+        assert_eq!(*updates.lock().unwrap(), [Some(48 << 20)]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_task_update_restores_the_spec() {
+        let (mocks, updates) = mocks(Some(Err(())));
+        let env = TestEnv::with(mocks, "");
+        add_live_container(&env, "c1", "s1", running_status());
+        assert!(update_container_resources(&env.state, request(48 << 20))
+            .await
+            .is_err());
+        assert_eq!(*updates.lock().unwrap(), [Some(48 << 20), Some(64 << 20)]);
+        assert_eq!(checkpointed(&env, "c1").resources, None);
+    }
+
+    #[tokio::test]
+    async fn exited_containers_are_refused() {
+        let env = TestEnv::new();
+        let mut exited = running_status();
+        exited.finished_at = 9;
+        add_live_container(&env, "c1", "s1", exited);
+        let err = update_container_resources(&env.state, request(1 << 20))
+            .await
+            .unwrap_err();
+        assert_eq!(tonic::Status::from(err).code(), Code::FailedPrecondition);
+    }
+}

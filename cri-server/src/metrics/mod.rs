@@ -1,0 +1,210 @@
+//! The daemon's Prometheus metrics: one [`Metrics`] per daemon (no global
+//! registry) holding per-RPC latency and request counters (recorded by the
+//! tonic layer in `grpc.rs`), the instruments other modules record into
+//! (container create by runtime, image pulls, CNI setup/teardown), pods and
+//! containers by state (from a callback), and the process metrics of the
+//! daemon; served as Prometheus text on `GET /v1/metrics` by `http.rs`.
+
+pub mod exposition;
+mod grpc;
+mod http;
+mod objects;
+mod process;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use objects::ObjectGauges;
+
+pub use grpc::{method_label, GrpcMetricsLayer, GrpcMetricsService, MeteredBody};
+pub use http::{bind, serve, MetricsError, METRICS_PATHS};
+pub use objects::{count_objects, ObjectCounts};
+pub use process::ProcessCollector;
+
+/// The prefix of our own metric names.
+pub const PREFIX: &str = "cri_server";
+
+/// Latency buckets in seconds (Prometheus' defaults, as go-metrics timers).
+const LATENCY_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Image pulls take longer.
+const PULL_BUCKETS: [f64; 11] = [
+    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    method: &'static str,
+    code: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuntimeLabels {
+    runtime: String,
+}
+
+/// Every instrument of the daemon, in one registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    rpc_seconds: HistogramFamily<RpcLabels>,
+    rpc_requests: Family<RpcLabels, Counter>,
+    container_create_seconds: HistogramFamily<RuntimeLabels>,
+    image_pull_bytes: Counter,
+    image_pull_seconds: Histogram,
+    cni_setup_seconds: Histogram,
+    cni_teardown_seconds: Histogram,
+    objects: Arc<ObjectGauges>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every instrument at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(ProcessCollector::for_self()));
+        let ours = registry.sub_registry_with_prefix(PREFIX);
+        let rpc_seconds = HistogramFamily::<RpcLabels>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        ours.register(
+            "grpc_request_duration_seconds",
+            "Latency of CRI RPCs by method and gRPC code.",
+            rpc_seconds.clone(),
+        );
+        let rpc_requests = Family::<RpcLabels, Counter>::default();
+        ours.register(
+            "grpc_requests",
+            "CRI RPCs by method and gRPC code (errors have a code other than OK).",
+            rpc_requests.clone(),
+        );
+        let container_create_seconds = HistogramFamily::<RuntimeLabels>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        ours.register(
+            "container_create_seconds",
+            "Time to create a container, by runtime.",
+            container_create_seconds.clone(),
+        );
+        let image_pull_bytes = Counter::default();
+        ours.register(
+            "image_pull_bytes",
+            "Bytes fetched by image pulls.",
+            image_pull_bytes.clone(),
+        );
+        let image_pull_seconds = Histogram::new(PULL_BUCKETS);
+        ours.register(
+            "image_pull_seconds",
+            "Time to pull an image.",
+            image_pull_seconds.clone(),
+        );
+        let cni_setup_seconds = latency_histogram();
+        ours.register(
+            "cni_setup_seconds",
+            "Time to set up a pod's network with CNI.",
+            cni_setup_seconds.clone(),
+        );
+        let cni_teardown_seconds = latency_histogram();
+        ours.register(
+            "cni_teardown_seconds",
+            "Time to tear down a pod's network with CNI.",
+            cni_teardown_seconds.clone(),
+        );
+        let objects = Arc::new(ObjectGauges::default());
+        ours.register_collector(Box::new(Arc::clone(&objects)));
+        Self {
+            registry,
+            rpc_seconds,
+            rpc_requests,
+            container_create_seconds,
+            image_pull_bytes,
+            image_pull_seconds,
+            cni_setup_seconds,
+            cni_teardown_seconds,
+            objects,
+        }
+    }
+
+    /// The tower layer that records every RPC served through it.
+    pub fn grpc_layer(self: &Arc<Self>) -> GrpcMetricsLayer {
+        GrpcMetricsLayer::new(Arc::clone(self))
+    }
+
+    /// Records one RPC; `method` is a [`method_label`].
+    pub fn observe_rpc(&self, method: &'static str, code: tonic::Code, elapsed: Duration) {
+        let labels = RpcLabels {
+            method,
+            code: grpc::code_name(code),
+        };
+        self.rpc_seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        self.rpc_requests.get_or_create(&labels).inc();
+    }
+
+    /// containerd's `containerCreateTimer`: labelled with the runtime type
+    /// (`io.containerd.runc.v2`) as the reference records it.
+    pub fn observe_container_create(&self, runtime: &str, elapsed: Duration) {
+        let labels = RuntimeLabels {
+            runtime: runtime.to_owned(),
+        };
+        self.container_create_seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One finished image pull: bytes fetched and how long it took.
+    pub fn observe_image_pull(&self, bytes: u64, elapsed: Duration) {
+        self.image_pull_bytes.inc_by(bytes);
+        self.image_pull_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_cni_setup(&self, elapsed: Duration) {
+        self.cni_setup_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_cni_teardown(&self, elapsed: Duration) {
+        self.cni_teardown_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// Where the `pods{state}` and `containers{state}` gauges come from;
+    /// called on each scrape (keep it cheap: count store records).
+    pub fn set_object_counts(&self, source: impl Fn() -> ObjectCounts + Send + Sync + 'static) {
+        self.objects.set_source(Arc::new(source));
+    }
+
+    /// Prometheus text format 0.0.4.
+    pub fn encode_text(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+
+    /// OpenMetrics text (for scrapers that ask for it).
+    pub fn encode_openmetrics(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

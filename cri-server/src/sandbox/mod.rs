@@ -1,0 +1,86 @@
+//! Pod sandboxes, server side: the sandbox RPCs (RunPodSandbox,
+//! StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox,
+//! UpdateRuntimeConfig) over the sandbox store, the name index and the
+//! [`SandboxManager`] (controllers, netns, CNI, sandbox files), plus the
+//! exit monitor that turns a sandbox NOTREADY when its pause task exits.
+//!
+//! For app containers: a sandbox is `state.sandboxes.get(id)` (metadata:
+//! config, netns path, runtime handler; status: READY/NOTREADY, pause
+//! pid); its files are at [`sandbox_files`] / `state.sandbox.paths(id)`.
+
+mod error;
+mod exit_monitor;
+mod list;
+mod manager;
+mod remove;
+mod run;
+mod runtime_config;
+mod runtime_options;
+pub mod spec_options;
+mod status;
+mod stop;
+
+use std::path::PathBuf;
+
+use cri_store::sandbox::{Sandbox, SandboxMetadata};
+use cri_store::StoreError;
+
+pub use error::SandboxError;
+pub use list::list_pod_sandbox;
+pub use manager::{SandboxManager, SandboxParts};
+pub use remove::remove_pod_sandbox;
+pub use run::{
+    host_network, run_pod_sandbox, sandbox_labels, sandbox_name, CONTAINER_KIND_LABEL,
+    CONTAINER_KIND_SANDBOX,
+};
+pub use runtime_config::update_runtime_config;
+pub use runtime_options::{
+    runtime_options, runtime_options_json, RuncOptions, RUNC_OPTIONS_TYPE_URL,
+    RUNTIME_OPTIONS_TYPE_URL,
+};
+pub use spec_options::spec_options;
+pub use status::pod_sandbox_status;
+pub use stop::stop_pod_sandbox;
+
+use crate::service::ServerState;
+
+/// The sandbox with this full id or unique prefix.
+pub fn lookup(state: &ServerState, id_or_prefix: &str) -> Result<Sandbox, SandboxError> {
+    state.sandboxes.get(id_or_prefix).map_err(|e| match e {
+        StoreError::Ambiguous { prefix, .. } => SandboxError::Ambiguous { prefix },
+        _ => SandboxError::NotFound {
+            id: id_or_prefix.to_owned(),
+        },
+    })
+}
+
+/// The host paths an app container of `sandbox` bind-mounts as
+/// `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf` and `/dev/shm` (the
+/// host's `/dev/shm` for host IPC), in the shape the container spec
+/// builder takes.
+pub fn sandbox_files(state: &ServerState, sandbox: &SandboxMetadata) -> cri_spec::SandboxFiles {
+    let paths = state.sandbox.paths(&sandbox.id);
+    let host_ipc = sandbox
+        .config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .is_some_and(|n| n.ipc == cri_api::v1::NamespaceMode::Node as i32);
+    cri_spec::SandboxFiles {
+        hostname: paths.hostname,
+        hosts: paths.hosts,
+        resolv_conf: paths.resolv_conf,
+        shm: if host_ipc {
+            PathBuf::from("/dev/shm")
+        } else {
+            paths.shm
+        },
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testutil;
+
+#[cfg(test)]
+mod lifecycle_tests;

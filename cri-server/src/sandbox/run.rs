@@ -1,0 +1,354 @@
+//! RunPodSandbox: validate and name the pod, reserve the name, pick the
+//! runtime handler and its controller, ensure the pause image, pin a netns
+//! and run CNI (unless host network), then have the controller make and
+//! start the sandbox, store it READY and watch its exit. Every step after
+//! the name reservation registers its undo; a failure unwinds them newest
+//! first. The body runs in a spawned task so a cancelled RPC still
+//! finishes or unwinds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use cri_api::containerd::RuntimeInfo;
+use cri_api::ids::SandboxId;
+use cri_api::rollback::Rollback;
+use cri_api::v1::{NamespaceMode, PodSandboxConfig, PodSandboxMetadata, RunPodSandboxRequest};
+use cri_sandbox::cni::SandboxNetwork;
+use cri_sandbox::controller::{
+    CreateSandbox, MetadataExtension, SandboxController, SandboxImage, SandboxInstance,
+};
+use cri_store::sandbox::{Sandbox, SandboxMetadata, SandboxState, SandboxStatus};
+use cri_store::StoreError;
+use tracing::Instrument;
+
+use super::error::SandboxError;
+use super::exit_monitor::spawn_exit_monitor;
+use super::runtime_options::runtime_options;
+use super::spec_options::spec_options;
+use crate::config::RuntimeConfig;
+use crate::metadata::{sandbox_metadata_to_any, SANDBOX_METADATA_EXTENSION};
+use crate::service::ServerState;
+
+type Result<T, E = SandboxError> = std::result::Result<T, E>;
+
+/// The containerd label that tells sandboxes and app containers apart.
+pub const CONTAINER_KIND_LABEL: &str = "io.cri-containerd.kind";
+/// [`CONTAINER_KIND_LABEL`] on pause containers.
+pub const CONTAINER_KIND_SANDBOX: &str = "sandbox";
+/// containerd's `labels.Validate` limit on key + value.
+const MAX_LABEL_SIZE: usize = 4096;
+
+/// RunPodSandbox; returns the new sandbox id. Records `pod_sandbox_id` in
+/// the current span.
+pub async fn run_pod_sandbox(
+    state: Arc<ServerState>,
+    request: RunPodSandboxRequest,
+) -> Result<String> {
+    let id = SandboxId(state.sandbox.ids().generate());
+    let span = tracing::Span::current();
+    span.record("pod_sandbox_id", tracing::field::display(&id));
+    let task_id = id.clone();
+    tokio::spawn(async move { run(&state, task_id, request).await }.instrument(span))
+        .await
+        .map_err(|_| SandboxError::Aborted {
+            what: format!("RunPodSandbox of sandbox {id}"),
+        })?
+}
+
+/// `<name>_<namespace>_<uid>_<attempt>` (containerd `makeSandboxName`).
+pub fn sandbox_name(m: &PodSandboxMetadata) -> String {
+    format!("{}_{}_{}_{}", m.name, m.namespace, m.uid, m.attempt)
+}
+
+fn validate(config: &PodSandboxConfig) -> Result<&PodSandboxMetadata> {
+    let m = config
+        .metadata
+        .as_ref()
+        .ok_or(SandboxError::MissingMetadata)?;
+    for (field, value) in [
+        ("name", &m.name),
+        ("namespace", &m.namespace),
+        ("uid", &m.uid),
+    ] {
+        if value.is_empty() {
+            return Err(SandboxError::IncompleteMetadata { field });
+        }
+    }
+    Ok(m)
+}
+
+/// Whether the pod uses the node's network namespace.
+pub fn host_network(config: &PodSandboxConfig) -> bool {
+    config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .is_some_and(|n| n.network == NamespaceMode::Node as i32)
+}
+
+/// containerd's `buildLabels` for the pause container: image labels (minus
+/// reserved keys and oversized pairs), then the pod's, then the kind.
+pub fn sandbox_labels(
+    config_labels: &HashMap<String, String>,
+    image_labels: Option<&HashMap<String, String>>,
+) -> HashMap<String, String> {
+    let reserved = |k: &str| k.starts_with("containerd.io/") || k.starts_with("io.cri-containerd");
+    let mut labels: HashMap<String, String> = image_labels
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| !reserved(k) && k.len() + v.len() <= MAX_LABEL_SIZE)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.extend(config_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels.insert(
+        CONTAINER_KIND_LABEL.to_owned(),
+        CONTAINER_KIND_SANDBOX.to_owned(),
+    );
+    labels
+}
+
+/// What the RPC decided before any side effect.
+struct Plan {
+    id: SandboxId,
+    name: String,
+    config: PodSandboxConfig,
+    handler: String,
+    runtime: RuntimeConfig,
+    controller: Arc<dyn SandboxController>,
+    image: cri_store::image::Image,
+}
+
+async fn run(
+    state: &Arc<ServerState>,
+    id: SandboxId,
+    request: RunPodSandboxRequest,
+) -> Result<String> {
+    let config = request.config.ok_or(SandboxError::MissingMetadata)?;
+    let name = sandbox_name(validate(&config)?);
+    let reservation = state
+        .sandbox_names
+        .reserve(&name, id.as_ref())
+        .map_err(|e| match e {
+            StoreError::NameReserved { name, owner } => SandboxError::NameReserved { name, owner },
+            other => SandboxError::Store {
+                id: id.to_string(),
+                message: other.to_string(),
+            },
+        })?;
+    let handler = request.runtime_handler;
+    let runtime = state.config.cri.runtime(&handler).cloned().ok_or_else(|| {
+        SandboxError::UnknownRuntimeHandler {
+            handler: if handler.is_empty() {
+                state.config.cri.default_runtime_name.clone()
+            } else {
+                handler.clone()
+            },
+        }
+    })?;
+    let controller = Arc::clone(state.sandbox.controller_for(&handler, &runtime)?);
+    let sandbox_image = &state.config.cri.sandbox_image;
+    let image = state
+        .images
+        .ensure_image(sandbox_image, None)
+        .await
+        .map_err(|source| SandboxError::SandboxImage {
+            image: sandbox_image.clone(),
+            source,
+        })?;
+    let plan = Plan {
+        id: id.clone(),
+        name,
+        config,
+        handler,
+        runtime,
+        controller,
+        image,
+    };
+
+    let mut undo = Rollback::new();
+    let mut metadata = SandboxMetadata {
+        id: id.clone(),
+        name: plan.name.clone(),
+        config: plan.config.clone(),
+        netns_path: String::new(),
+        ip: String::new(),
+        additional_ips: Vec::new(),
+        runtime_handler: plan.handler.clone(),
+        cni_result: None,
+        process_label: String::new(),
+    };
+    let steps = async {
+        let instance = setup(state, &plan, &mut metadata, &mut undo).await?;
+        let created_at = instance
+            .created_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let status = SandboxStatus {
+            state: SandboxState::Ready,
+            pid: instance.pid,
+            created_at,
+        };
+        state
+            .sandboxes
+            .add(Sandbox::new(metadata.clone(), status))
+            .map_err(|e| SandboxError::Store {
+                id: id.to_string(),
+                message: e.to_string(),
+            })
+    }
+    .await;
+    match steps {
+        Ok(()) => {
+            undo.commit();
+            reservation.keep();
+            spawn_exit_monitor(Arc::clone(state), id.clone());
+            tracing::info!(name = %plan.name, "sandbox ready");
+            Ok(id.to_string())
+        }
+        Err(cause) => {
+            let failures = undo.unwind().await;
+            if failures.is_empty() {
+                return Err(cause);
+            }
+            // Keep what could not be undone findable, so RemovePodSandbox
+            // can retry; the name stays reserved until then.
+            let unknown = Sandbox::new(metadata, SandboxStatus::default());
+            if let Err(e) = state.sandboxes.add(unknown) {
+                tracing::error!(error = %e, "keep failed sandbox in the store");
+            }
+            reservation.keep();
+            Err(SandboxError::WithUndo {
+                source: Box::new(cause),
+                undo: failures,
+            })
+        }
+    }
+}
+
+/// Netns, CNI, then the controller's create and start; fills in the
+/// network part of `metadata`.
+async fn setup(
+    state: &Arc<ServerState>,
+    plan: &Plan,
+    metadata: &mut SandboxMetadata,
+    undo: &mut Rollback,
+) -> Result<SandboxInstance> {
+    let id = &plan.id;
+    let netns_path = if host_network(&plan.config) {
+        None
+    } else {
+        let netns = state
+            .sandbox
+            .netns()
+            .create()
+            .await
+            .map_err(|source| SandboxError::Netns {
+                id: id.to_string(),
+                source,
+            })?;
+        let path = netns.path().to_path_buf();
+        metadata.netns_path = path.display().to_string();
+        undo.push("remove network namespace", {
+            let (netns, path) = (Arc::clone(state.sandbox.netns()), path.clone());
+            async move { netns.remove(&path).await }
+        });
+        let network =
+            SandboxNetwork::from_pod_config(id.clone(), &path, &plan.config).map_err(|source| {
+                SandboxError::NetworkSetup {
+                    id: id.to_string(),
+                    source,
+                }
+            })?;
+        let cni = Arc::clone(state.sandbox.cni_for(&plan.handler));
+        // Registered before setup: a failed ADD may leave allocations behind.
+        undo.push("tear down pod network", {
+            let (cni, network) = (Arc::clone(&cni), network.clone());
+            async move { cni.teardown(&network).await }
+        });
+        let result = cni
+            .setup(&network)
+            .await
+            .map_err(|source| SandboxError::NetworkSetup {
+                id: id.to_string(),
+                source,
+            })?;
+        let ip_pref = state.config.cri.cni.ip_pref.as_str();
+        let (ip, additional_ips) = result
+            .pod_ips(ip_pref)
+            .ok_or_else(|| SandboxError::NoPodIp { id: id.to_string() })?;
+        tracing::debug!(ip = %ip, "pod network ready");
+        metadata.ip = ip;
+        metadata.additional_ips = additional_ips;
+        metadata.cni_result = serde_json::to_value(&result).ok();
+        Some(path)
+    };
+
+    let image_config = &plan.image.config;
+    let image_labels = image_config
+        .config()
+        .as_ref()
+        .and_then(|c| c.labels().clone());
+    let encoded = metadata.clone();
+    let extension: MetadataExtension = Arc::new(move |process_label: &str| {
+        let mut m = encoded.clone();
+        m.process_label = process_label.to_owned();
+        sandbox_metadata_to_any(&m)
+            .map(|any| (SANDBOX_METADATA_EXTENSION.to_owned(), any))
+            .map_err(|e| e.to_string())
+    });
+    let request = CreateSandbox {
+        id: id.clone(),
+        config: plan.config.clone(),
+        netns_path,
+        image: SandboxImage {
+            name: plan
+                .image
+                .references
+                .first()
+                .cloned()
+                .unwrap_or_else(|| plan.image.id.clone()),
+            chain_id: plan.image.chain_id.clone(),
+            config: image_config.clone(),
+        },
+        runtime: RuntimeInfo {
+            name: plan.runtime.runtime_type.clone(),
+            options: runtime_options(&plan.runtime),
+        },
+        snapshotter: state.config.cri.snapshotter_for(&plan.handler).to_owned(),
+        spec_options: spec_options(
+            &state.config.cri,
+            &plan.runtime,
+            state.sandbox.daemon_oom_score_adj(),
+        ),
+        labels: sandbox_labels(&plan.config.labels, image_labels.as_ref()),
+        metadata: extension,
+    };
+    let controller_err = |source| SandboxError::Controller {
+        id: id.to_string(),
+        source,
+    };
+    plan.controller
+        .create(request)
+        .await
+        .map_err(controller_err)?;
+    let instance = plan.controller.start(id).await.map_err(controller_err)?;
+    undo.push("stop and remove sandbox", {
+        let (controller, id) = (Arc::clone(&plan.controller), id.clone());
+        async move {
+            controller.stop(&id, std::time::Duration::ZERO).await?;
+            controller.shutdown(&id).await
+        }
+    });
+    metadata.process_label = instance
+        .labels
+        .get("selinux_label")
+        .cloned()
+        .unwrap_or_default();
+    Ok(instance)
+}
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;

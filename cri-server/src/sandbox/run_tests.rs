@@ -1,0 +1,356 @@
+//! RunPodSandbox over mocks: validation, name reservation, handler choice,
+//! then one failure per step, checking which undos ran, in which order,
+//! and that a failed undo keeps the sandbox for RemovePodSandbox.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, Mutex};
+
+use cri_api::v1::{LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption};
+use cri_sandbox::controller::CreateSandbox;
+use cri_store::sandbox::SandboxState;
+
+use super::*;
+use crate::sandbox::testutil::{
+    entries, mocks, pod, request, state, Fail, Log, NETNS, PAUSE, SANDBOX_ID,
+};
+
+async fn run_with(fail: Fail) -> (tempfile::TempDir, Log, Arc<ServerState>, Result<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Log = Arc::default();
+    let state = state(dir.path(), mocks(&log, fail), "").await;
+    let result = run_pod_sandbox(Arc::clone(&state), request(pod("web"), "")).await;
+    (dir, log, state, result)
+}
+
+fn check(log: &Log, expected: &[&str]) {
+    let got = entries(log);
+    let got: Vec<&str> = got
+        .iter()
+        .map(String::as_str)
+        .filter(|e| *e != "controller wait" && *e != "netns closed?")
+        .collect();
+    assert_eq!(got, expected);
+}
+
+const CREATE: &str = "controller create netns=Some(\"/run/netns/cni-test\")";
+
+#[tokio::test]
+async fn a_pod_gets_netns_network_and_a_ready_record() {
+    let (_dir, log, state, result) = run_with(Fail::Nothing).await;
+    assert_eq!(result.unwrap(), SANDBOX_ID);
+    check(
+        &log,
+        &[
+            "create netns",
+            &format!("cni add {NETNS}"),
+            CREATE,
+            "controller start",
+        ],
+    );
+    let sandbox = state.sandboxes.get(SANDBOX_ID).unwrap();
+    assert_eq!(sandbox.status.state, SandboxState::Ready);
+    assert_eq!(sandbox.status.pid, 4242);
+    assert!(sandbox.status.created_at > 0);
+    let meta = &sandbox.metadata;
+    assert_eq!(meta.name, "web_default_uid-web_1");
+    assert_eq!(meta.netns_path, NETNS);
+    assert_eq!(
+        (meta.ip.as_str(), meta.additional_ips.as_slice()),
+        ("10.88.0.5", &["fd00::5".to_owned()][..])
+    );
+    assert!(meta.cni_result.as_ref().unwrap()["Interfaces"]["eth0"].is_object());
+    assert_eq!(
+        state
+            .sandbox_names
+            .owner("web_default_uid-web_1")
+            .as_deref(),
+        Some(SANDBOX_ID)
+    );
+}
+
+#[tokio::test]
+async fn host_network_pods_get_no_netns_and_no_cni() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Log = Arc::default();
+    let state = state(dir.path(), mocks(&log, Fail::Nothing), "").await;
+    let mut config = pod("host");
+    config.linux = Some(LinuxPodSandboxConfig {
+        security_context: Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                network: cri_api::v1::NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    run_pod_sandbox(Arc::clone(&state), request(config, ""))
+        .await
+        .unwrap();
+    check(&log, &["controller create netns=None", "controller start"]);
+    let meta = state.sandboxes.get(SANDBOX_ID).unwrap().metadata;
+    assert!(meta.netns_path.is_empty() && meta.ip.is_empty() && meta.cni_result.is_none());
+}
+
+#[tokio::test]
+async fn the_controller_gets_the_sandbox_to_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Log = Arc::default();
+    let mut m = mocks(&log, Fail::Nothing);
+    let seen: Arc<Mutex<Option<CreateSandbox>>> = Arc::default();
+    let mut controller = cri_sandbox::controller::MockSandboxController::new();
+    let s = Arc::clone(&seen);
+    controller.expect_create().returning(move |req| {
+        *s.lock().unwrap() = Some(req);
+        Ok(())
+    });
+    controller.expect_start().returning(|id| {
+        Ok(cri_sandbox::controller::SandboxInstance {
+            id: id.clone(),
+            pid: 1,
+            created_at: std::time::SystemTime::now(),
+            labels: HashMap::new(),
+        })
+    });
+    controller.expect_wait().returning(|id| {
+        Err(cri_sandbox::controller::ControllerError::Containerd {
+            op: "wait",
+            id: id.clone(),
+            source: cri_api::containerd::ContainerdError::NotFound {
+                op: "wait",
+                what: id.to_string(),
+            },
+        })
+    });
+    m.controller = controller;
+    let state = state(dir.path(), m, "restrict_oom_score_adj = true").await;
+    run_pod_sandbox(Arc::clone(&state), request(pod("web"), "runc"))
+        .await
+        .unwrap();
+    let req = seen.lock().unwrap().take().unwrap();
+    assert_eq!(req.image.name, PAUSE);
+    assert_eq!(req.image.chain_id, "sha256:chain");
+    assert_eq!(req.snapshotter, "overlayfs");
+    assert_eq!(req.runtime.name, "io.containerd.runc.v2");
+    assert_eq!(
+        req.runtime.options.as_ref().unwrap().type_url,
+        "containerd.runc.v1.Options"
+    );
+    assert!(req.spec_options.restrict_oom_score_adj);
+    assert_eq!(req.labels["io.cri-containerd.kind"], "sandbox");
+    assert_eq!(req.labels["app"], "web");
+    assert_eq!(req.labels["io.example/from-image"], "1");
+    assert!(!req.labels.contains_key("containerd.io/x"));
+    let (key, any) = (req.metadata)("").unwrap();
+    assert_eq!(key, "io.cri-containerd.sandbox.metadata");
+    assert_eq!(
+        any.type_url,
+        "github.com/containerd/cri/pkg/store/sandbox/Metadata"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&any.value).unwrap();
+    assert_eq!(json["Version"], "v1");
+    assert_eq!(json["Metadata"]["NetNSPath"], NETNS);
+    assert_eq!(json["Metadata"]["IP"], "10.88.0.5");
+    assert_eq!(json["Metadata"]["RuntimeHandler"], "runc");
+}
+
+#[tokio::test]
+async fn failed_netns_leaves_nothing_and_frees_the_name() {
+    let (_dir, log, state, result) = run_with(Fail::Netns).await;
+    assert!(matches!(result.unwrap_err(), SandboxError::Netns { .. }));
+    check(&log, &["create netns"]);
+    assert!(state.sandboxes.list().is_empty());
+    assert_eq!(state.sandbox_names.owner("web_default_uid-web_1"), None);
+}
+
+#[tokio::test]
+async fn failed_cni_add_deletes_then_removes_the_netns() {
+    let (_dir, log, state, result) = run_with(Fail::CniSetup).await;
+    assert!(matches!(
+        result.unwrap_err(),
+        SandboxError::NetworkSetup { .. }
+    ));
+    check(
+        &log,
+        &[
+            "create netns",
+            &format!("cni add {NETNS}"),
+            &format!("cni del {NETNS}"),
+            &format!("remove netns {NETNS}"),
+        ],
+    );
+    assert!(state.sandboxes.list().is_empty());
+}
+
+#[tokio::test]
+async fn a_result_without_ip_is_undone() {
+    let (_dir, log, _state, result) = run_with(Fail::NoIp).await;
+    assert!(matches!(result.unwrap_err(), SandboxError::NoPodIp { .. }));
+    check(
+        &log,
+        &[
+            "create netns",
+            &format!("cni add {NETNS}"),
+            &format!("cni del {NETNS}"),
+            &format!("remove netns {NETNS}"),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn failed_controller_create_undoes_the_network() {
+    let (_dir, log, _state, result) = run_with(Fail::ControllerCreate).await;
+    assert!(matches!(
+        result.unwrap_err(),
+        SandboxError::Controller { .. }
+    ));
+    check(
+        &log,
+        &[
+            "create netns",
+            &format!("cni add {NETNS}"),
+            CREATE,
+            &format!("cni del {NETNS}"),
+            &format!("remove netns {NETNS}"),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn failed_controller_start_undoes_the_network() {
+    let (_dir, log, state, result) = run_with(Fail::ControllerStart).await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, SandboxError::Controller { .. }), "{err}");
+    check(
+        &log,
+        &[
+            "create netns",
+            &format!("cni add {NETNS}"),
+            CREATE,
+            "controller start",
+            &format!("cni del {NETNS}"),
+            &format!("remove netns {NETNS}"),
+        ],
+    );
+    assert!(state.sandboxes.list().is_empty());
+    assert_eq!(state.sandbox_names.owner("web_default_uid-web_1"), None);
+}
+
+#[tokio::test]
+async fn a_failed_undo_keeps_the_sandbox_unknown_and_its_name() {
+    let (_dir, log, state, result) = run_with(Fail::StartAndTeardown).await;
+    let err = result.unwrap_err();
+    match &err {
+        SandboxError::WithUndo { undo, source } => {
+            assert_eq!(undo[0].step, "tear down pod network");
+            assert!(matches!(**source, SandboxError::Controller { .. }));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The netns removal still ran after the failed teardown.
+    assert!(entries(&log).contains(&format!("remove netns {NETNS}")));
+    let kept = state.sandboxes.get(SANDBOX_ID).unwrap();
+    assert_eq!(kept.status.state, SandboxState::Unknown);
+    assert_eq!(
+        state
+            .sandbox_names
+            .owner("web_default_uid-web_1")
+            .as_deref(),
+        Some(SANDBOX_ID)
+    );
+    let status = tonic::Status::from(crate::error::ServerError::from(err));
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+}
+
+#[tokio::test]
+async fn a_reused_name_is_already_exists_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Log = Arc::default();
+    let state = state(dir.path(), mocks(&log, Fail::Nothing), "").await;
+    run_pod_sandbox(Arc::clone(&state), request(pod("web"), ""))
+        .await
+        .unwrap();
+    log.lock().unwrap().clear();
+    let err = run_pod_sandbox(Arc::clone(&state), request(pod("web"), ""))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SandboxError::NameReserved { .. }), "{err}");
+    assert!(err.to_string().contains("web_default_uid-web_1"), "{err}");
+    check(&log, &[]);
+    let status = tonic::Status::from(crate::error::ServerError::from(err));
+    assert_eq!(status.code(), tonic::Code::AlreadyExists);
+    // Another attempt is another name.
+    let mut next = pod("web");
+    next.metadata.as_mut().unwrap().attempt = 2;
+    run_pod_sandbox(Arc::clone(&state), request(next, ""))
+        .await
+        .unwrap();
+    assert_eq!(state.sandboxes.list().len(), 2);
+}
+
+fn check_rejected(
+    config: Option<PodSandboxConfig>,
+    handler: &str,
+    code: tonic::Code,
+    fragment: &str,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let log: Log = Arc::default();
+        let state = state(dir.path(), mocks(&log, Fail::Nothing), "").await;
+        let req = RunPodSandboxRequest {
+            config,
+            runtime_handler: handler.into(),
+        };
+        let err = run_pod_sandbox(Arc::clone(&state), req).await.unwrap_err();
+        assert!(err.to_string().contains(fragment), "{err}");
+        let status = tonic::Status::from(crate::error::ServerError::from(err));
+        assert_eq!(status.code(), code, "{status:?}");
+        check(&log, &[]);
+        assert!(state.sandboxes.list().is_empty());
+        assert_eq!(state.sandbox_names.owner("web_default_uid-web_1"), None);
+    });
+}
+
+#[test]
+fn malformed_requests_and_unknown_handlers_are_rejected() {
+    check_rejected(None, "", tonic::Code::InvalidArgument, "metadata");
+    check_rejected(
+        Some(PodSandboxConfig::default()),
+        "",
+        tonic::Code::InvalidArgument,
+        "metadata",
+    );
+    let mut no_uid = pod("web");
+    no_uid.metadata.as_mut().unwrap().uid.clear();
+    check_rejected(Some(no_uid), "", tonic::Code::InvalidArgument, "uid");
+    check_rejected(Some(pod("web")), "kata", tonic::Code::NotFound, "\"kata\"");
+}
+
+#[test]
+fn sandbox_names_and_labels() {
+    let m = cri_api::v1::PodSandboxMetadata {
+        name: "a".into(),
+        uid: "u".into(),
+        namespace: "ns".into(),
+        attempt: 3,
+    };
+    assert_eq!(sandbox_name(&m), "a_ns_u_3");
+    let image = HashMap::from([
+        ("x".to_owned(), "image".to_owned()),
+        ("io.cri-containerd.kind".to_owned(), "container".to_owned()),
+        ("big".to_owned(), "v".repeat(5000)),
+    ]);
+    let labels = sandbox_labels(
+        &HashMap::from([("x".to_owned(), "pod".to_owned())]),
+        Some(&image),
+    );
+    assert_eq!(labels.len(), 2);
+    assert_eq!(labels["x"], "pod");
+    assert_eq!(labels["io.cri-containerd.kind"], "sandbox");
+}

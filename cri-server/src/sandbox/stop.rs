@@ -1,0 +1,99 @@
+//! StopPodSandbox: stop every container of the pod (forcibly), stop the
+//! sandbox through its controller (shm unmounted, pause task killed and
+//! reaped), mark it NOTREADY, then tear the pod network down with the
+//! cached CNI result and remove the netns pin. The record stays. Each
+//! step tolerates what an earlier stop (or an outside kill) already did.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cri_sandbox::cni::SandboxNetwork;
+use cri_store::sandbox::Sandbox;
+
+use super::error::SandboxError;
+use super::exit_monitor::mark_not_ready;
+use super::lookup;
+use crate::service::ServerState;
+
+type Result<T, E = SandboxError> = std::result::Result<T, E>;
+
+/// StopPodSandbox for a full id or unique prefix.
+pub async fn stop_pod_sandbox(state: &ServerState, id_or_prefix: &str) -> Result<()> {
+    let sandbox = lookup(state, id_or_prefix)?;
+    tracing::Span::current().record(
+        "pod_sandbox_id",
+        tracing::field::display(&sandbox.metadata.id),
+    );
+    stop_sandbox(state, &sandbox).await
+}
+
+/// Stops `sandbox`; RemovePodSandbox runs this first too.
+pub(crate) async fn stop_sandbox(state: &ServerState, sandbox: &Sandbox) -> Result<()> {
+    let meta = &sandbox.metadata;
+    let id = &meta.id;
+    for container in state.containers.list_by_sandbox(id) {
+        let container_id = container.metadata.id.to_string();
+        crate::container::stop_container(state, &container_id, Duration::ZERO)
+            .await
+            .map_err(|source| SandboxError::StopContainer {
+                id: id.to_string(),
+                container_id,
+                source: Box::new(source),
+            })?;
+    }
+
+    let controller = state
+        .sandbox
+        .controller_of(&state.config, &meta.runtime_handler)?;
+    match controller.stop(id, Duration::ZERO).await {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {
+            tracing::warn!("sandbox not found by its controller while stopping it")
+        }
+        Err(source) => {
+            return Err(SandboxError::Controller {
+                id: id.to_string(),
+                source,
+            })
+        }
+    }
+    mark_not_ready(state, id);
+
+    if !meta.netns_path.is_empty() {
+        let path = PathBuf::from(&meta.netns_path);
+        let netns = state.sandbox.netns();
+        let closed = netns
+            .is_closed(&path)
+            .await
+            .map_err(|source| SandboxError::Netns {
+                id: id.to_string(),
+                source,
+            })?;
+        // CNI wants an empty netns path once the namespace is gone.
+        let cni_path = if closed { PathBuf::new() } else { path.clone() };
+        let network = SandboxNetwork::from_pod_config(id.clone(), cni_path, &meta.config).map_err(
+            |source| SandboxError::NetworkTeardown {
+                id: id.to_string(),
+                source,
+            },
+        )?;
+        state
+            .sandbox
+            .cni_for(&meta.runtime_handler)
+            .teardown(&network)
+            .await
+            .map_err(|source| SandboxError::NetworkTeardown {
+                id: id.to_string(),
+                source,
+            })?;
+        netns
+            .remove(&path)
+            .await
+            .map_err(|source| SandboxError::Netns {
+                id: id.to_string(),
+                source,
+            })?;
+        tracing::info!("tore down the pod network");
+    }
+    Ok(())
+}

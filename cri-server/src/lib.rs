@@ -17,6 +17,6 @@ pub mod sandbox;
 pub mod service;
 pub mod socket;
 pub mod stats;
-pub mod streaming;
 mod status;
+pub mod streaming;
 pub mod telemetry;

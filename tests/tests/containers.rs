@@ -405,8 +405,27 @@ async fn lifecycle_logs_and_events() -> Result<()> {
         "long line records {shape:?}"
     );
     // The last bytes had no newline: written as a partial record at EOF.
-    let last = records.last().context("no records")?;
+    let last = records
+        .iter()
+        .rfind(|r| r.stream == "stdout")
+        .context("no stdout records")?;
     ensure!(last.tag == "P" && last.content == "tail", "{last:?}");
+
+    // With a tty both streams arrive as one: stdout.
+    let mut tty = env.busybox("tty", &["sh", "-c", "echo out; echo err >&2"]);
+    tty.tty = true;
+    let tty_id = env.run(&pod, tty).await?;
+    let tty_status = env.wait_exited(&tty_id, Duration::from_secs(20)).await?;
+    let tty_records = read_log(Path::new(&tty_status.log_path))?;
+    ensure!(
+        tty_records.iter().all(|r| r.stream == "stdout"),
+        "{tty_records:?}"
+    );
+    ensure!(
+        full_lines(&tty_records, "stdout") == ["out", "err"],
+        "{tty_records:?}"
+    );
+    env.remove(&tty_id).await?;
 
     env.remove(&id).await?;
     env.remove(&id).await?; // idempotent
@@ -567,6 +586,33 @@ async fn stop_signals_exit_codes_and_oom() -> Result<()> {
         env.remove(id).await?;
     }
     ensure!(env.list(None).await?.is_empty());
+    ensure!(
+        env.container_dirs().is_empty(),
+        "{:?}",
+        env.container_dirs()
+    );
+
+    // StopPodSandbox kills what still runs; RemovePodSandbox removes it.
+    let last = env
+        .run(&pod, env.busybox("last", &["sleep", "1000"]))
+        .await?;
+    env.rt
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.0.clone(),
+        })
+        .await?;
+    let status = env.state(&last).await?;
+    ensure!(
+        status.state == ContainerState::ContainerExited as i32 && status.exit_code == 137,
+        "{status:?}"
+    );
+    env.rt
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.0.clone(),
+        })
+        .await?;
+    ensure!(env.list(None).await?.is_empty());
+    ensure!(env.containerd_containers().await?.is_empty());
     ensure!(
         env.container_dirs().is_empty(),
         "{:?}",

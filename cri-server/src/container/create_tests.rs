@@ -355,7 +355,7 @@ async fn creates_the_container_as_containerd_does() {
     let meta = crate::metadata::container_metadata_from_any(ID, extension).unwrap();
     assert_eq!(meta.name, NAME);
     let spec_any = record.spec.unwrap();
-    assert_eq!(spec_any.type_url, spec::SPEC_TYPE_URL);
+    assert_eq!(spec_any.type_url, crate::container::spec::SPEC_TYPE_URL);
     let spec: oci_spec::runtime::Spec = serde_json::from_slice(&spec_any.value).unwrap();
     let args = spec.process().as_ref().unwrap().args().clone().unwrap();
     assert_eq!(args, ["sh"]);

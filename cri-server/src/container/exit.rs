@@ -111,7 +111,9 @@ pub(crate) async fn handle_container_exit(
     update_status_sync(state, &container.metadata.id, |s| {
         if s.finished_at == 0 {
             s.pid = 0;
-            s.finished_at = finished_at.max(1);
+            // The shim's exit time can precede the start time we took
+            // after `Start` returned: a process never ends before it began.
+            s.finished_at = finished_at.max(s.started_at).max(1);
             s.exit_code = exit.code as i32;
             if oom && s.reason.is_empty() {
                 s.reason = REASON_OOM_KILLED.to_owned();

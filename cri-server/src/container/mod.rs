@@ -6,6 +6,7 @@
 //! the containers of a pod.
 
 mod create;
+mod create_steps;
 pub mod events;
 mod exit;
 pub mod labels;

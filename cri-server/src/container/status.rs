@@ -141,11 +141,7 @@ async fn verbose_info(
         .get(meta.sandbox_id.as_ref())
         .map(|s| s.metadata.runtime_handler.clone())
         .unwrap_or_default();
-    let runtime_options = record
-        .runtime
-        .options
-        .as_ref()
-        .map(|o| json!({ "type_url": o.type_url, "value": base64_encode(&o.value) }));
+    let runtime_options = crate::sandbox::runtime_options_json(record.runtime.options.as_ref());
     let info = json!({
         "sandboxID": meta.sandbox_id.to_string(),
         "pid": container.status.pid,
@@ -159,11 +155,6 @@ async fn verbose_info(
         "runtimeSpec": runtime_spec,
     });
     Ok(HashMap::from([("info".to_owned(), info.to_string())]))
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// The CRI status of every container of a sandbox, for container events.

@@ -35,8 +35,8 @@ doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
 
 unit:
-	$(CARGO) test --workspace --exclude cri-tests
+	$(CARGO) test --workspace --exclude cri-tests --no-fail-fast
 
 integration:
 	$(CARGO) build -p cri-server --bins
-	$(CARGO) test -p cri-tests -- --test-threads=$(IT_THREADS)
+	$(CARGO) test -p cri-tests --no-fail-fast -- --test-threads=$(IT_THREADS)

@@ -41,6 +41,8 @@ pub enum DaemonError {
     Signal(#[source] std::io::Error),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error("start the streaming server")]
+    Streaming(#[source] crate::streaming::StreamingError),
     #[error("serve cri")]
     Serve(#[source] tonic::transport::Error),
 }
@@ -91,6 +93,17 @@ pub async fn run(
     });
     let sandbox = crate::sandbox::SandboxManager::new(&config, containerd.clone())
         .map_err(DaemonError::Sandbox)?;
+    let metrics = Arc::new(Metrics::new());
+    images.set_metrics(Arc::clone(&metrics));
+    let stats = crate::stats::StatsCollector::host(
+        Arc::clone(&containerd.snapshots),
+        &config.cri.containerd_root_dir,
+    );
+    let stop_stats = tokio_util::sync::CancellationToken::new();
+    stats.fs_usage().spawn_refresher(
+        std::time::Duration::from_secs(u64::from(config.cri.stats_collect_period)),
+        stop_stats.clone(),
+    );
     let state = Arc::new(ServerState {
         config: config.clone(),
         containerd,
@@ -104,9 +117,14 @@ pub async fn run(
         container_events: crate::container::ContainerEvents::default(),
         container_host: crate::container::ContainerHost::linux(&server.state_dir),
         container_metrics: Arc::new(crate::container::ContainerMetrics::default()),
+        metrics: Arc::clone(&metrics),
+        stats,
+        streaming: Default::default(),
     });
+    crate::streaming_runtime::start_streaming(&state)
+        .await
+        .map_err(DaemonError::Streaming)?;
     crate::container::spawn_oom_monitor(Arc::clone(&state));
-    let metrics = Arc::new(Metrics::new());
     metrics.set_object_counts({
         let (sandboxes, containers) = (state.sandboxes.clone(), state.containers.clone());
         move || metrics::count_objects(&sandboxes, &containers)
@@ -127,17 +145,29 @@ pub async fn run(
         containerd = %server.containerd_address.display(),
         "serving CRI v1"
     );
+    // Every RPC but Version answers Unavailable until the stores are
+    // rebuilt from containerd (retried while containerd is down).
+    let readiness = crate::recovery::Readiness::new();
+    tokio::spawn(crate::recovery::recover_then_serve(
+        Arc::clone(&state),
+        readiness.clone(),
+    ));
 
     let result = tonic::transport::Server::builder()
         .layer(metrics.grpc_layer())
+        .layer(readiness.layer())
         .add_service(RuntimeServiceServer::new(CriRuntimeService::new(
             state.clone(),
         )))
-        .add_service(ImageServiceServer::new(CriImageService::new(state)))
+        .add_service(ImageServiceServer::new(CriImageService::new(state.clone())))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
         .map_err(DaemonError::Serve);
     stop_metrics.cancel();
+    stop_stats.cancel();
+    if let Some(streaming) = state.streaming.get() {
+        streaming.shutdown().await;
+    }
     drop(socket);
     tracing::info!("stopped");
     result

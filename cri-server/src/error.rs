@@ -99,6 +99,41 @@ pub enum ServerError {
     /// A pod sandbox RPC failed (`crate::sandbox`).
     #[error(transparent)]
     Sandbox(Box<crate::sandbox::SandboxError>),
+    /// Collecting container or pod stats failed (`crate::stats`).
+    #[error(transparent)]
+    Stats(#[from] crate::stats::StatsError),
+    /// A streaming request (Exec, Attach, PortForward) was refused.
+    #[error(transparent)]
+    Streaming(#[from] crate::streaming::StreamingError),
+    /// The streaming server is not running.
+    #[error("the streaming server is not running")]
+    StreamingNotStarted,
+    /// An ExecSync command ran past its timeout and was killed.
+    #[error("exec in container {id}: timeout {timeout:?} exceeded (stdout so far: {stdout:?}, stderr so far: {stderr:?})")]
+    ExecTimeout {
+        id: String,
+        timeout: std::time::Duration,
+        stdout: String,
+        stderr: String,
+    },
+    /// An exec process exited but its output was still held open.
+    #[error("drain io of exec {exec_id} in container {id}: still held by other processes after {timeout:?}")]
+    ExecIoDrain {
+        id: String,
+        exec_id: String,
+        timeout: std::time::Duration,
+    },
+    /// The pod sandbox is not ready (PortForward).
+    #[error("sandbox {id} is not ready")]
+    SandboxNotReady { id: String },
+    /// Connecting to or copying from a port in the pod failed.
+    #[error("forward port {port} of sandbox {sandbox_id}")]
+    PortForward {
+        sandbox_id: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The failed undos, for an error message.

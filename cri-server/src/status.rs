@@ -45,6 +45,18 @@ fn code_of(err: &ServerError) -> Code {
         ServerError::CreateContainer { source, .. } => code_of(source),
         ServerError::StopTimeout { .. } => Code::DeadlineExceeded,
         ServerError::Sandbox(e) => sandbox_code(e),
+        ServerError::Stats(e) if e.is_not_found() => Code::NotFound,
+        ServerError::Stats(_) => Code::Internal,
+        ServerError::Streaming(e) => match e.kind() {
+            crate::streaming::StreamingErrorKind::InvalidArgument => Code::InvalidArgument,
+            crate::streaming::StreamingErrorKind::ResourceExhausted => Code::ResourceExhausted,
+            crate::streaming::StreamingErrorKind::Internal => Code::Internal,
+        },
+        ServerError::ExecTimeout { .. } => Code::DeadlineExceeded,
+        ServerError::SandboxNotReady { .. } => Code::FailedPrecondition,
+        ServerError::StreamingNotStarted
+        | ServerError::ExecIoDrain { .. }
+        | ServerError::PortForward { .. } => Code::Internal,
     }
 }
 

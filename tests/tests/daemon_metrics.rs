@@ -1,6 +1,7 @@
 //! The daemon's metrics endpoint and RuntimeConfig over the real socket:
 //! RPCs show up in the latency histogram with their gRPC code, the text
-//! parses as Prometheus exposition, and the endpoint is off by default.
+//! parses as Prometheus exposition, the endpoint is off by default, and a
+//! pod run records the container create, CNI and image pull timers.
 
 use std::net::TcpListener;
 
@@ -122,6 +123,126 @@ async fn no_metrics_endpoint_by_default_and_systemd_driver_from_runc_options() -
     ensure!(
         !log.contains("serving metrics"),
         "metrics served without an address:\n{log}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn pod_container_and_pull_timers_after_a_pod_runs() -> Result<()> {
+    use cri_api::v1::*;
+    let harness = Harness::start().await?;
+    let address = format!("127.0.0.1:{}", free_port()?);
+    let server = harness
+        .server(ServerOptions {
+            cri_server_toml: format!("metrics_address = \"{address}\"\n"),
+            cri_plugin_toml: "netns_mounts_under_state_dir = true\n".into(),
+            ..Default::default()
+        })
+        .await?;
+    let image = ImageSpec {
+        image: harness.images.busybox.clone(),
+        ..ImageSpec::default()
+    };
+    server
+        .image_client()
+        .await?
+        .pull_image(PullImageRequest {
+            image: Some(image.clone()),
+            ..Default::default()
+        })
+        .await?;
+    let mut client = server.runtime_client().await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // Everything but Version is Unavailable until recovery finished.
+    while let Err(e) = client
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+    {
+        ensure!(
+            e.code() == tonic::Code::Unavailable && std::time::Instant::now() < deadline,
+            "server not ready: {e}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let logs = tempfile::tempdir()?;
+    let pod_config = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: "timed".into(),
+            uid: "uid-timed".into(),
+            namespace: "metrics-test".into(),
+            attempt: 0,
+        }),
+        log_directory: logs.path().display().to_string(),
+        ..Default::default()
+    };
+    let pod = client
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
+    client
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(ContainerConfig {
+                metadata: Some(ContainerMetadata {
+                    name: "sleeper".into(),
+                    attempt: 0,
+                }),
+                image: Some(image),
+                args: vec!["sleep".into(), "60".into()],
+                ..Default::default()
+            }),
+            sandbox_config: Some(pod_config),
+        })
+        .await?;
+    client
+        .list_container_stats(ListContainerStatsRequest::default())
+        .await?;
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await?;
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await?;
+
+    let response = cri_tests::http::request(&address, "GET", "/v1/metrics", &[], b"").await?;
+    ensure!(response.status == 200, "{}", response.text());
+    let text = response.text();
+    let samples = parse(&text).with_context(|| format!("not Prometheus text:\n{text}"))?;
+    let count = |name: &str, labels: &[(&str, &str)]| {
+        find(&samples, name, labels)
+            .first()
+            .map_or(0.0, |s| s.value)
+    };
+    for (name, labels) in [
+        (
+            "cri_server_container_create_seconds_count",
+            &[("runtime", "io.containerd.runc.v2")][..],
+        ),
+        ("cri_server_cni_setup_seconds_count", &[]),
+        ("cri_server_cni_teardown_seconds_count", &[]),
+        ("cri_server_image_pull_seconds_count", &[]),
+        (
+            "cri_server_grpc_request_duration_seconds_count",
+            &[
+                ("method", "/runtime.v1.RuntimeService/ListContainerStats"),
+                ("code", "OK"),
+            ][..],
+        ),
+    ] {
+        // Remove stops the pod again: CNI DEL runs twice, as in containerd.
+        ensure!(count(name, labels) >= 1.0, "{name} {labels:?}:\n{text}");
+    }
+    ensure!(
+        count("cri_server_image_pull_bytes_total", &[]) > 0.0,
+        "no pulled bytes:\n{text}"
     );
     Ok(())
 }

@@ -157,10 +157,19 @@ pub(crate) async fn create(state: &ServerState, request: CreateContainerRequest)
                 ContainerEventType::ContainerCreatedEvent,
             )
             .await;
-            state.container_metrics.observe(
-                Operation::Create,
-                &steps.runtime_type,
-                started.elapsed(),
+            let elapsed = started.elapsed();
+            state
+                .container_metrics
+                .observe(Operation::Create, &steps.runtime_type, elapsed);
+            state
+                .metrics
+                .observe_container_create(&steps.runtime_type, elapsed);
+            state.stats.fs_usage().register(
+                id.as_ref(),
+                crate::stats::WritableLayer {
+                    snapshotter: steps.snapshotter.clone(),
+                    key: id.to_string(),
+                },
             );
             tracing::info!(container_id = %id, "container created");
             Ok(id.0)

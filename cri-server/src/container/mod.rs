@@ -5,10 +5,13 @@
 //! The sandbox RPCs call [`stop_container`] and [`remove_container`] for
 //! the containers of a pod.
 
+mod attach;
 mod create;
 mod create_steps;
 pub mod events;
-mod exit;
+mod exec;
+mod exec_sync;
+pub(crate) mod exit;
 pub mod labels;
 mod list;
 pub mod live;
@@ -18,9 +21,9 @@ mod remove;
 pub mod resources;
 mod rootfs;
 pub mod signal;
-mod spec;
+pub(crate) mod spec;
 mod start;
-mod status;
+pub(crate) mod status;
 mod stop;
 mod update;
 pub mod volumes;
@@ -39,8 +42,11 @@ use crate::error::{Result, ServerError};
 use crate::metadata::StatusCheckpoints;
 use crate::service::ServerState;
 
+pub use attach::{attach_container, running_container, AttachOptions};
 pub use create::create_container;
 pub use events::ContainerEvents;
+pub use exec::{exec_in_container, ExecEnd, ExecOptions, PROCESS_TYPE_URL};
+pub use exec_sync::{exec_sync, MAX_EXEC_SYNC_OUTPUT};
 pub use exit::spawn_oom_monitor;
 pub use list::list_containers;
 pub use live::{ContainerHandle, LiveContainers};

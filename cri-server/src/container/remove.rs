@@ -130,6 +130,7 @@ async fn remove(state: &ServerState, container: &Container) -> Result<()> {
         tracing::debug!(container_id = %id, error = %e, "container already gone from the store");
     }
     state.live_containers.remove(id.as_ref());
+    state.stats.forget(id.as_ref());
     state.container_names.release(&container.metadata.name);
     events::emit(
         state,

@@ -117,6 +117,7 @@ impl TestEnv {
                 .0,
         );
         let containerd = mocks.services.build();
+        let containerd_snapshots = Arc::clone(&containerd.snapshots);
         let images = ImageManager::new(
             containerd.clone(),
             ImageSettings::from_config(&config.cri),
@@ -160,6 +161,12 @@ impl TestEnv {
             container_events: ContainerEvents::default(),
             container_host: host,
             container_metrics: Arc::new(ContainerMetrics::default()),
+            metrics: Arc::default(),
+            streaming: Default::default(),
+            stats: crate::stats::StatsCollector::host(
+                containerd_snapshots,
+                &dir.path().join("containerd"),
+            ),
         });
         Self { dir, state }
     }

@@ -130,6 +130,11 @@ impl ImageManager {
         }
     }
 
+    /// Records successful pulls in the daemon's metrics.
+    pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        self.puller.set_metrics(metrics);
+    }
+
     pub fn settings(&self) -> &ImageSettings {
         &self.settings
     }

@@ -45,6 +45,8 @@ pub struct Puller {
     chain_locks: Arc<KeyedLocks>,
     platform: HostPlatform,
     inflight: Mutex<HashMap<String, SharedPull>>,
+    /// Where finished pulls are recorded, once the daemon set it.
+    metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for Puller {
@@ -89,6 +91,15 @@ impl Puller {
             chain_locks: Arc::default(),
             platform: HostPlatform::current(),
             inflight: Mutex::default(),
+            metrics: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Records every later successful pull (bytes fetched, duration) in
+    /// `metrics`; the first call wins.
+    pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        if self.metrics.set(metrics).is_err() {
+            tracing::debug!("pull metrics already set");
         }
     }
 
@@ -181,6 +192,9 @@ impl Puller {
         let (_, bytes) = progress.snapshot();
         match &result {
             Ok(image) => {
+                if let Some(metrics) = self.metrics.get() {
+                    metrics.observe_image_pull(bytes, started.elapsed());
+                }
                 tracing::info!(image = %reference, id = %image.id, bytes, elapsed = ?started.elapsed(), "pulled image")
             }
             Err(e) => {

@@ -9,9 +9,10 @@
 //! pid); its files are at [`sandbox_files`] / `state.sandbox.paths(id)`.
 
 mod error;
-mod exit_monitor;
+pub(crate) mod exit_monitor;
 mod list;
 mod manager;
+mod port_forward;
 mod remove;
 mod run;
 mod runtime_config;
@@ -28,6 +29,7 @@ use cri_store::StoreError;
 pub use error::SandboxError;
 pub use list::list_pod_sandbox;
 pub use manager::{SandboxManager, SandboxParts};
+pub use port_forward::port_forward;
 pub use remove::remove_pod_sandbox;
 pub use run::{
     host_network, run_pod_sandbox, sandbox_labels, sandbox_name, CONTAINER_KIND_LABEL,

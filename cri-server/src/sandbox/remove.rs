@@ -78,6 +78,7 @@ pub async fn remove_pod_sandbox(state: &ServerState, id_or_prefix: &str) -> Resu
     if state.sandboxes.remove(id).is_ok() {
         state.sandbox_names.release(&meta.name);
     }
+    state.stats.forget(id.as_ref());
     tracing::info!("sandbox removed");
     Ok(())
 }

@@ -267,6 +267,7 @@ async fn setup(
             let (cni, network) = (Arc::clone(&cni), network.clone());
             async move { cni.teardown(&network).await }
         });
+        let cni_started = std::time::Instant::now();
         let result = cni
             .setup(&network)
             .await
@@ -274,6 +275,7 @@ async fn setup(
                 id: id.to_string(),
                 source,
             })?;
+        state.metrics.observe_cni_setup(cni_started.elapsed());
         let ip_pref = state.config.cri.cni.ip_pref.as_str();
         let (ip, additional_ips) = result
             .pod_ips(ip_pref)

@@ -77,6 +77,7 @@ pub(crate) async fn stop_sandbox(state: &ServerState, sandbox: &Sandbox) -> Resu
                 source,
             },
         )?;
+        let cni_started = std::time::Instant::now();
         state
             .sandbox
             .cni_for(&meta.runtime_handler)
@@ -86,6 +87,7 @@ pub(crate) async fn stop_sandbox(state: &ServerState, sandbox: &Sandbox) -> Resu
                 id: id.to_string(),
                 source,
             })?;
+        state.metrics.observe_cni_teardown(cni_started.elapsed());
         netns
             .remove(&path)
             .await

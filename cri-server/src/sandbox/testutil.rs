@@ -258,6 +258,7 @@ pub(crate) async fn state_with(
     let mut services = MockServices::default();
     services.images.expect_list().returning(|_| Ok(Vec::new()));
     let containerd = services.build();
+    let containerd_snapshots = Arc::clone(&containerd.snapshots);
     let config = Arc::new(config(dir, extra_config));
     let images = ImageManager::new(
         containerd.clone(),
@@ -294,6 +295,12 @@ pub(crate) async fn state_with(
         container_events: Default::default(),
         container_host: crate::container::ContainerHost::linux(&server_dir.join("state")),
         container_metrics: Arc::default(),
+        metrics: Arc::default(),
+        streaming: Default::default(),
+        stats: crate::stats::StatsCollector::host(
+            containerd_snapshots,
+            &server_dir.join("containerd"),
+        ),
     })
 }
 

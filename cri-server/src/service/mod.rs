@@ -40,6 +40,14 @@ pub struct ServerState {
     pub container_host: crate::container::ContainerHost,
     /// Latencies of the container RPCs.
     pub container_metrics: Arc<crate::container::ContainerMetrics>,
+    /// The daemon's Prometheus instruments (RPC latencies, container
+    /// create, image pulls, CNI).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Container and pod stats (cgroups, netns, writable layers).
+    pub stats: Arc<crate::stats::StatsCollector>,
+    /// The exec/attach/port-forward streaming server, once started
+    /// (`crate::streaming_runtime::start_streaming`).
+    pub streaming: std::sync::OnceLock<crate::streaming::StreamingServer>,
 }
 
 impl ServerState {

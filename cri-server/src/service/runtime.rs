@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::{not_implemented, ServerState};
 use crate::error::ServerError;
-use crate::{container, runtime_status, sandbox};
+use crate::{container, runtime_status, sandbox, stats};
 
 /// The CRI `RuntimeService` served on the socket.
 #[derive(Debug, Clone)]
@@ -229,16 +229,102 @@ impl RuntimeService for CriRuntimeService {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "ContainerStats", container_id = %request.get_ref().container_id))]
+    async fn container_stats(
+        &self,
+        request: Request<ContainerStatsRequest>,
+    ) -> Result<Response<ContainerStatsResponse>, Status> {
+        let id = request.into_inner().container_id;
+        let stats = stats::requests::container_stats(&self.state, &id).await?;
+        Ok(Response::new(ContainerStatsResponse { stats: Some(stats) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "ListContainerStats"))]
+    async fn list_container_stats(
+        &self,
+        request: Request<ListContainerStatsRequest>,
+    ) -> Result<Response<ListContainerStatsResponse>, Status> {
+        let filter = request.into_inner().filter;
+        let stats = stats::requests::list_container_stats(&self.state, filter.as_ref()).await?;
+        Ok(Response::new(ListContainerStatsResponse { stats }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "PodSandboxStats", pod_sandbox_id = %request.get_ref().pod_sandbox_id))]
+    async fn pod_sandbox_stats(
+        &self,
+        request: Request<PodSandboxStatsRequest>,
+    ) -> Result<Response<PodSandboxStatsResponse>, Status> {
+        let id = request.into_inner().pod_sandbox_id;
+        let stats = stats::requests::pod_sandbox_stats(&self.state, &id).await?;
+        Ok(Response::new(PodSandboxStatsResponse {
+            stats: Some(stats),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "ListPodSandboxStats"))]
+    async fn list_pod_sandbox_stats(
+        &self,
+        request: Request<ListPodSandboxStatsRequest>,
+    ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
+        let filter = request.into_inner().filter;
+        let stats = stats::requests::list_pod_sandbox_stats(&self.state, filter.as_ref()).await?;
+        Ok(Response::new(ListPodSandboxStatsResponse { stats }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "ListPodSandboxMetrics"))]
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _request: Request<ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
+        let pod_metrics = stats::requests::list_pod_sandbox_metrics(&self.state).await?;
+        Ok(Response::new(ListPodSandboxMetricsResponse { pod_metrics }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "ExecSync", container_id = %request.get_ref().container_id))]
+    async fn exec_sync(
+        &self,
+        request: Request<ExecSyncRequest>,
+    ) -> Result<Response<ExecSyncResponse>, Status> {
+        let response = container::exec_sync(Arc::clone(&self.state), request.into_inner()).await?;
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "Exec", container_id = %request.get_ref().container_id))]
+    async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+        let request = request.into_inner();
+        container::running_container(&self.state, &request.container_id)?;
+        let server = crate::streaming_runtime::streaming_server(&self.state)?;
+        let response = server.get_exec(&request).map_err(ServerError::from)?;
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "Attach", container_id = %request.get_ref().container_id))]
+    async fn attach(
+        &self,
+        request: Request<AttachRequest>,
+    ) -> Result<Response<AttachResponse>, Status> {
+        let request = request.into_inner();
+        container::running_container(&self.state, &request.container_id)?;
+        let server = crate::streaming_runtime::streaming_server(&self.state)?;
+        let response = server.get_attach(&request).map_err(ServerError::from)?;
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "PortForward", pod_sandbox_id = %request.get_ref().pod_sandbox_id))]
+    async fn port_forward(
+        &self,
+        request: Request<PortForwardRequest>,
+    ) -> Result<Response<PortForwardResponse>, Status> {
+        let request = request.into_inner();
+        crate::streaming_runtime::ready_sandbox(&self.state, &request.pod_sandbox_id)?;
+        let server = crate::streaming_runtime::streaming_server(&self.state)?;
+        let response = server
+            .get_port_forward(&request)
+            .map_err(ServerError::from)?;
+        Ok(Response::new(response))
+    }
+
     not_implemented! {
-        exec_sync(ExecSyncRequest) -> ExecSyncResponse = "ExecSync";
-        exec(ExecRequest) -> ExecResponse = "Exec";
-        attach(AttachRequest) -> AttachResponse = "Attach";
-        port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";
-        container_stats(ContainerStatsRequest) -> ContainerStatsResponse = "ContainerStats";
-        list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats";
-        pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse = "PodSandboxStats";
-        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse = "ListPodSandboxStats";
         checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer";
-        list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
     }
 }

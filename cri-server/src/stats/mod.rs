@@ -15,6 +15,7 @@ mod error;
 mod filter;
 mod fs_usage;
 mod network;
+pub mod requests;
 mod single_flight;
 
 use std::path::{Path, PathBuf};

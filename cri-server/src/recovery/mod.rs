@@ -1,0 +1,191 @@
+//! Restart recovery: before the CRI services answer (see [`Readiness`]),
+//! the stores are rebuilt from what containerd and the status checkpoints
+//! hold, as containerd's CRI plugin does in `restart.go`: images, then pod
+//! sandboxes (`sandboxes.rs`), then app containers (`containers.rs`), then
+//! leftovers that belong to no known object are removed (`orphans.rs`).
+//! One bad record never stops start-up: it is logged with its id and
+//! kept visible in a degraded state that Remove cleans up. When
+//! containerd cannot be reached, the whole pass is retried with backoff
+//! while the gate answers `Unavailable`.
+
+mod containers;
+mod gate;
+mod orphans;
+mod sandboxes;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cri_api::containerd::{ContainerRecord, ContainerdError};
+
+pub use gate::{Readiness, RecoveryGate, RecoveryGateLayer, RECOVERING_MESSAGE};
+
+use crate::service::ServerState;
+
+const BACKOFF_INITIAL: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// containerd's `filterLabel` strings for the two kinds of CRI containers.
+const SANDBOX_FILTER: &str = r#"labels."io.cri-containerd.kind"=="sandbox""#;
+const CONTAINER_FILTER: &str = r#"labels."io.cri-containerd.kind"=="container""#;
+const KIND_LABEL: &str = "io.cri-containerd.kind";
+
+/// How one record was loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Loaded,
+    /// Kept in a degraded state (unknown container, NOTREADY sandbox).
+    Degraded,
+    /// In the store from an earlier, interrupted pass.
+    AlreadyLoaded,
+}
+
+/// What a recovery pass found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecoverySummary {
+    pub sandboxes: usize,
+    pub containers: usize,
+    /// Records kept in a degraded state.
+    pub degraded: usize,
+    /// Leftover dirs, netns pins and snapshots removed.
+    pub orphans_removed: usize,
+}
+
+/// Why a recovery pass stopped: containerd could not list or answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    #[error("load images from containerd")]
+    Images(#[source] crate::image::ImageError),
+    #[error("recover {what} from containerd")]
+    Containerd {
+        what: &'static str,
+        #[source]
+        source: ContainerdError,
+    },
+}
+
+/// One recovery pass. Idempotent: records already in the stores (from an
+/// interrupted pass) are skipped.
+pub async fn recover(state: &Arc<ServerState>) -> Result<RecoverySummary, RecoveryError> {
+    state.images.load().await.map_err(RecoveryError::Images)?;
+    let containerd_err = |what| move |source| RecoveryError::Containerd { what, source };
+    let mut summary = RecoverySummary::default();
+    let sandbox_records = state
+        .containerd
+        .containers
+        .list(vec![SANDBOX_FILTER.to_owned()])
+        .await
+        .map_err(containerd_err("list sandboxes"))?;
+    for record in &sandbox_records {
+        let outcome = sandboxes::load(state, record)
+            .await
+            .map_err(containerd_err("sandbox"))?;
+        summary.sandboxes += 1;
+        summary.degraded += usize::from(outcome == Outcome::Degraded);
+    }
+    let container_records = state
+        .containerd
+        .containers
+        .list(vec![CONTAINER_FILTER.to_owned()])
+        .await
+        .map_err(containerd_err("list containers"))?;
+    for record in &container_records {
+        let outcome = containers::load(state, record)
+            .await
+            .map_err(containerd_err("container"))?;
+        summary.containers += 1;
+        summary.degraded += usize::from(outcome == Outcome::Degraded);
+    }
+    let records: Vec<&ContainerRecord> = sandbox_records.iter().chain(&container_records).collect();
+    summary.orphans_removed = orphans::clean(state, &records).await;
+    Ok(summary)
+}
+
+/// Recovers (retrying with backoff while containerd is unreachable), then
+/// opens the gate. Runs until done; the daemon spawns it.
+pub async fn recover_then_serve(state: Arc<ServerState>, readiness: Readiness) {
+    let mut delay = BACKOFF_INITIAL;
+    loop {
+        let namespace = &state.config.server.containerd_namespace;
+        let ready = match state
+            .containerd
+            .namespaces
+            .ensure(namespace, HashMap::new())
+            .await
+        {
+            Ok(()) => recover(&state).await,
+            Err(source) => Err(RecoveryError::Containerd {
+                what: "namespace",
+                source,
+            }),
+        };
+        match ready {
+            Ok(summary) => {
+                tracing::info!(
+                    sandboxes = summary.sandboxes,
+                    containers = summary.containers,
+                    degraded = summary.degraded,
+                    orphans_removed = summary.orphans_removed,
+                    "recovered state from containerd; serving"
+                );
+                readiness.set_ready();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "recovery failed; answering Unavailable until it succeeds");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// The record's labels without the CRI kind label: the CRI config's.
+fn record_labels(record: &ContainerRecord) -> HashMap<String, String> {
+    let mut labels = record.labels.clone();
+    labels.remove(KIND_LABEL);
+    labels
+}
+
+/// The OCI spec stored on a record, if it decodes.
+fn spec_of(record: &ContainerRecord) -> Option<oci_spec::runtime::Spec> {
+    let any = record.spec.as_ref()?;
+    match serde_json::from_slice(&any.value) {
+        Ok(spec) => Some(spec),
+        Err(e) => {
+            tracing::warn!(id = %record.id, error = %e, "cannot decode the stored spec");
+            None
+        }
+    }
+}
+
+/// containerd's `task.Delete(WithProcessKill)` for a task that is not
+/// running (or must not run): SIGKILL, then delete; gone is fine.
+async fn kill_and_delete_task(state: &ServerState, id: &str) -> Result<(), ContainerdError> {
+    let tasks = &state.containerd.tasks;
+    match tasks
+        .kill(id, "", crate::container::signal::SIGKILL, true)
+        .await
+    {
+        Err(e) if e.is_unavailable() => return Err(e),
+        Err(e) => tracing::debug!(id, error = %e, "kill task before delete"),
+        Ok(()) => {}
+    }
+    let mut attempt = 0;
+    loop {
+        match tasks.delete(id, "").await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) if e.is_unavailable() || attempt >= 20 => return Err(e),
+            // A killed task may take a moment to be reaped.
+            Err(e) => {
+                tracing::debug!(id, error = %e, "delete task; retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

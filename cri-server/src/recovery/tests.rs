@@ -1,0 +1,336 @@
+//! Recovery over mocked containerd: every task state against every
+//! checkpointed state, a corrupt extension, a missing checkpoint, and
+//! leftover dirs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+use cri_api::containerd::{ContainerRecord, ContainerdError, ExitStatus, TaskInfo, TaskStatus};
+use cri_api::ids::{ContainerId, SandboxId};
+use cri_api::v1::ContainerState;
+use cri_store::container::ContainerStatus;
+use cri_store::sandbox::{SandboxMetadata, SandboxState};
+
+use super::*;
+use crate::container::testutil::{container, container_config, pod_config, Mocks, TestEnv};
+use crate::metadata::{
+    container_metadata_to_any, sandbox_metadata_to_any, StatusCheckpoints,
+    CONTAINER_METADATA_EXTENSION, SANDBOX_METADATA_EXTENSION,
+};
+
+fn not_found(what: &str) -> ContainerdError {
+    ContainerdError::NotFound {
+        op: "get task",
+        what: what.into(),
+    }
+}
+
+fn unavailable() -> ContainerdError {
+    ContainerdError::Unavailable {
+        address: "/run/test/containerd.sock".into(),
+        message: "down".into(),
+    }
+}
+
+fn sandbox_record(id: &str) -> ContainerRecord {
+    let metadata = SandboxMetadata {
+        id: SandboxId::from(id),
+        name: format!("pod_ns_uid_{id}"),
+        config: pod_config(),
+        netns_path: String::new(),
+        ip: String::new(),
+        additional_ips: Vec::new(),
+        runtime_handler: String::new(),
+        cni_result: None,
+        process_label: String::new(),
+    };
+    ContainerRecord {
+        id: id.into(),
+        labels: HashMap::from([(KIND_LABEL.to_owned(), "sandbox".to_owned())]),
+        extensions: HashMap::from([(
+            SANDBOX_METADATA_EXTENSION.to_owned(),
+            sandbox_metadata_to_any(&metadata).unwrap(),
+        )]),
+        snapshotter: "overlayfs".into(),
+        snapshot_key: id.into(),
+        created_at: Some(UNIX_EPOCH + Duration::from_secs(5)),
+        ..ContainerRecord::default()
+    }
+}
+
+fn container_record(id: &str) -> ContainerRecord {
+    let mut c = container(id, "s1", ContainerStatus::default());
+    std::sync::Arc::make_mut(&mut c.metadata).config = container_config("web");
+    ContainerRecord {
+        id: id.into(),
+        labels: HashMap::from([(KIND_LABEL.to_owned(), "container".to_owned())]),
+        extensions: HashMap::from([(
+            CONTAINER_METADATA_EXTENSION.to_owned(),
+            container_metadata_to_any(&c.metadata).unwrap(),
+        )]),
+        snapshotter: "overlayfs".into(),
+        snapshot_key: id.into(),
+        created_at: Some(UNIX_EPOCH + Duration::from_secs(5)),
+        ..ContainerRecord::default()
+    }
+}
+
+fn task(id: &str, status: TaskStatus, dir: &std::path::Path) -> TaskInfo {
+    TaskInfo {
+        id: id.into(),
+        container_id: id.into(),
+        pid: 777,
+        status,
+        stdout: dir.join(format!("{id}-stdout")).display().to_string(),
+        stderr: dir.join(format!("{id}-stderr")).display().to_string(),
+        exit_status: 3,
+        exited_at: Some(UNIX_EPOCH + Duration::from_secs(50)),
+        ..TaskInfo::default()
+    }
+}
+
+fn checkpoint(env: &TestEnv, id: &str, status: &ContainerStatus) {
+    let checkpoints = StatusCheckpoints::new(&env.state.config.server.root_dir);
+    let id = ContainerId::from(id);
+    std::fs::create_dir_all(checkpoints.path(&id).parent().unwrap()).unwrap();
+    checkpoints.write(&id, status).unwrap();
+}
+
+fn running() -> ContainerStatus {
+    ContainerStatus {
+        pid: 777,
+        created_at: 1,
+        started_at: 2,
+        ..ContainerStatus::default()
+    }
+}
+
+/// containerd with sandbox `s1` (task running) and containers: `run`
+/// (running), `down` (exited with 3 while we were down), `gone` (task
+/// vanished), `made` (task created, never started), `bad` (corrupt
+/// extension), `nostatus` (no checkpoint).
+fn env() -> TestEnv {
+    let fifo_dir = tempfile::tempdir().unwrap().keep();
+    let mut mocks = Mocks::default();
+    mocks
+        .services
+        .images
+        .expect_list()
+        .returning(|_| Ok(Vec::new()));
+    mocks
+        .services
+        .namespaces
+        .expect_ensure()
+        .returning(|_, _| Ok(()));
+    let mut bad = container_record("bad");
+    bad.extensions
+        .get_mut(CONTAINER_METADATA_EXTENSION)
+        .unwrap()
+        .value = b"{not json".to_vec();
+    bad.spec = Some(prost_types::Any {
+        type_url: crate::container::spec::SPEC_TYPE_URL.into(),
+        value: br#"{"ociVersion":"1.0.2","annotations":{"io.kubernetes.cri.sandbox-id":"s1"}}"#
+            .to_vec(),
+    });
+    let records: Vec<ContainerRecord> = ["run", "down", "gone", "made", "nostatus"]
+        .into_iter()
+        .map(container_record)
+        .chain([bad])
+        .collect();
+    mocks
+        .services
+        .containers
+        .expect_list()
+        .returning(move |filters| {
+            Ok(if filters[0].contains("sandbox") {
+                vec![sandbox_record("s1")]
+            } else {
+                records.clone()
+            })
+        });
+    let dir = fifo_dir.clone();
+    mocks
+        .services
+        .tasks
+        .expect_get()
+        .returning(move |id, _| match id {
+            "s1" | "run" => Ok(task(id, TaskStatus::Running, &dir)),
+            "down" => Ok(task(id, TaskStatus::Stopped, &dir)),
+            "made" => Ok(task(id, TaskStatus::Created, &dir)),
+            other => Err(not_found(other)),
+        });
+    mocks
+        .services
+        .tasks
+        .expect_kill()
+        .returning(|_, _, _, _| Ok(()));
+    mocks
+        .services
+        .tasks
+        .expect_delete()
+        .returning(|id, _| match id {
+            "down" | "made" => Ok(ExitStatus {
+                code: 3,
+                exited_at: None,
+            }),
+            other => Err(not_found(other)),
+        });
+    // The exit monitors: containerd "restarting", retried with backoff.
+    mocks
+        .services
+        .tasks
+        .expect_wait()
+        .returning(|_, _| Err(unavailable()));
+    mocks.controller.expect_wait().returning(|id| {
+        Err(cri_sandbox::controller::ControllerError::Containerd {
+            op: "wait",
+            id: id.clone(),
+            source: unavailable(),
+        })
+    });
+    mocks
+        .services
+        .snapshots
+        .expect_list()
+        .returning(|_, _| Ok(Vec::new()));
+    let env = TestEnv::with(mocks, "");
+    for id in ["run", "down", "gone"] {
+        checkpoint(&env, id, &running());
+    }
+    checkpoint(
+        &env,
+        "made",
+        &ContainerStatus {
+            created_at: 1,
+            ..ContainerStatus::default()
+        },
+    );
+    env
+}
+
+fn state_of(env: &TestEnv, id: &str) -> ContainerStatus {
+    env.state.containers.get(id).unwrap().status
+}
+
+#[tokio::test]
+async fn every_record_is_loaded_and_reconciled_with_its_task() {
+    let env = env();
+    let summary = recover(&env.state).await.unwrap();
+    assert_eq!((summary.sandboxes, summary.containers), (1, 6));
+    assert_eq!(summary.degraded, 2, "bad and nostatus");
+
+    let sandbox = env.state.sandboxes.get("s1").unwrap();
+    assert_eq!(sandbox.status.state, SandboxState::Ready);
+    assert_eq!(
+        (sandbox.status.pid, sandbox.status.created_at),
+        (777, 5_000_000_000)
+    );
+    assert_eq!(
+        env.state.sandbox_names.owner("pod_ns_uid_s1").as_deref(),
+        Some("s1")
+    );
+
+    let run = state_of(&env, "run");
+    assert_eq!(run.state(), ContainerState::ContainerRunning);
+    let handle = env.state.live_containers.get("run").unwrap();
+    assert!(handle.io().is_some(), "running container io re-attached");
+    assert_eq!(
+        env.state.container_names.owner("name-run").as_deref(),
+        Some("run")
+    );
+
+    let down = state_of(&env, "down");
+    assert_eq!(down.state(), ContainerState::ContainerExited);
+    assert_eq!((down.exit_code, down.finished_at), (3, 50_000_000_000));
+    let saved = StatusCheckpoints::new(&env.state.config.server.root_dir)
+        .read(&ContainerId::from("down"))
+        .unwrap();
+    assert_eq!(saved.exit_code, 3, "exit checkpointed");
+
+    let gone = state_of(&env, "gone");
+    assert_eq!(gone.state(), ContainerState::ContainerExited);
+    assert_eq!((gone.exit_code, gone.reason.as_str()), (255, "Unknown"));
+
+    let made = state_of(&env, "made");
+    assert_eq!(made.state(), ContainerState::ContainerCreated);
+    assert!(env
+        .state
+        .live_containers
+        .get("made")
+        .unwrap()
+        .io()
+        .is_some());
+
+    let bad = env.state.containers.get("bad").unwrap();
+    assert_eq!(bad.status.state(), ContainerState::ContainerUnknown);
+    assert_eq!(bad.metadata.sandbox_id.as_ref(), "s1");
+    assert_eq!(
+        state_of(&env, "nostatus").state(),
+        ContainerState::ContainerUnknown
+    );
+}
+
+#[tokio::test]
+async fn a_second_pass_changes_nothing() {
+    let env = env();
+    recover(&env.state).await.unwrap();
+    let before: Vec<_> = env
+        .state
+        .containers
+        .list()
+        .into_iter()
+        .map(|c| c.status)
+        .collect();
+    let summary = recover(&env.state).await.unwrap();
+    assert_eq!(summary.degraded, 0);
+    let after: Vec<_> = env
+        .state
+        .containers
+        .list()
+        .into_iter()
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn leftover_dirs_of_unknown_objects_are_removed() {
+    let env = env();
+    let server = &env.state.config.server;
+    let stray = [
+        server.root_dir.join("containers/stray"),
+        server.state_dir.join("containers/stray"),
+        server.root_dir.join("sandboxes/stray-pod"),
+        server.state_dir.join("sandboxes/stray-pod"),
+    ];
+    for dir in &stray {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let kept = server.state_dir.join("sandboxes/s1");
+    std::fs::create_dir_all(&kept).unwrap();
+    let summary = recover(&env.state).await.unwrap();
+    for dir in &stray {
+        assert!(!dir.exists(), "{} left", dir.display());
+    }
+    assert!(kept.exists());
+    assert!(server.root_dir.join("containers/run/status").exists());
+    assert!(summary.orphans_removed >= 3);
+}
+
+#[tokio::test]
+async fn containerd_down_fails_the_pass_and_the_gate_stays_shut() {
+    let mut mocks = Mocks::default();
+    mocks
+        .services
+        .namespaces
+        .expect_ensure()
+        .returning(|_, _| Err(unavailable()));
+    let env = TestEnv::with(mocks, "");
+    let readiness = Readiness::new();
+    let task = tokio::spawn(recover_then_serve(env.state.clone(), readiness.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!readiness.is_ready());
+    task.abort();
+}

@@ -1,0 +1,644 @@
+//! Restart recovery against a real containerd, runc, CNI bridge and
+//! registry: cri-server killed with SIGKILL (a container exiting while it
+//! is down) and containerd restarted under it both keep every pod and
+//! container with the same ids, states, exit codes, reasons and log
+//! files; a corrupt metadata extension degrades one container without
+//! blocking start-up; a kill in the middle of a burst of RunPodSandbox
+//! leaves only whole pods. Each scenario ends by removing everything and
+//! checking that no netns, mount, containerd object, snapshot, IP or dir
+//! is left.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use cri_api::v1::runtime_service_client::RuntimeServiceClient;
+use cri_api::v1::*;
+use cri_tests::{CriServer, Harness, ServerOptions};
+use nix::sys::signal::Signal;
+use tonic::transport::Channel;
+use tonic::Code;
+
+type Client = RuntimeServiceClient<Channel>;
+
+/// netns pins under the server's state dir, so leftovers are visible.
+const PLUGIN_TOML: &str = "netns_mounts_under_state_dir = true\n";
+/// Prints a numbered tick every 0.2s; exits 7 on SIGTERM.
+const TICKER: &str =
+    "trap 'echo got-term; exit 7' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done";
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Env {
+    harness: Harness,
+    server: CriServer,
+    logs: tempfile::TempDir,
+}
+
+/// A pod with a running ticker and a container that exited with 3.
+#[derive(Debug, Clone)]
+struct Pod {
+    name: String,
+    id: String,
+    config: PodSandboxConfig,
+    runner: String,
+    exiter: String,
+}
+
+impl Env {
+    async fn new() -> Result<Env> {
+        let harness = Harness::start().await?;
+        let server = harness
+            .server(ServerOptions {
+                cri_plugin_toml: PLUGIN_TOML.into(),
+                ..ServerOptions::default()
+            })
+            .await?;
+        let env = Env {
+            harness,
+            server,
+            logs: tempfile::tempdir()?,
+        };
+        env.server
+            .image_client()
+            .await?
+            .pull_image(PullImageRequest {
+                image: Some(ImageSpec {
+                    image: env.harness.images.busybox.clone(),
+                    ..ImageSpec::default()
+                }),
+                auth: None,
+                sandbox_config: None,
+            })
+            .await?;
+        Ok(env)
+    }
+
+    /// A client once the server has recovered: ListPodSandbox answers
+    /// (it is `Unavailable` while recovering).
+    async fn client(&self) -> Result<Client> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let mut client = self.server.runtime_client().await?;
+            match client
+                .list_pod_sandbox(ListPodSandboxRequest { filter: None })
+                .await
+            {
+                Ok(_) => return Ok(client),
+                Err(s) if s.code() == Code::Unavailable && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(s) => bail!("server not ready: {s:?}\n{}", log_tail(&self.server)),
+            }
+        }
+    }
+
+    fn pod_config(&self, name: &str) -> PodSandboxConfig {
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: name.into(),
+                uid: format!("uid-{name}-{}", std::process::id()),
+                namespace: "recovery-test".into(),
+                attempt: 0,
+            }),
+            hostname: name.into(),
+            log_directory: self.logs.path().join(name).display().to_string(),
+            ..PodSandboxConfig::default()
+        }
+    }
+
+    fn container(&self, name: &str, script: &str) -> ContainerConfig {
+        ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: self.harness.images.busybox.clone(),
+                ..ImageSpec::default()
+            }),
+            args: vec!["sh".into(), "-c".into(), script.into()],
+            log_path: format!("{name}/0.log"),
+            ..ContainerConfig::default()
+        }
+    }
+
+    fn log_path(&self, pod: &str, container: &str) -> PathBuf {
+        self.logs.path().join(pod).join(container).join("0.log")
+    }
+
+    async fn run_container(
+        &self,
+        rt: &mut Client,
+        pod: &str,
+        config: &PodSandboxConfig,
+        container: ContainerConfig,
+    ) -> Result<String> {
+        let id = rt
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.into(),
+                config: Some(container),
+                sandbox_config: Some(config.clone()),
+            })
+            .await
+            .with_context(|| format!("create\n{}", log_tail(&self.server)))?
+            .into_inner()
+            .container_id;
+        rt.start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .with_context(|| format!("start {id}\n{}", log_tail(&self.server)))?;
+        Ok(id)
+    }
+
+    /// `n` pods, each with a ticker and a container that exited with 3.
+    async fn start_pods(&self, rt: &mut Client, n: usize) -> Result<Vec<Pod>> {
+        let mut pods = Vec::new();
+        for i in 0..n {
+            let name = format!("pod{i}");
+            let config = self.pod_config(&name);
+            let id = rt
+                .run_pod_sandbox(RunPodSandboxRequest {
+                    config: Some(config.clone()),
+                    runtime_handler: String::new(),
+                })
+                .await
+                .with_context(|| format!("run {name}\n{}", log_tail(&self.server)))?
+                .into_inner()
+                .pod_sandbox_id;
+            let runner = self
+                .run_container(rt, &id, &config, self.container("runner", TICKER))
+                .await?;
+            let exiter = self
+                .run_container(rt, &id, &config, self.container("exiter", "echo bye; exit 3"))
+                .await?;
+            pods.push(Pod {
+                name,
+                id,
+                config,
+                runner,
+                exiter,
+            });
+        }
+        for pod in &pods {
+            let status = wait_state(rt, &pod.exiter, ContainerState::ContainerExited).await?;
+            ensure!(status.exit_code == 3, "{status:?}");
+        }
+        Ok(pods)
+    }
+
+    /// Stops and removes every listed pod; then nothing may be left.
+    async fn remove_everything(&self, rt: &mut Client) -> Result<()> {
+        for pod in list_pods(rt).await? {
+            rt.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: pod.id.clone(),
+            })
+            .await
+            .with_context(|| format!("stop {}\n{}", pod.id, log_tail(&self.server)))?;
+            rt.remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: pod.id.clone(),
+            })
+            .await
+            .with_context(|| format!("remove {}\n{}", pod.id, log_tail(&self.server)))?;
+        }
+        ensure!(list_pods(rt).await?.is_empty(), "pods left");
+        ensure!(list_containers(rt).await?.is_empty(), "containers left");
+        self.check_nothing_left().await
+    }
+
+    /// No netns pin, mount, containerd container, task or active
+    /// snapshot, allocated IP, or container or sandbox dir is left.
+    async fn check_nothing_left(&self) -> Result<()> {
+        let netns = names_in(&self.server.state_dir().join("netns"));
+        ensure!(netns.is_empty(), "netns pins left: {netns:?}");
+        let dir = self.server.dir().display().to_string();
+        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")?
+            .lines()
+            .filter(|l| l.contains(&dir))
+            .map(str::to_owned)
+            .collect();
+        ensure!(mounts.is_empty(), "mounts left: {mounts:#?}");
+        let ctr = &self.harness.containerd;
+        let containers = ctr.ctr_ok(&["containers", "ls", "-q"]).await?;
+        ensure!(containers.trim().is_empty(), "containers left:\n{containers}");
+        let tasks = ctr.ctr_ok(&["tasks", "ls", "-q"]).await?;
+        ensure!(tasks.trim().is_empty(), "tasks left:\n{tasks}");
+        let snapshots = ctr.ctr_ok(&["snapshots", "ls"]).await?;
+        let active: Vec<&str> = snapshots.lines().filter(|l| l.contains("Active")).collect();
+        ensure!(active.is_empty(), "snapshots left: {active:#?}");
+        for base in [self.server.root_dir(), self.server.state_dir()] {
+            for kind in ["containers", "sandboxes"] {
+                let left = names_in(&base.join(kind));
+                ensure!(left.is_empty(), "{}/{kind} left: {left:?}", base.display());
+            }
+        }
+        let network = self.server.network().context("no test network")?;
+        let ips: Vec<String> = names_in(&self.server.dir().join("cni-ipam").join(&network.name))
+            .into_iter()
+            .filter(|n| n.parse::<IpAddr>().is_ok())
+            .collect();
+        ensure!(ips.is_empty(), "IPs still allocated: {ips:?}");
+        Ok(())
+    }
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The server's own log lines, the last 60.
+fn log_tail(server: &CriServer) -> String {
+    let log = server.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.contains("h2::") && !l.contains("tower::") && !l.contains("hyper"))
+        .collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+async fn list_pods(rt: &mut Client) -> Result<Vec<PodSandbox>> {
+    Ok(rt
+        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items)
+}
+
+async fn list_containers(rt: &mut Client) -> Result<Vec<Container>> {
+    Ok(rt
+        .list_containers(ListContainersRequest { filter: None })
+        .await?
+        .into_inner()
+        .containers)
+}
+
+async fn status(rt: &mut Client, id: &str) -> Result<ContainerStatus> {
+    rt.container_status(ContainerStatusRequest {
+        container_id: id.into(),
+        verbose: false,
+    })
+    .await?
+    .into_inner()
+    .status
+    .context("no status")
+}
+
+/// The pid of a running container's process, from the verbose status.
+async fn pid(rt: &mut Client, id: &str) -> Result<i32> {
+    let response = rt
+        .container_status(ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        })
+        .await?
+        .into_inner();
+    let info: serde_json::Value =
+        serde_json::from_str(response.info.get("info").context("no info")?)?;
+    let pid = info["pid"].as_i64().context("no pid")?;
+    ensure!(pid > 0, "{info}");
+    Ok(pid as i32)
+}
+
+async fn wait_state(rt: &mut Client, id: &str, want: ContainerState) -> Result<ContainerStatus> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status(rt, id).await?;
+        if s.state == want as i32 {
+            return Ok(s);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "container {id} is {:?}, not {want:?}",
+            s.state
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn line_count(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+/// The log at `path` grows within a few seconds.
+async fn wait_log_grows(path: &Path) -> Result<()> {
+    let before = line_count(path);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while line_count(path) <= before {
+        ensure!(
+            Instant::now() < deadline,
+            "{} stuck at {before} lines",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Every pod and container is back with its id and state; `pods[0]`'s
+/// ticker exited with 7 (SIGTERM) in the meantime, and its last words are
+/// in its log if cri-server kept reading (`reader_stayed`: a container
+/// that exits while nobody reads its FIFO takes its unread output with
+/// it, in containerd too); logs keep flowing.
+async fn check_recovered(
+    env: &Env,
+    rt: &mut Client,
+    pods: &[Pod],
+    reader_stayed: bool,
+) -> Result<()> {
+    let listed: BTreeSet<String> = list_pods(rt).await?.into_iter().map(|p| p.id).collect();
+    let want: BTreeSet<String> = pods.iter().map(|p| p.id.clone()).collect();
+    ensure!(listed == want, "pods {listed:?}, want {want:?}");
+    for pod in list_pods(rt).await? {
+        ensure!(
+            pod.state == PodSandboxState::SandboxReady as i32,
+            "{pod:?}"
+        );
+    }
+    let listed: BTreeSet<String> = list_containers(rt)
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let want: BTreeSet<String> = pods
+        .iter()
+        .flat_map(|p| [p.runner.clone(), p.exiter.clone()])
+        .collect();
+    ensure!(listed == want, "containers {listed:?}, want {want:?}");
+    let exited = &pods[0];
+    let s = wait_state(rt, &exited.runner, ContainerState::ContainerExited).await?;
+    ensure!(
+        s.exit_code == 7 && s.reason == "Error" && s.finished_at > s.started_at,
+        "ticker that got SIGTERM while down: {s:?}"
+    );
+    if reader_stayed {
+        let log = std::fs::read_to_string(env.log_path(&exited.name, "runner"))?;
+        ensure!(log.contains("got-term"), "last words not in the log");
+    }
+    for pod in pods {
+        let s = status(rt, &pod.exiter).await?;
+        ensure!(
+            s.state == ContainerState::ContainerExited as i32
+                && s.exit_code == 3
+                && s.reason == "Error",
+            "{s:?}"
+        );
+        ensure!(s.log_path == env.log_path(&pod.name, "exiter").display().to_string());
+        if pod.id != exited.id {
+            let s = status(rt, &pod.runner).await?;
+            ensure!(s.state == ContainerState::ContainerRunning as i32, "{s:?}");
+        }
+    }
+    // Output after recovery lands in the same files.
+    for pod in &pods[1..3] {
+        wait_log_grows(&env.log_path(&pod.name, "runner")).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_and_restart_keep_every_pod_container_state_and_log() -> Result<()> {
+    let started = Instant::now();
+    let mut env = Env::new().await?;
+    let mut rt = env.client().await?;
+    let pods = env.start_pods(&mut rt, 10).await?;
+    let ticker = pid(&mut rt, &pods[0].runner).await?;
+    eprintln!("10 pods up after {:?}", started.elapsed());
+
+    env.server.signal(Signal::SIGKILL)?;
+    env.server.wait_exit(Duration::from_secs(10)).await?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(ticker), Signal::SIGTERM)?;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let restarted = Instant::now();
+    env.server.restart().await?;
+    let mut rt = env.client().await?;
+    eprintln!("recovered in {:?}", restarted.elapsed());
+    check_recovered(&env, &mut rt, &pods, false).await?;
+    // The name of a recovered pod is still reserved.
+    let again = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pods[1].config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await;
+    ensure!(
+        again.is_err(),
+        "a recovered pod's name was free: {again:?}"
+    );
+
+    env.remove_everything(&mut rt).await?;
+    eprintln!("done after {:?}", started.elapsed());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_restart_keeps_every_pod_container_state_and_log() -> Result<()> {
+    let started = Instant::now();
+    let mut env = Env::new().await?;
+    let mut rt = env.client().await?;
+    let pods = env.start_pods(&mut rt, 10).await?;
+    let ticker = pid(&mut rt, &pods[0].runner).await?;
+
+    env.harness.containerd.stop().await?;
+    // Served from memory while containerd is down.
+    ensure!(list_containers(&mut rt).await?.len() == 20);
+    ensure!(list_pods(&mut rt).await?.len() == 10);
+    let s = status(&mut rt, &pods[1].runner).await?;
+    ensure!(s.state == ContainerState::ContainerRunning as i32, "{s:?}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(ticker), Signal::SIGTERM)?;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    env.harness.containerd.start_again().await?;
+
+    check_recovered(&env, &mut rt, &pods, true).await?;
+    // New work goes through the reconnected client.
+    let late = env
+        .run_container(
+            &mut rt,
+            &pods[1].id,
+            &pods[1].config,
+            env.container("late", "echo late"),
+        )
+        .await?;
+    let s = wait_state(&mut rt, &late, ContainerState::ContainerExited).await?;
+    ensure!(s.exit_code == 0, "{s:?}");
+
+    env.remove_everything(&mut rt).await?;
+    eprintln!("done after {:?}", started.elapsed());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_extension_degrades_one_container_only() -> Result<()> {
+    let mut env = Env::new().await?;
+    let mut rt = env.client().await?;
+    let config = env.pod_config("corrupt");
+    let pod = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
+    let good = env
+        .run_container(&mut rt, &pod, &config, env.container("good", TICKER))
+        .await?;
+    let bad = env
+        .run_container(&mut rt, &pod, &config, env.container("bad", TICKER))
+        .await?;
+
+    env.server.signal(Signal::SIGKILL)?;
+    env.server.wait_exit(Duration::from_secs(10)).await?;
+    let containerd =
+        cri_server::containerd::connect_lazy(env.harness.containerd.socket(), "k8s.io")?;
+    let mut record = containerd.containers.get(&bad).await?;
+    let extension = record
+        .extensions
+        .get_mut("io.cri-containerd.container.metadata")
+        .context("no metadata extension")?;
+    extension.value = b"{\"Version\":\"v1\",\"Metadata\":{broken".to_vec();
+    containerd
+        .containers
+        .update(record, vec!["extensions".into()])
+        .await?;
+
+    env.server.restart().await?;
+    let mut rt = env.client().await?;
+    let listed: BTreeSet<String> = list_containers(&mut rt)
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    ensure!(
+        listed == BTreeSet::from([good.clone(), bad.clone()]),
+        "{listed:?}"
+    );
+    let s = status(&mut rt, &bad).await?;
+    ensure!(s.state == ContainerState::ContainerUnknown as i32, "{s:?}");
+    let s = status(&mut rt, &good).await?;
+    ensure!(s.state == ContainerState::ContainerRunning as i32, "{s:?}");
+    wait_log_grows(&env.log_path("corrupt", "good")).await?;
+    ensure!(
+        env.server
+            .log()
+            .lines()
+            .any(|l| l.contains(&bad) && l.contains("cannot load container metadata")),
+        "the bad record is not logged with its id"
+    );
+    let pods = list_pods(&mut rt).await?;
+    ensure!(
+        pods.len() == 1 && pods[0].state == PodSandboxState::SandboxReady as i32,
+        "{pods:?}"
+    );
+
+    rt.remove_container(RemoveContainerRequest {
+        container_id: bad.clone(),
+    })
+    .await
+    .with_context(|| format!("remove the degraded container\n{}", log_tail(&env.server)))?;
+    let left = env
+        .harness
+        .containerd
+        .ctr_ok(&["containers", "ls", "-q"])
+        .await?;
+    ensure!(!left.contains(&bad), "{left}");
+    env.remove_everything(&mut rt).await
+}
+
+/// When a burst round kills the server.
+#[derive(Debug, Clone, Copy)]
+enum KillWhen {
+    /// At least this many netns pins exist (CNI and creates in flight).
+    NetnsPins(usize),
+    /// At least this many RunPodSandbox calls returned.
+    PodsDone(usize),
+}
+
+/// Fires `BURST` parallel RunPodSandbox calls, SIGKILLs the server at
+/// `kill`, restarts it, checks every listed pod is whole, and removes them.
+async fn burst_round(env: &mut Env, round: usize, kill: KillWhen) -> Result<()> {
+    const BURST: usize = 20;
+    let rt = env.client().await?;
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..BURST {
+        let mut rt = rt.clone();
+        let config = env.pod_config(&format!("burst{round}-{i}"));
+        calls.spawn(async move {
+            rt.run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config),
+                runtime_handler: String::new(),
+            })
+            .await
+        });
+    }
+    let netns_dir = env.server.state_dir().join("netns");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut done = 0;
+    loop {
+        let fire = match kill {
+            KillWhen::NetnsPins(n) => names_in(&netns_dir).len() >= n,
+            KillWhen::PodsDone(n) => done >= n,
+        };
+        if fire || Instant::now() > deadline {
+            break;
+        }
+        if let Ok(Some(result)) =
+            tokio::time::timeout(Duration::from_millis(10), calls.join_next()).await
+        {
+            done += usize::from(result.is_ok_and(|r| r.is_ok()));
+        }
+    }
+    env.server.signal(Signal::SIGKILL)?;
+    env.server.wait_exit(Duration::from_secs(10)).await?;
+    calls.abort_all();
+
+    env.server.restart().await?;
+    let mut rt = env.client().await?;
+    let pods = list_pods(&mut rt).await?;
+    let mut states = HashMap::new();
+    for pod in &pods {
+        let s = rt
+            .pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: pod.id.clone(),
+                verbose: false,
+            })
+            .await?
+            .into_inner()
+            .status
+            .context("no status")?;
+        *states.entry(s.state).or_insert(0) += 1;
+        if s.state == PodSandboxState::SandboxReady as i32 {
+            let ip = s.network.map(|n| n.ip).unwrap_or_default();
+            ensure!(!ip.is_empty(), "ready pod {} without an IP", pod.id);
+        }
+    }
+    ensure!(pods.len() >= done, "{} pods listed, {done} were done", pods.len());
+    let leftovers = env
+        .server
+        .log()
+        .lines()
+        .filter(|l| l.contains("removing leftover"))
+        .count();
+    eprintln!(
+        "round {round} ({kill:?}): killed with {done} of {BURST} done; {} pods after restart \
+         (states {states:?}); {leftovers} leftover log lines so far",
+        pods.len()
+    );
+    env.remove_everything(&mut rt).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_burst_of_run_pod_sandbox_leaves_only_whole_pods() -> Result<()> {
+    let mut env = Env::new().await?;
+    burst_round(&mut env, 0, KillWhen::NetnsPins(3)).await?;
+    burst_round(&mut env, 1, KillWhen::PodsDone(2)).await
+}

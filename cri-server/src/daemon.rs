@@ -125,6 +125,7 @@ pub async fn run(
         .await
         .map_err(DaemonError::Streaming)?;
     crate::container::spawn_oom_monitor(Arc::clone(&state));
+    crate::containerd_watch::spawn_containerd_watch(Arc::clone(&state));
     metrics.set_object_counts({
         let (sandboxes, containers) = (state.sandboxes.clone(), state.containers.clone());
         move || metrics::count_objects(&sandboxes, &containers)

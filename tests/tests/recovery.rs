@@ -172,7 +172,12 @@ impl Env {
                 .run_container(rt, &id, &config, self.container("runner", TICKER))
                 .await?;
             let exiter = self
-                .run_container(rt, &id, &config, self.container("exiter", "echo bye; exit 3"))
+                .run_container(
+                    rt,
+                    &id,
+                    &config,
+                    self.container("exiter", "echo bye; exit 3"),
+                )
                 .await?;
             pods.push(Pod {
                 name,
@@ -222,7 +227,10 @@ impl Env {
         ensure!(mounts.is_empty(), "mounts left: {mounts:#?}");
         let ctr = &self.harness.containerd;
         let containers = ctr.ctr_ok(&["containers", "ls", "-q"]).await?;
-        ensure!(containers.trim().is_empty(), "containers left:\n{containers}");
+        ensure!(
+            containers.trim().is_empty(),
+            "containers left:\n{containers}"
+        );
         let tasks = ctr.ctr_ok(&["tasks", "ls", "-q"]).await?;
         ensure!(tasks.trim().is_empty(), "tasks left:\n{tasks}");
         let snapshots = ctr.ctr_ok(&["snapshots", "ls"]).await?;
@@ -359,10 +367,7 @@ async fn check_recovered(
     let want: BTreeSet<String> = pods.iter().map(|p| p.id.clone()).collect();
     ensure!(listed == want, "pods {listed:?}, want {want:?}");
     for pod in list_pods(rt).await? {
-        ensure!(
-            pod.state == PodSandboxState::SandboxReady as i32,
-            "{pod:?}"
-        );
+        ensure!(pod.state == PodSandboxState::SandboxReady as i32, "{pod:?}");
     }
     let listed: BTreeSet<String> = list_containers(rt)
         .await?
@@ -430,10 +435,7 @@ async fn sigkill_and_restart_keep_every_pod_container_state_and_log() -> Result<
             runtime_handler: String::new(),
         })
         .await;
-    ensure!(
-        again.is_err(),
-        "a recovered pod's name was free: {again:?}"
-    );
+    ensure!(again.is_err(), "a recovered pod's name was free: {again:?}");
 
     env.remove_everything(&mut rt).await?;
     eprintln!("done after {:?}", started.elapsed());
@@ -454,6 +456,17 @@ async fn containerd_restart_keeps_every_pod_container_state_and_log() -> Result<
     ensure!(list_pods(&mut rt).await?.len() == 10);
     let s = status(&mut rt, &pods[1].runner).await?;
     ensure!(s.state == ContainerState::ContainerRunning as i32, "{s:?}");
+    // What needs containerd is Unavailable, and changes nothing.
+    let stop = rt
+        .stop_container(StopContainerRequest {
+            container_id: pods[2].runner.clone(),
+            timeout: 0,
+        })
+        .await;
+    ensure!(
+        stop.as_ref().is_err_and(|s| s.code() == Code::Unavailable),
+        "StopContainer with containerd down: {stop:?}"
+    );
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(ticker), Signal::SIGTERM)?;
     tokio::time::sleep(Duration::from_millis(800)).await;
     env.harness.containerd.start_again().await?;
@@ -621,7 +634,11 @@ async fn burst_round(env: &mut Env, round: usize, kill: KillWhen) -> Result<()> 
             ensure!(!ip.is_empty(), "ready pod {} without an IP", pod.id);
         }
     }
-    ensure!(pods.len() >= done, "{} pods listed, {done} were done", pods.len());
+    ensure!(
+        pods.len() >= done,
+        "{} pods listed, {done} were done",
+        pods.len()
+    );
     let leftovers = env
         .server
         .log()

@@ -115,7 +115,7 @@ mod tests {
                 let process: serde_json::Value =
                     serde_json::from_slice(&p.spec.as_ref().unwrap().value).unwrap();
                 p.container_id == "c1"
-                    && p.exec_id.len() > 0
+                    && !p.exec_id.is_empty()
                     && p.stdout.ends_with("-stdout")
                     && p.stdin.is_empty()
                     && p.spec.as_ref().unwrap().type_url == crate::container::PROCESS_TYPE_URL

@@ -108,8 +108,12 @@ pub(crate) async fn handle_container_exit(
         Err(e) => return Err(e.into()),
     }
     let finished_at = to_nanos(exit.exited_at.unwrap_or_else(SystemTime::now));
+    // Two handlers may race (the monitor and the reconnect re-check):
+    // only the one that records the exit sends CONTAINER_STOPPED.
+    let mut recorded = false;
     update_status_sync(state, &container.metadata.id, |s| {
         if s.finished_at == 0 {
+            recorded = true;
             s.pid = 0;
             // The shim's exit time can precede the start time we took
             // after `Start` returned: a process never ends before it began.
@@ -129,6 +133,9 @@ pub(crate) async fn handle_container_exit(
     }
     if let Some(handle) = &handle {
         handle.mark_stopped();
+    }
+    if !recorded {
+        return Ok(());
     }
     tracing::info!(container_id = %id, exit_code = exit.code, oom, "container exited");
     events::emit(

@@ -2,14 +2,15 @@
 //! from the extension, status from the checkpoint, then reconciled with
 //! the task: a running task gets its FIFOs re-attached (output keeps
 //! flowing into the same CRI log) and its exit monitor re-armed; a task
-//! that exited while we were down has its remaining output drained, its
-//! exit recorded and is deleted; a created-but-never-started task is
-//! deleted and the container stays CREATED with fresh FIFOs; a task gone
-//! while the status said running becomes EXITED 255 `Unknown`. Anything
-//! that does not fit keeps the container UNKNOWN, removable.
+//! that exited while we were down has its exit recorded and is deleted
+//! (what it wrote after we died went with its FIFOs, closed by the shim);
+//! a created-but-never-started task is deleted and the container stays
+//! CREATED with fresh FIFOs; a task gone while the status said running
+//! becomes EXITED 255 `Unknown`. Anything that does not fit keeps the
+//! container UNKNOWN, removable.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use cri_api::containerd::{ContainerRecord, ContainerdError, TaskInfo, TaskStatus};
 use cri_api::ids::{ContainerId, SandboxId};
@@ -29,8 +30,6 @@ const UNKNOWN_EXIT_CODE: i32 = 255;
 const UNKNOWN_REASON: &str = "Unknown";
 const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
 const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
-/// How long the output a task left in its FIFOs may take to drain.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Loads one app container record into the container store. Errors only
 /// when containerd cannot answer (the whole recovery is retried then).
@@ -146,9 +145,6 @@ pub(super) async fn load(
                 watch = true;
             }
             TaskStatus::Stopped | TaskStatus::Unknown => {
-                if let Some(leftover) = reattach_io(state, &id, &metadata, &task) {
-                    drain_and_close(&id, leftover).await;
-                }
                 let oom = crate::container::exit::cgroup_oom_killed(
                     &state.container_host.cgroup_root,
                     &cgroups_path,
@@ -256,18 +252,6 @@ fn reattach_io(
             tracing::error!(container_id = %id, error = %e, "re-attach container io");
             None
         }
-    }
-}
-
-async fn drain_and_close(id: &ContainerId, io: ContainerIo) {
-    if tokio::time::timeout(DRAIN_TIMEOUT, io.drained())
-        .await
-        .is_err()
-    {
-        tracing::warn!(container_id = %id, "output of exited task not drained; closing it");
-    }
-    if let Err(e) = io.close() {
-        tracing::warn!(container_id = %id, error = %e, "close io of exited task");
     }
 }
 

@@ -1,7 +1,7 @@
 //! The stats RPCs over `ServerState`: targets built from the container and
 //! sandbox stores (running containers carry their cgroup, pods their
 //! `cgroup_parent` and netns), filtered as containerd filters them (only
-//! READY sandboxes are listed), then handed to the [`StatsCollector`].
+//! READY sandboxes are listed), then handed to the [`StatsCollector`](super::StatsCollector).
 
 use cri_api::v1::{
     ContainerAttributes, ContainerState, ContainerStats, ContainerStatsFilter,

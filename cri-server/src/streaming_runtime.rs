@@ -14,7 +14,7 @@ use crate::error::{Result, ServerError};
 use crate::service::ServerState;
 use crate::streaming::{
     ExitCode, PortStream, ResizeReceiver, StreamIo, StreamRuntime, StreamRuntimeError,
-    StreamingConfig, StreamingError, StreamingServer,
+    StreamingConfig, StreamingError, StreamingServer, TlsSource,
 };
 
 /// Runs exec, attach and port forwarding against the live server state.
@@ -134,7 +134,7 @@ impl StreamRuntime for CriStreamRuntime {
 }
 
 /// Binds the streaming server on `stream_server_address:stream_server_port`
-/// and records it in `state`.
+/// (over TLS with `enable_tls_streaming`) and records it in `state`.
 pub async fn start_streaming(state: &Arc<ServerState>) -> Result<(), StreamingError> {
     let cri = &state.config.cri;
     let idle = cri.stream_idle_timeout;
@@ -142,6 +142,11 @@ pub async fn start_streaming(state: &Arc<ServerState>) -> Result<(), StreamingEr
         address: cri.stream_server_address.clone(),
         port: cri.stream_server_port,
         idle_timeout: (!idle.is_zero()).then_some(idle),
+        tls: TlsSource::from_config(
+            cri.enable_tls_streaming,
+            cri.x509_key_pair_streaming.tls_cert_file.as_deref(),
+            cri.x509_key_pair_streaming.tls_key_file.as_deref(),
+        )?,
         ..StreamingConfig::default()
     };
     let server = StreamingServer::bind(config, Arc::new(CriStreamRuntime::new(state))).await?;

@@ -2,7 +2,8 @@
 //! and CNI: output and exit codes, timeouts that kill the process, errors
 //! for bad input, and the streaming server driven by our own SPDY and
 //! WebSocket client (exec with and without a tty, stdin, attach with
-//! several clients, port forwarding 10 MiB both ways into a pod's netns).
+//! several clients, port forwarding 10 MiB both ways into a pod's netns),
+//! and the streaming server over TLS with an idle timeout.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use cri_server::streaming::client::{
     connect_spdy, connect_ws, exec_spdy, exec_ws, port_forward_pair, ExecInput, Upgrade,
 };
 use cri_server::streaming::spdy::{Headers, Session};
-use cri_tests::{CriServer, Harness, ServerOptions};
+use cri_tests::{CriServer, Harness, ServerOptions, StartOutcome};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -33,10 +34,15 @@ struct Env {
 
 impl Env {
     async fn new() -> Result<Env> {
+        Env::with_plugin_toml("").await
+    }
+
+    /// An environment whose server gets `extra` CRI plugin keys.
+    async fn with_plugin_toml(extra: &str) -> Result<Env> {
         let harness = Harness::start().await?;
         let server = harness
             .server(ServerOptions {
-                cri_plugin_toml: "netns_mounts_under_state_dir = true\n".into(),
+                cri_plugin_toml: format!("netns_mounts_under_state_dir = true\n{extra}"),
                 ..ServerOptions::default()
             })
             .await?;
@@ -660,5 +666,193 @@ async fn port_forward_into_the_pod_network() -> Result<()> {
     let text = String::from_utf8_lossy(&err);
     ensure!(text.contains("localhost:9"), "{text}");
     session.abort();
+    Ok(())
+}
+
+/// Port-forwards 1 MiB both ways over one WebSocket connection into
+/// `port`, reading while it writes; returns the echoed bytes.
+async fn ws_forward(url: &str, port: u16, payload: &[u8]) -> Result<Vec<u8>> {
+    use cri_server::streaming::client::decode;
+    use cri_server::streaming::websocket::{encode, Codec};
+    use futures::{SinkExt, StreamExt};
+
+    let (ws, protocol) = connect_ws(url, &["v4.channel.k8s.io"]).await?;
+    ensure!(protocol == "v4.channel.k8s.io", "{protocol}");
+    let (mut sink, mut stream) = ws.split();
+    let send = async {
+        for chunk in payload.chunks(32 * 1024) {
+            sink.send(encode(Codec::Binary, 0, chunk)).await?;
+        }
+        anyhow::Ok(sink)
+    };
+    let receive = async {
+        let (mut data, mut error) = (Vec::new(), Vec::new());
+        let mut firsts = [true; 2];
+        while data.len() < payload.len() {
+            let Some(msg) = stream.next().await else {
+                break;
+            };
+            let Some((ch, bytes)) = decode(Codec::Binary, msg?) else {
+                continue;
+            };
+            let ch = usize::from(ch);
+            ensure!(ch < 2, "unexpected channel {ch}");
+            if std::mem::take(&mut firsts[ch]) {
+                ensure!(
+                    bytes == port.to_le_bytes(),
+                    "channel {ch} opened with {bytes:?}"
+                );
+                continue;
+            }
+            if ch == 0 {
+                data.extend_from_slice(&bytes);
+            } else {
+                error.extend_from_slice(&bytes);
+                break;
+            }
+        }
+        ensure!(
+            error.is_empty(),
+            "error channel: {}",
+            String::from_utf8_lossy(&error)
+        );
+        anyhow::Ok(data)
+    };
+    let (sink, data) = tokio::join!(send, receive);
+    let _ = sink?.close().await;
+    data
+}
+
+#[tokio::test]
+async fn tls_streaming_websocket_port_forward_and_idle_timeout() -> Result<()> {
+    let mut env =
+        Env::with_plugin_toml("enable_tls_streaming = true\nstream_idle_timeout = \"2s\"\n")
+            .await?;
+
+    // A certificate file that is not PEM fails start-up, naming the file.
+    let bad = tempfile::tempdir()?;
+    let (cert, key) = (bad.path().join("cert.pem"), bad.path().join("key.pem"));
+    std::fs::write(&cert, "not a certificate")?;
+    std::fs::write(&key, "not a key")?;
+    let outcome = env
+        ._harness
+        .try_server(ServerOptions {
+            cri_plugin_toml: "enable_tls_streaming = true\n".into(),
+            extra_toml: format!(
+                "[plugins.\"io.containerd.grpc.v1.cri\".x509_key_pair_streaming]\n\
+                 tls_cert_file = {:?}\ntls_key_file = {:?}\n",
+                cert.display().to_string(),
+                key.display().to_string()
+            ),
+            ..ServerOptions::default()
+        })
+        .await?;
+    match outcome {
+        StartOutcome::Exited { log, .. } => ensure!(
+            log.contains("start the streaming server") && log.contains(&cert.display().to_string()),
+            "{log}"
+        ),
+        StartOutcome::Running(_) => bail!("a server with a bad certificate file started"),
+    }
+
+    let pod = env.pod("tls", false).await?;
+    let sleeper = env.run(&pod, "sleeper", &["sleep", "1000"], |_| {}).await?;
+    env.run(
+        &pod,
+        "echo",
+        &["nc", "-ll", "-p", "8080", "-e", "cat"],
+        |_| {},
+    )
+    .await?;
+
+    // Exec over TLS (SPDY): stdin round-trips, the exit code arrives.
+    let url = env
+        .exec_url(&sleeper, &["sh", "-c", "cat; exit 5"], true, false)
+        .await?;
+    ensure!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let (session, _incoming, protocol) = spdy(&url, &["v4.channel.k8s.io"]).await?;
+    let input = ExecInput {
+        stdin: Some(b"secret stdin\n".to_vec()),
+        stdout: true,
+        stderr: true,
+        ..ExecInput::default()
+    };
+    let out = tokio::time::timeout(T, exec_spdy(session, protocol, input))
+        .await
+        .context("timeout: tls exec")??;
+    ensure!(out.stdout == b"secret stdin\n", "{out:?}");
+    let text = out.error_text();
+    ensure!(
+        text.contains("NonZeroExitCode") && text.contains("\"5\""),
+        "{text}"
+    );
+
+    // WebSocket port forward (over TLS): wait for nc, then 1 MiB both ways.
+    let forward_url = |rt: &mut Runtime| {
+        let mut rt = rt.clone();
+        let id = pod.0.clone();
+        async move {
+            anyhow::Ok(
+                rt.port_forward(PortForwardRequest {
+                    pod_sandbox_id: id,
+                    port: vec![8080],
+                })
+                .await?
+                .into_inner()
+                .url,
+            )
+        }
+    };
+    let deadline = Instant::now() + T;
+    loop {
+        let url = forward_url(&mut env.rt).await?;
+        ensure!(url.starts_with("https://"), "{url}");
+        match tokio::time::timeout(Duration::from_secs(5), ws_forward(&url, 8080, b"ping")).await {
+            Ok(Ok(got)) if got == b"ping" => break,
+            other if Instant::now() > deadline => bail!("no echo: {other:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let payload: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let url = forward_url(&mut env.rt).await?;
+    let got = tokio::time::timeout(T, ws_forward(&url, 8080, &payload))
+        .await
+        .context("timeout: websocket port forward")??;
+    ensure!(got.len() == payload.len(), "got {} bytes", got.len());
+    ensure!(got == payload, "payload corrupted");
+
+    // An exec that sends nothing is closed after the 2s idle timeout, and
+    // its process is gone afterwards.
+    let url = env
+        .exec_url(&sleeper, &["sleep", "300"], true, false)
+        .await?;
+    let (session, _incoming, protocol) = spdy(&url, &["v4.channel.k8s.io"]).await?;
+    let input = ExecInput {
+        stdin: Some(Vec::new()),
+        keep_stdin_open: true,
+        stdout: true,
+        stderr: true,
+        ..ExecInput::default()
+    };
+    let started = Instant::now();
+    tokio::time::timeout(T, exec_spdy(session, protocol, input))
+        .await
+        .context("the idle exec stream was not closed")??;
+    let idle = started.elapsed();
+    ensure!(
+        idle >= Duration::from_millis(1500) && idle < Duration::from_secs(10),
+        "closed after {idle:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.pids(&sleeper).await? != 1 {
+        ensure!(
+            Instant::now() < deadline,
+            "the idle exec's process is still running\n{}",
+            env.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     Ok(())
 }

@@ -659,3 +659,43 @@ async fn sigkill_during_a_burst_of_run_pod_sandbox_leaves_only_whole_pods() -> R
     burst_round(&mut env, 0, KillWhen::NetnsPins(3)).await?;
     burst_round(&mut env, 1, KillWhen::PodsDone(2)).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_leaves_containers_and_start_waits_for_containerd() -> Result<()> {
+    let mut env = Env::new().await?;
+    let mut rt = env.client().await?;
+    let pods = env.start_pods(&mut rt, 1).await?;
+    let pod = &pods[0];
+
+    env.server.signal(Signal::SIGTERM)?;
+    let exit = env.server.wait_exit(Duration::from_secs(30)).await?;
+    ensure!(exit.success(), "SIGTERM exit: {exit}");
+    let tasks = env.harness.containerd.ctr_ok(&["tasks", "ls"]).await?;
+    ensure!(
+        tasks
+            .lines()
+            .any(|l| l.starts_with(&pod.runner) && l.contains("RUNNING")),
+        "the ticker did not survive a graceful shutdown:\n{tasks}"
+    );
+
+    // containerd is down when cri-server starts: only Version answers.
+    env.harness.containerd.stop().await?;
+    env.server.restart_unrecovered().await?;
+    let mut early = env.server.runtime_client().await?;
+    let list = early
+        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
+        .await;
+    ensure!(
+        list.as_ref()
+            .is_err_and(|s| s.code() == Code::Unavailable && s.message().contains("recovering")),
+        "ListPodSandbox before recovery: {list:?}"
+    );
+    env.harness.containerd.start_again().await?;
+    let mut rt = env.client().await?;
+    let s = status(&mut rt, &pod.runner).await?;
+    ensure!(s.state == ContainerState::ContainerRunning as i32, "{s:?}");
+    let s = status(&mut rt, &pod.exiter).await?;
+    ensure!(s.exit_code == 3, "{s:?}");
+    wait_log_grows(&env.log_path(&pod.name, "runner")).await?;
+    env.remove_everything(&mut rt).await
+}

@@ -1,6 +1,7 @@
 //! A streaming client for tests (feature `test-client`): the HTTP upgrade to
-//! SPDY/3.1 with protocol negotiation, exec/attach over SPDY and WebSocket
-//! as client-go does it, and SPDY port-forward stream pairs. Integration
+//! SPDY/3.1 with protocol negotiation (over TLS for `https://` URLs),
+//! exec/attach over SPDY and WebSocket as client-go does it, and SPDY
+//! port-forward stream pairs. Integration
 //! suites use it against a real cri-server.
 
 use std::io;
@@ -8,12 +9,12 @@ use std::io;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+pub use super::client_tls::{dial, parse_url, ClientStream, Target, Trust};
 use super::remotecommand::PROTOCOL_HEADER;
 use super::runtime::TerminalSize;
 use super::spdy::{Headers, IncomingStream, Role, Session, SessionConfig, SpdyStream};
@@ -39,23 +40,27 @@ pub enum Upgrade {
     Refused(Refusal),
 }
 
-fn split_url(url: &str) -> io::Result<(String, String)> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| io::Error::other(format!("not an http url: {url}")))?;
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    Ok((host.to_owned(), format!("/{path}")))
-}
-
 /// Sends `GET url` with SPDY upgrade headers offering `protocols`
-/// (`extra` headers replace the defaults when given).
+/// (`extra` headers replace the defaults when given); an `https://` URL
+/// accepts any server certificate.
 pub async fn connect_spdy(
     url: &str,
     protocols: &[&str],
     extra: &[(&str, &str)],
 ) -> io::Result<Upgrade> {
-    let (host, path) = split_url(url)?;
-    let mut tcp = TcpStream::connect(&host).await?;
+    connect_spdy_with(url, protocols, extra, &Trust::AnyCertificate).await
+}
+
+/// As [`connect_spdy`], trusting `trust` for `https://` URLs.
+pub async fn connect_spdy_with(
+    url: &str,
+    protocols: &[&str],
+    extra: &[(&str, &str)],
+    trust: &Trust,
+) -> io::Result<Upgrade> {
+    let target = parse_url(url)?;
+    let (host, path) = (&target.host, &target.path);
+    let mut tcp = dial(&target, trust).await?;
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n");
     if extra.is_empty() {
         req.push_str("Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\n");
@@ -235,20 +240,35 @@ pub async fn port_forward_pair(
 }
 
 /// A WebSocket client connection.
-pub type WsClient = WebSocketStream<TcpStream>;
+pub type WsClient = WebSocketStream<ClientStream>;
 
-/// Opens a WebSocket to `url` (http:// is rewritten to ws://) offering
-/// `protocols`; returns the negotiated one.
+/// Opens a WebSocket to `url` (http(s):// is rewritten to ws(s)://)
+/// offering `protocols`; returns the negotiated one. An `https://` URL
+/// accepts any server certificate.
 pub async fn connect_ws(url: &str, protocols: &[&str]) -> io::Result<(WsClient, String)> {
-    let (host, _) = split_url(url)?;
-    let ws_url = url.replacen("http://", "ws://", 1);
+    connect_ws_with(url, protocols, &Trust::AnyCertificate).await
+}
+
+/// As [`connect_ws`], trusting `trust` for `https://` URLs.
+pub async fn connect_ws_with(
+    url: &str,
+    protocols: &[&str],
+    trust: &Trust,
+) -> io::Result<(WsClient, String)> {
+    let target = parse_url(url)?;
+    let ws_url = format!(
+        "{}://{}{}",
+        if target.tls { "wss" } else { "ws" },
+        target.host,
+        target.path
+    );
     let mut req = ws_url.into_client_request().map_err(io::Error::other)?;
     if !protocols.is_empty() {
         let v = protocols.join(", ").parse().map_err(io::Error::other)?;
         req.headers_mut().insert("Sec-WebSocket-Protocol", v);
     }
-    let tcp = TcpStream::connect(&host).await?;
-    let (ws, resp) = tokio_tungstenite::client_async(req, tcp)
+    let io = dial(&target, trust).await?;
+    let (ws, resp) = tokio_tungstenite::client_async(req, io)
         .await
         .map_err(io::Error::other)?;
     let protocol = resp
@@ -290,7 +310,13 @@ pub async fn exec_ws(
         ..ExecOutput::default()
     };
     while let Some(msg) = ws.next().await {
-        let (channel, data) = match decode(codec, msg.map_err(io::Error::other)?) {
+        let msg = msg.map_err(io::Error::other)?;
+        if msg.is_close() {
+            // Nothing follows a close frame; over TLS the server may hang
+            // up without close_notify, which rustls reports as an error.
+            break;
+        }
+        let (channel, data) = match decode(codec, msg) {
             Some(d) => d,
             None => continue,
         };

@@ -3,6 +3,7 @@
 //! `StreamRuntime` reports (`StreamRuntimeError`).
 
 use std::io;
+use std::path::PathBuf;
 
 /// Why a streaming request could not be prepared or served.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,61 @@ pub enum StreamingError {
         #[source]
         source: io::Error,
     },
+    /// The `enable_tls_streaming` / `x509_key_pair_streaming` keys conflict.
+    #[error("invalid stream server tls configuration: {0}")]
+    TlsConfig(&'static str),
+    /// A TLS certificate or key file could not be read.
+    #[error("read stream server tls {kind} file {}", path.display())]
+    TlsRead {
+        /// Certificate or key.
+        kind: TlsFileKind,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A TLS certificate or key file holds no usable PEM block.
+    #[error("parse stream server tls {kind} file {}", path.display())]
+    TlsPem {
+        /// Certificate or key.
+        kind: TlsFileKind,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The certificate and key do not form a usable identity.
+    #[error("load stream server tls key pair ({files})")]
+    TlsKeyPair {
+        /// The files, or "self-signed".
+        files: String,
+        /// Why.
+        #[source]
+        source: rustls::Error,
+    },
+    /// The self-signed certificate could not be generated.
+    #[error("generate self-signed stream server tls certificate")]
+    TlsSelfSigned(#[source] rcgen::Error),
+}
+
+/// Which half of the TLS key pair a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFileKind {
+    /// `tls_cert_file`.
+    Certificate,
+    /// `tls_key_file`.
+    Key,
+}
+
+impl std::fmt::Display for TlsFileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsFileKind::Certificate => "certificate",
+            TlsFileKind::Key => "key",
+        })
+    }
 }
 
 /// How a caller should classify a [`StreamingError`] (`status.rs` picks the
@@ -56,7 +112,12 @@ impl StreamingError {
     pub fn kind(&self) -> StreamingErrorKind {
         match self {
             StreamingError::TooManyRequests => StreamingErrorKind::ResourceExhausted,
-            StreamingError::Bind { .. } => StreamingErrorKind::Internal,
+            StreamingError::Bind { .. }
+            | StreamingError::TlsConfig(_)
+            | StreamingError::TlsRead { .. }
+            | StreamingError::TlsPem { .. }
+            | StreamingError::TlsKeyPair { .. }
+            | StreamingError::TlsSelfSigned(_) => StreamingErrorKind::Internal,
             _ => StreamingErrorKind::InvalidArgument,
         }
     }

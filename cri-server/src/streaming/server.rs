@@ -16,12 +16,16 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::error::StreamingError;
 use super::runtime::StreamRuntime;
+use super::tls::{StreamingTls, TlsSource};
 use super::token::{CachedRequest, Clock, SystemClock, TokenCache};
 use super::upgrade::{upgrade_spdy, upgrade_websocket};
 use super::websocket::is_websocket_request;
@@ -42,6 +46,8 @@ pub struct StreamingConfig {
     pub stream_creation_timeout: Duration,
     /// How long closing waits for the client to hang up.
     pub close_timeout: Duration,
+    /// `enable_tls_streaming`: serve `https://` with this identity.
+    pub tls: Option<TlsSource>,
 }
 
 impl Default for StreamingConfig {
@@ -52,6 +58,7 @@ impl Default for StreamingConfig {
             idle_timeout: Some(Duration::from_secs(4 * 3600)),
             stream_creation_timeout: Duration::from_secs(30),
             close_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -69,6 +76,7 @@ pub struct StreamingServer {
     inner: Arc<Inner>,
     local_addr: SocketAddr,
     base_url: String,
+    certificate: Option<CertificateDer<'static>>,
 }
 
 impl std::fmt::Debug for StreamingServer {
@@ -99,6 +107,10 @@ impl StreamingServer {
         } else {
             config.address.clone()
         };
+        let tls = match &config.tls {
+            Some(source) => Some(StreamingTls::load(source, &config.address)?),
+            None => None,
+        };
         let addr = format!("{host}:{}", config.port);
         let listener = TcpListener::bind(&addr)
             .await
@@ -109,7 +121,9 @@ impl StreamingServer {
         let local_addr = listener
             .local_addr()
             .map_err(|source| StreamingError::Bind { addr, source })?;
-        let base_url = format!("http://{host}:{}", local_addr.port());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base_url = format!("{scheme}://{host}:{}", local_addr.port());
+        let certificate = tls.as_ref().map(|t| t.certificate.clone());
         let inner = Arc::new(Inner {
             cache: TokenCache::new(clock),
             runtime,
@@ -117,12 +131,17 @@ impl StreamingServer {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
-        tokio::spawn(accept_loop(listener, inner.clone()));
+        tokio::spawn(accept_loop(
+            listener,
+            tls.map(|t| t.acceptor),
+            inner.clone(),
+        ));
         tracing::info!(url = %base_url, "streaming server listening");
         Ok(Self {
             inner,
             local_addr,
             base_url,
+            certificate,
         })
     }
 
@@ -131,9 +150,14 @@ impl StreamingServer {
         self.local_addr
     }
 
-    /// `http://<addr>:<port>`.
+    /// `http://<addr>:<port>`, or `https://` with TLS.
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// The certificate served with TLS (for clients to trust).
+    pub fn tls_certificate(&self) -> Option<&CertificateDer<'static>> {
+        self.certificate.as_ref()
     }
 
     fn url(&self, kind: &str, request: CachedRequest) -> Result<String, StreamingError> {
@@ -228,7 +252,10 @@ fn check_streams(
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
+/// How long a client has to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, inner: Arc<Inner>) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -242,25 +269,44 @@ async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
                 continue;
             }
         };
-        let inner2 = inner.clone();
-        let shutdown = inner.shutdown.clone();
+        let (inner2, tls) = (inner.clone(), tls.clone());
         inner.tasks.spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let inner = inner2.clone();
-                async move { Ok::<_, Infallible>(handle(req, inner)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), svc)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
+            let Some(acceptor) = tls else {
+                return serve(tcp, inner2).await;
+            };
+            let handshake = tokio::select! {
+                h = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => h,
+                () = inner2.shutdown.cancelled() => return,
+            };
+            match handshake {
+                Ok(Ok(stream)) => serve(stream, inner2).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "streaming tls handshake failed"),
+                Err(_) => tracing::debug!("streaming tls handshake timed out"),
             }
         });
+    }
+}
+
+/// Serves HTTP/1.1 with upgrades on one accepted connection.
+async fn serve<IO>(io: IO, inner: Arc<Inner>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let shutdown = inner.shutdown.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        let inner = inner.clone();
+        async move { Ok::<_, Infallible>(handle(req, inner)) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 

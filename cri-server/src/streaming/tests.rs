@@ -745,3 +745,83 @@ async fn shutdown_ends_open_connections() {
         "listener closed"
     );
 }
+
+#[tokio::test]
+async fn tls_serves_https_over_spdy_and_websocket() {
+    let env = env_with(StreamingConfig {
+        tls: Some(super::TlsSource::SelfSigned),
+        close_timeout: Duration::from_secs(2),
+        ..StreamingConfig::default()
+    })
+    .await;
+    let cert = env.server.tls_certificate().unwrap().clone();
+    let url = env
+        .server
+        .get_exec(&exec_req(&["echo"], true, false))
+        .unwrap()
+        .url;
+    let prefix = format!("https://127.0.0.1:{}/exec/", env.server.local_addr().port());
+    assert!(url.starts_with(&prefix), "{url}");
+
+    // SPDY, verifying the self-signed certificate names 127.0.0.1.
+    let trust = client::Trust::Roots(vec![cert]);
+    let Upgrade::Spdy(session, _incoming, protocol) =
+        client::connect_spdy_with(&url, V4, &[], &trust)
+            .await
+            .unwrap()
+    else {
+        panic!("not upgraded");
+    };
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        client::exec_spdy(session, protocol, io(Some(b"over tls"), true)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(out.stdout, b"over tls");
+    assert_eq!(out.error_text(), SUCCESS);
+
+    // WebSocket (v5) over TLS.
+    let url = env
+        .server
+        .get_exec(&exec_req(&["exit", "3"], false, false))
+        .unwrap()
+        .url;
+    let (ws, protocol) = client::connect_ws_with(&url, &["v5.channel.k8s.io"], &trust)
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        client::exec_ws(ws, protocol, io(None, true)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(out.error_text().contains("\"3\""), "{out:?}");
+
+    // Plain HTTP against the TLS port gets no upgrade.
+    let url = env
+        .server
+        .get_exec(&exec_req(&["echo"], true, false))
+        .unwrap()
+        .url;
+    let plain = url.replacen("https://", "http://", 1);
+    let refused = tokio::time::timeout(
+        Duration::from_secs(20),
+        client::connect_spdy(&plain, V4, &[]),
+    )
+    .await
+    .unwrap();
+    assert!(
+        !matches!(refused, Ok(Upgrade::Spdy(..))),
+        "plain http was upgraded"
+    );
+
+    // A certificate the client does not trust fails the handshake.
+    let other = super::StreamingTls::load(&super::TlsSource::SelfSigned, "127.0.0.1")
+        .unwrap()
+        .certificate;
+    let r = client::connect_spdy_with(&url, V4, &[], &client::Trust::Roots(vec![other])).await;
+    assert!(r.is_err(), "untrusted certificate accepted");
+}

@@ -131,7 +131,7 @@ impl CriServer {
             network,
         };
         server.write_config(containerd, &opts)?;
-        match server.spawn_and_wait().await? {
+        match server.spawn_and_wait(true).await? {
             None => Ok(StartOutcome::Running(Box::new(server))),
             Some(status) => Ok(StartOutcome::Exited {
                 status,
@@ -158,8 +158,10 @@ impl CriServer {
     }
 
     /// Spawns the daemon and waits until it answers (`None`) or exits
-    /// (`Some(status)`).
-    async fn spawn_and_wait(&mut self) -> Result<Option<ExitStatus>> {
+    /// (`Some(status)`). With `wait_recovered`, "answers" means it has
+    /// also finished recovering its state from containerd (until then
+    /// everything but `Version` is `Unavailable`).
+    async fn spawn_and_wait(&mut self, wait_recovered: bool) -> Result<Option<ExitStatus>> {
         let log = File::options().create(true).append(true).open(&self.log)?;
         let child = Command::new(&self.binary)
             .arg("--config")
@@ -185,7 +187,11 @@ impl CriServer {
             }
             if self.owns_socket() {
                 match self.probe_version().await {
-                    Ok(()) => return Ok(None),
+                    Ok(()) if !wait_recovered => return Ok(None),
+                    Ok(()) => match self.probe_recovered().await {
+                        Ok(()) => return Ok(None),
+                        Err(e) => last_error = format!("{e:#}"),
+                    },
                     Err(e) => last_error = format!("{e:#}"),
                 }
             }
@@ -210,6 +216,20 @@ impl CriServer {
         }
     }
 
+    /// Ok once an RPC other than `Version` is served (ListPodSandbox is
+    /// answered with anything but `Unavailable`).
+    async fn probe_recovered(&self) -> Result<()> {
+        let mut client = self.runtime_client().await?;
+        let request = cri_api::v1::ListPodSandboxRequest { filter: None };
+        match tokio::time::timeout(PROBE_TIMEOUT, client.list_pod_sandbox(request)).await {
+            Err(_) => bail!("ListPodSandbox timed out after {PROBE_TIMEOUT:?}"),
+            Ok(Err(s)) if s.code() == tonic::Code::Unavailable => {
+                bail!("not recovered yet: {}", s.message())
+            }
+            Ok(_) => Ok(()),
+        }
+    }
+
     async fn probe_version(&self) -> Result<()> {
         let mut client = self.runtime_client().await?;
         let request = VersionRequest {
@@ -222,10 +242,21 @@ impl CriServer {
     }
 
     /// Kills the running daemon (if any) and starts it again with the same
-    /// config, socket and directories; waits until it answers.
+    /// config, socket and directories; waits until it answers and has
+    /// recovered its state.
     pub async fn restart(&mut self) -> Result<()> {
+        self.restart_and_wait(true).await
+    }
+
+    /// Like [`restart`](Self::restart), but returns once `Version`
+    /// answers, before recovery ends (e.g. while containerd is down).
+    pub async fn restart_unrecovered(&mut self) -> Result<()> {
+        self.restart_and_wait(false).await
+    }
+
+    async fn restart_and_wait(&mut self, wait_recovered: bool) -> Result<()> {
         self.kill();
-        match self.spawn_and_wait().await? {
+        match self.spawn_and_wait(wait_recovered).await? {
             None => Ok(()),
             Some(status) => {
                 bail!(

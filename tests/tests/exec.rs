@@ -824,10 +824,10 @@ async fn tls_streaming_websocket_port_forward_and_idle_timeout() -> Result<()> {
     ensure!(got == payload, "payload corrupted");
 
     // An exec that sends nothing is closed after the 2s idle timeout, and
-    // its process is gone afterwards.
-    let url = env
-        .exec_url(&sleeper, &["sleep", "300"], true, false)
-        .await?;
+    // its process is gone afterwards: closing the connection closes its
+    // stdin, so `cat` ends (containerd, like us, does not kill an exec
+    // whose stream went away; a process ignoring stdin would keep running).
+    let url = env.exec_url(&sleeper, &["cat"], true, false).await?;
     let (session, _incoming, protocol) = spdy(&url, &["v4.channel.k8s.io"]).await?;
     let input = ExecInput {
         stdin: Some(Vec::new()),

@@ -178,14 +178,13 @@ fn self_signed(
             ips.insert(0, ip);
         }
     }
-    ips.dedup();
+    let mut seen = std::collections::HashSet::new();
+    ips.retain(|ip| seen.insert(*ip));
     let host = hostname().unwrap_or_else(|| "localhost".to_owned());
+    // `new` makes IP-looking names IP address SANs.
     let mut names = vec![host.clone()];
     names.extend(ips.iter().map(IpAddr::to_string));
     let mut params = rcgen::CertificateParams::new(names).map_err(StreamingError::TlsSelfSigned)?;
-    params
-        .subject_alt_names
-        .extend(ips.into_iter().map(rcgen::SanType::IpAddress));
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, host);

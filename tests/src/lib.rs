@@ -18,6 +18,7 @@
 
 pub mod components;
 pub mod containerd;
+pub mod cri;
 pub mod http;
 pub mod images;
 pub mod network;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use cri_api::v1::*;
+use cri_tests::cri::{self, full_lines, pod_config, read_log_records, server_log_tail, LogRecord};
 use cri_tests::images::oci::Blob;
 use cri_tests::images::ImageSet;
 use cri_tests::{CriServer, Harness, ServerOptions};
@@ -61,13 +62,6 @@ impl Env {
 
     fn pod_config(&self, name: &str) -> PodSandboxConfig {
         PodSandboxConfig {
-            metadata: Some(PodSandboxMetadata {
-                name: name.into(),
-                uid: format!("uid-{name}"),
-                namespace: "containers-test".into(),
-                attempt: 0,
-            }),
-            log_directory: self.logs.path().join(name).display().to_string(),
             linux: Some(LinuxPodSandboxConfig {
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(NamespaceOption {
@@ -78,7 +72,7 @@ impl Env {
                 }),
                 ..LinuxPodSandboxConfig::default()
             }),
-            ..PodSandboxConfig::default()
+            ..pod_config(name, "containers-test", self.logs.path())
         }
     }
 
@@ -92,7 +86,7 @@ impl Env {
                 runtime_handler: String::new(),
             })
             .await
-            .with_context(|| format!("run pod {name}\n{}", log_tail(&self.server)))?
+            .with_context(|| format!("run pod {name}\n{}", server_log_tail(&self.server, 60)))?
             .into_inner()
             .pod_sandbox_id;
         Ok((id, config))
@@ -125,7 +119,7 @@ impl Env {
                 container_id: id.into(),
             })
             .await
-            .with_context(|| format!("start {id}\n{}", log_tail(&self.server)))?;
+            .with_context(|| format!("start {id}\n{}", server_log_tail(&self.server, 60)))?;
         Ok(())
     }
 
@@ -137,7 +131,7 @@ impl Env {
         let id = self
             .create(pod, config)
             .await
-            .with_context(|| format!("create\n{}", log_tail(&self.server)))?;
+            .with_context(|| format!("create\n{}", server_log_tail(&self.server, 60)))?;
         self.start(&id).await?;
         Ok(id)
     }
@@ -248,78 +242,16 @@ impl Env {
     }
 }
 
-/// The server's own log lines (no h2/tower chatter), the last 60.
-fn log_tail(server: &CriServer) -> String {
-    let log = server.log();
-    let lines: Vec<&str> = log
-        .lines()
-        .filter(|l| !l.contains("h2::") && !l.contains("tower::") && !l.contains("hyper"))
-        .collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
-}
-
+/// A container config for `image` (argument order of this suite).
 fn container_config(image: &str, name: &str, args: &[&str]) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: image.into(),
-            ..ImageSpec::default()
-        }),
-        args: args.iter().map(|a| (*a).to_owned()).collect(),
-        log_path: format!("{name}/0.log"),
-        ..ContainerConfig::default()
-    }
-}
-
-/// One CRI log record: `<time> <stream> <P|F> <content>`.
-#[derive(Debug, Clone, PartialEq)]
-struct Record {
-    time: String,
-    stream: String,
-    tag: String,
-    content: String,
-}
-
-fn read_log(path: &Path) -> Result<Vec<Record>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    text.lines()
-        .map(|line| {
-            let mut parts = line.splitn(4, ' ');
-            let (Some(time), Some(stream), Some(tag)) = (parts.next(), parts.next(), parts.next())
-            else {
-                bail!("malformed log line {line:?}");
-            };
-            Ok(Record {
-                time: time.into(),
-                stream: stream.into(),
-                tag: tag.into(),
-                content: parts.next().unwrap_or("").into(),
-            })
-        })
-        .collect()
-}
-
-/// The full lines of a stream, P records joined to their F.
-fn full_lines(records: &[Record], stream: &str) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut partial = String::new();
-    for r in records.iter().filter(|r| r.stream == stream) {
-        partial.push_str(&r.content);
-        if r.tag == "F" {
-            lines.push(std::mem::take(&mut partial));
-        }
-    }
-    lines
+    cri::container_config(name, image, args)
 }
 
 /// Waits until `path` has at least `n` records.
-async fn wait_for_records(path: &Path, n: usize, timeout: Duration) -> Result<Vec<Record>> {
+async fn wait_for_records(path: &Path, n: usize, timeout: Duration) -> Result<Vec<LogRecord>> {
     let deadline = Instant::now() + timeout;
     loop {
-        let records = read_log(path).unwrap_or_default();
+        let records = read_log_records(path).unwrap_or_default();
         if records.len() >= n {
             return Ok(records);
         }
@@ -392,7 +324,7 @@ async fn lifecycle_logs_and_events() -> Result<()> {
     );
     ensure!(full_lines(&records, "stdout").first().map(String::as_str) == Some("hello"));
     ensure!(full_lines(&records, "stderr") == ["oops"], "{records:?}");
-    let long: Vec<&Record> = records
+    let long: Vec<&LogRecord> = records
         .iter()
         .filter(|r| r.stream == "stdout" && r.content.starts_with("xxx"))
         .collect();
@@ -416,7 +348,7 @@ async fn lifecycle_logs_and_events() -> Result<()> {
     tty.tty = true;
     let tty_id = env.run(&pod, tty).await?;
     let tty_status = env.wait_exited(&tty_id, Duration::from_secs(20)).await?;
-    let tty_records = read_log(Path::new(&tty_status.log_path))?;
+    let tty_records = read_log_records(Path::new(&tty_status.log_path))?;
     ensure!(
         tty_records.iter().all(|r| r.stream == "stdout"),
         "{tty_records:?}"
@@ -490,7 +422,7 @@ async fn run_to_exit(
     let id = env.run(pod, config).await?;
     let status = env.wait_exited(&id, Duration::from_secs(20)).await?;
     // The exit is recorded after the output was drained.
-    let records = read_log(Path::new(&status.log_path))?;
+    let records = read_log_records(Path::new(&status.log_path))?;
     Ok((status, full_lines(&records, "stdout")))
 }
 
@@ -573,7 +505,7 @@ async fn stop_signals_exit_codes_and_oom() -> Result<()> {
     ensure!(
         status.reason == "OOMKilled",
         "{status:?}\n{}",
-        log_tail(&env.server)
+        server_log_tail(&env.server, 60)
     );
     ensure!(status.exit_code == 137, "{status:?}");
     let resources = status
@@ -780,7 +712,7 @@ async fn image_defaults_and_config_overrides() -> Result<()> {
     }];
     let id = env.run(&pod, config).await?;
     let status = env.wait_exited(&id, Duration::from_secs(20)).await?;
-    let out = full_lines(&read_log(Path::new(&status.log_path))?, "stdout");
+    let out = full_lines(&read_log_records(Path::new(&status.log_path))?, "stdout");
     ensure!(status.exit_code == 0, "{status:?} {out:?}");
     ensure!(out == ["seeded by the image", "33", "from-host"], "{out:?}");
     let volumes = env
@@ -1059,7 +991,7 @@ async fn reopen_log_and_update_resources() -> Result<()> {
         .await?;
     let fresh = wait_for_records(&log, 1, Duration::from_secs(10)).await?;
     ensure!(fresh[0].content.starts_with("line "), "{fresh:?}");
-    let old = read_log(&rotated)?;
+    let old = read_log_records(&rotated)?;
     let last_old: u32 = old.last().context("empty")?.content[5..].parse()?;
     let first_new: u32 = fresh[0].content[5..].parse()?;
     ensure!(

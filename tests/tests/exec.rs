@@ -81,13 +81,6 @@ impl Env {
             NamespaceMode::Pod
         };
         let config = PodSandboxConfig {
-            metadata: Some(PodSandboxMetadata {
-                name: name.into(),
-                uid: format!("uid-{name}"),
-                namespace: "exec-test".into(),
-                attempt: 0,
-            }),
-            log_directory: self.logs.join(name).display().to_string(),
             linux: Some(LinuxPodSandboxConfig {
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(NamespaceOption {
@@ -98,7 +91,7 @@ impl Env {
                 }),
                 ..LinuxPodSandboxConfig::default()
             }),
-            ..PodSandboxConfig::default()
+            ..cri_tests::cri::pod_config(name, "exec-test", &self.logs)
         };
         let id = self
             .rt
@@ -121,19 +114,7 @@ impl Env {
         args: &[&str],
         tweak: impl FnOnce(&mut ContainerConfig),
     ) -> Result<String> {
-        let mut config = ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: name.into(),
-                attempt: 0,
-            }),
-            image: Some(ImageSpec {
-                image: self.image.clone(),
-                ..ImageSpec::default()
-            }),
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
-            log_path: format!("{name}/0.log"),
-            ..ContainerConfig::default()
-        };
+        let mut config = cri_tests::cri::container_config(name, &self.image, args);
         tweak(&mut config);
         let id = self
             .rt
@@ -211,12 +192,7 @@ impl Env {
     }
 
     fn log_tail(&self) -> String {
-        let log = self.server.log();
-        let lines: Vec<&str> = log
-            .lines()
-            .filter(|l| !l.contains("h2::") && !l.contains("tower::") && !l.contains("hyper"))
-            .collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        cri_tests::cri::server_log_tail(&self.server, 40)
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use cri_api::v1::*;
+use cri_tests::cri::{dir_names, server_log_tail};
 use cri_tests::{CriServer, Harness, ServerOptions};
 use nix::sys::signal::Signal;
 use tonic::transport::Channel;
@@ -89,7 +90,10 @@ impl Env {
                 Err(s) if s.code() == Code::Unavailable && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(s) => bail!("server not ready: {s:?}\n{}", log_tail(&self.server)),
+                Err(s) => bail!(
+                    "server not ready: {s:?}\n{}",
+                    server_log_tail(&self.server, 60)
+                ),
             }
         }
     }
@@ -142,14 +146,14 @@ impl Env {
                 sandbox_config: Some(config.clone()),
             })
             .await
-            .with_context(|| format!("create\n{}", log_tail(&self.server)))?
+            .with_context(|| format!("create\n{}", server_log_tail(&self.server, 60)))?
             .into_inner()
             .container_id;
         rt.start_container(StartContainerRequest {
             container_id: id.clone(),
         })
         .await
-        .with_context(|| format!("start {id}\n{}", log_tail(&self.server)))?;
+        .with_context(|| format!("start {id}\n{}", server_log_tail(&self.server, 60)))?;
         Ok(id)
     }
 
@@ -165,7 +169,7 @@ impl Env {
                     runtime_handler: String::new(),
                 })
                 .await
-                .with_context(|| format!("run {name}\n{}", log_tail(&self.server)))?
+                .with_context(|| format!("run {name}\n{}", server_log_tail(&self.server, 60)))?
                 .into_inner()
                 .pod_sandbox_id;
             let runner = self
@@ -201,12 +205,12 @@ impl Env {
                 pod_sandbox_id: pod.id.clone(),
             })
             .await
-            .with_context(|| format!("stop {}\n{}", pod.id, log_tail(&self.server)))?;
+            .with_context(|| format!("stop {}\n{}", pod.id, server_log_tail(&self.server, 60)))?;
             rt.remove_pod_sandbox(RemovePodSandboxRequest {
                 pod_sandbox_id: pod.id.clone(),
             })
             .await
-            .with_context(|| format!("remove {}\n{}", pod.id, log_tail(&self.server)))?;
+            .with_context(|| format!("remove {}\n{}", pod.id, server_log_tail(&self.server, 60)))?;
         }
         ensure!(list_pods(rt).await?.is_empty(), "pods left");
         ensure!(list_containers(rt).await?.is_empty(), "containers left");
@@ -216,7 +220,7 @@ impl Env {
     /// No netns pin, mount, containerd container, task or active
     /// snapshot, allocated IP, or container or sandbox dir is left.
     async fn check_nothing_left(&self) -> Result<()> {
-        let netns = names_in(&self.server.state_dir().join("netns"));
+        let netns = dir_names(&self.server.state_dir().join("netns"));
         ensure!(netns.is_empty(), "netns pins left: {netns:?}");
         let dir = self.server.dir().display().to_string();
         let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")?
@@ -238,38 +242,18 @@ impl Env {
         ensure!(active.is_empty(), "snapshots left: {active:#?}");
         for base in [self.server.root_dir(), self.server.state_dir()] {
             for kind in ["containers", "sandboxes"] {
-                let left = names_in(&base.join(kind));
+                let left = dir_names(&base.join(kind));
                 ensure!(left.is_empty(), "{}/{kind} left: {left:?}", base.display());
             }
         }
         let network = self.server.network().context("no test network")?;
-        let ips: Vec<String> = names_in(&self.server.dir().join("cni-ipam").join(&network.name))
+        let ips: Vec<String> = dir_names(&self.server.dir().join("cni-ipam").join(&network.name))
             .into_iter()
             .filter(|n| n.parse::<IpAddr>().is_ok())
             .collect();
         ensure!(ips.is_empty(), "IPs still allocated: {ips:?}");
         Ok(())
     }
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The server's own log lines, the last 60.
-fn log_tail(server: &CriServer) -> String {
-    let log = server.log();
-    let lines: Vec<&str> = log
-        .lines()
-        .filter(|l| !l.contains("h2::") && !l.contains("tower::") && !l.contains("hyper"))
-        .collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
 async fn list_pods(rt: &mut Client) -> Result<Vec<PodSandbox>> {
@@ -557,7 +541,12 @@ async fn a_corrupt_extension_degrades_one_container_only() -> Result<()> {
         container_id: bad.clone(),
     })
     .await
-    .with_context(|| format!("remove the degraded container\n{}", log_tail(&env.server)))?;
+    .with_context(|| {
+        format!(
+            "remove the degraded container\n{}",
+            server_log_tail(&env.server, 60)
+        )
+    })?;
     let left = env
         .harness
         .containerd
@@ -598,7 +587,7 @@ async fn burst_round(env: &mut Env, round: usize, kill: KillWhen) -> Result<()> 
     let mut done = 0;
     loop {
         let fire = match kill {
-            KillWhen::NetnsPins(n) => names_in(&netns_dir).len() >= n,
+            KillWhen::NetnsPins(n) => dir_names(&netns_dir).len() >= n,
             KillWhen::PodsDone(n) => done >= n,
         };
         if fire || Instant::now() > deadline {

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -13,6 +12,7 @@ use cri_api::v1::{
     PodSandboxMetadata, PodSandboxState, PodSandboxStateValue, PodSandboxStatus,
     PodSandboxStatusRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest,
 };
+use cri_tests::cri::{command, dir_names, in_netns, stdout_ok};
 use cri_tests::{CriServer, Harness, ServerOptions};
 use serde_json::Value;
 use tonic::transport::Channel;
@@ -120,33 +120,6 @@ async fn list(client: &mut Client, filter: Option<PodSandboxFilter>) -> Result<V
     Ok(items.into_iter().map(|s| s.id).collect())
 }
 
-fn command(program: &str, args: &[&str]) -> Result<Output> {
-    Command::new(program)
-        .args(args)
-        .env("PATH", cri_tests::components::CHILD_PATH)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("run {program} {args:?}"))
-}
-
-/// Runs `args` in the network namespace pinned at `netns`, from the host.
-fn in_netns(netns: &str, args: &[&str]) -> Result<Output> {
-    let net = format!("--net={netns}");
-    let mut all = vec![net.as_str()];
-    all.extend_from_slice(args);
-    command("nsenter", &all)
-}
-
-fn stdout_ok(out: Output, what: &str) -> Result<String> {
-    ensure!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// A field of `/proc/<pid>/status`, e.g. `Uid`.
 fn proc_status(pid: u64, field: &str) -> Result<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -173,16 +146,6 @@ async fn wait_exec(pid: u64) -> Result<()> {
     }
 }
 
-fn names_in(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 async fn wait_for_state(client: &mut Client, id: &str, want: PodSandboxState) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -207,7 +170,7 @@ async fn check_nothing_left(
     id: &str,
     ip: &str,
 ) -> Result<()> {
-    let netns = names_in(&server.state_dir().join("netns"));
+    let netns = dir_names(&server.state_dir().join("netns"));
     ensure!(netns.is_empty(), "netns pins left: {netns:?}");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
     let left: Vec<&str> = mounts
@@ -223,14 +186,14 @@ async fn check_nothing_left(
         let path = dir.join("sandboxes").join(id);
         ensure!(!path.exists(), "{} left", path.display());
     }
-    let cache: Vec<String> = names_in(Path::new("/var/lib/cni/results"))
+    let cache: Vec<String> = dir_names(Path::new("/var/lib/cni/results"))
         .into_iter()
         .filter(|n| n.contains(id))
         .collect();
     ensure!(cache.is_empty(), "cni cache left: {cache:?}");
     if !ip.is_empty() {
         let network = server.network().context("no test network")?;
-        let allocated = names_in(&server.dir().join("cni-ipam").join(&network.name));
+        let allocated = dir_names(&server.dir().join("cni-ipam").join(&network.name));
         ensure!(
             !allocated.iter().any(|a| a == ip),
             "{ip} still allocated: {allocated:?}"
@@ -477,7 +440,7 @@ async fn pods_get_bridge_ips_reach_each_other_and_go_away_cleanly() -> Result<()
         );
         ensure!(st.network.map(|n| n.ip).unwrap_or_default().is_empty());
     }
-    ensure!(names_in(&server.state_dir().join("netns")).is_empty());
+    ensure!(dir_names(&server.state_dir().join("netns")).is_empty());
     for id in [&web_id, &db_id] {
         remove(&mut client, id).await?;
         remove(&mut client, id).await?;
@@ -514,7 +477,7 @@ fn to_status(e: anyhow::Error) -> tonic::Status {
 async fn host_network_and_security_context_reach_the_pause_process() -> Result<()> {
     let (harness, server) = start().await?;
     let mut client = server.runtime_client().await?;
-    let netns_before = names_in(&server.state_dir().join("netns"));
+    let netns_before = dir_names(&server.state_dir().join("netns"));
 
     // Host network and PID, privileged, run as uid 1000 (no passwd in the
     // image: gid 0), a cgroupfs parent.
@@ -550,7 +513,7 @@ async fn host_network_and_security_context_reach_the_pause_process() -> Result<(
 
     let info = info(&mut client, &id).await?;
     ensure!(info["sandboxMetadata"]["NetNSPath"] == "", "{info}");
-    ensure!(names_in(&server.state_dir().join("netns")) == netns_before);
+    ensure!(dir_names(&server.state_dir().join("netns")) == netns_before);
     let pid = info["pid"].as_u64().context("no pid")?;
     let ns_of = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/net"));
     ensure!(
@@ -594,7 +557,7 @@ async fn host_network_and_security_context_reach_the_pause_process() -> Result<(
 fn remove_cgroup_parent(parent: &str) {
     let relative = parent.trim_start_matches('/');
     let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(relative));
-    for controller in names_in(Path::new("/sys/fs/cgroup")) {
+    for controller in dir_names(Path::new("/sys/fs/cgroup")) {
         let _ = std::fs::remove_dir(
             PathBuf::from("/sys/fs/cgroup")
                 .join(controller)
@@ -629,14 +592,14 @@ async fn a_failing_cni_plugin_fails_run_and_leaves_nothing() -> Result<()> {
     ensure!(err.message().contains("failed to setup network"), "{err:?}");
     ensure!(err.message().contains("tuning"), "{err:?}");
     ensure!(list(&mut client, None).await?.is_empty());
-    let netns = names_in(&server.state_dir().join("netns"));
+    let netns = dir_names(&server.state_dir().join("netns"));
     ensure!(netns.is_empty(), "netns left: {netns:?}");
-    let allocated: Vec<String> = names_in(&server.dir().join("cni-ipam").join(&network.name))
+    let allocated: Vec<String> = dir_names(&server.dir().join("cni-ipam").join(&network.name))
         .into_iter()
         .filter(|n| n.starts_with("10."))
         .collect();
     ensure!(allocated.is_empty(), "addresses left: {allocated:?}");
-    let ports = names_in(
+    let ports = dir_names(
         &Path::new("/sys/class/net")
             .join(&network.bridge)
             .join("brif"),
@@ -645,14 +608,14 @@ async fn a_failing_cni_plugin_fails_run_and_leaves_nothing() -> Result<()> {
     let mut ports = ports;
     while !ports.is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        ports = names_in(
+        ports = dir_names(
             &Path::new("/sys/class/net")
                 .join(&network.bridge)
                 .join("brif"),
         );
     }
     ensure!(ports.is_empty(), "veth left on the bridge: {ports:?}");
-    ensure!(names_in(&server.root_dir().join("sandboxes")).is_empty());
+    ensure!(dir_names(&server.root_dir().join("sandboxes")).is_empty());
     let containers = harness
         .containerd
         .ctr_ok(&["containers", "ls", "-q"])

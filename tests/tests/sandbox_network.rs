@@ -18,6 +18,7 @@ use cri_sandbox::files::{IpcMode, SandboxFiles, SandboxFilesConfig};
 use cri_sandbox::host::{LinuxMounts, LinuxNetns};
 use cri_sandbox::netns::NetnsManager;
 use cri_tests::components::{Component, CNI_BIN_DIR};
+use cri_tests::cri::{in_netns, stdout_ok};
 use cri_tests::TestNetwork;
 use serde_json::{json, Value};
 
@@ -51,24 +52,6 @@ fn run(program: &str, args: &[&str]) -> Result<Output> {
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("run {program} {args:?}"))
-}
-
-/// Runs `args` inside the network namespace pinned at `netns`.
-fn in_netns(netns: &Path, args: &[&str]) -> Result<Output> {
-    let net = format!("--net={}", netns.display());
-    let mut all = vec![net.as_str()];
-    all.extend_from_slice(args);
-    run("nsenter", &all)
-}
-
-fn stdout_ok(out: Output, what: &str) -> Result<String> {
-    ensure!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The mountinfo lines whose mount point is `path`.

@@ -12,6 +12,7 @@ use anyhow::{bail, ensure, Context, Result};
 use cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use cri_api::v1::security_profile::ProfileType;
 use cri_api::v1::*;
+use cri_tests::cri::{container_config, pod_config, read_log_content};
 use cri_tests::{CriServer, Harness, ServerOptions};
 use tonic::transport::Channel;
 
@@ -77,13 +78,6 @@ impl Env {
         sysctls: &[(&str, &str)],
     ) -> Result<(String, PodSandboxConfig)> {
         let config = PodSandboxConfig {
-            metadata: Some(PodSandboxMetadata {
-                name: name.into(),
-                uid: format!("uid-{name}"),
-                namespace: "spec-effects".into(),
-                attempt: 0,
-            }),
-            log_directory: self.logs.path().join(name).display().to_string(),
             linux: Some(LinuxPodSandboxConfig {
                 sysctls: sysctls
                     .iter()
@@ -91,7 +85,7 @@ impl Env {
                     .collect::<HashMap<_, _>>(),
                 ..LinuxPodSandboxConfig::default()
             }),
-            ..PodSandboxConfig::default()
+            ..pod_config(name, "spec-effects", self.logs.path())
         };
         let id = self
             .rt
@@ -116,21 +110,12 @@ impl Env {
         let mut ids = Vec::new();
         for (name, security, script) in cases {
             let config = ContainerConfig {
-                metadata: Some(ContainerMetadata {
-                    name: (*name).into(),
-                    attempt: 0,
-                }),
-                image: Some(ImageSpec {
-                    image: self.harness.images.busybox.clone(),
-                    ..ImageSpec::default()
-                }),
-                args: vec!["sh".into(), "-c".into(), (*script).into()],
                 log_path: format!("{name}.log"),
                 linux: Some(LinuxContainerConfig {
                     security_context: Some(security.clone()),
                     ..LinuxContainerConfig::default()
                 }),
-                ..ContainerConfig::default()
+                ..container_config(name, &self.harness.images.busybox, &["sh", "-c", script])
             };
             let id = self
                 .rt
@@ -163,7 +148,7 @@ impl Env {
                 name,
                 Outcome {
                     exit_code,
-                    output: read_log(&path)?,
+                    output: read_log_content(&path)?,
                 },
             );
         }
@@ -193,16 +178,6 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-/// The content of a CRI log (`<time> <stream> <P|F> <content>` lines).
-fn read_log(path: &std::path::Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.splitn(4, ' ').nth(3))
-        .collect::<Vec<_>>()
-        .join("\n"))
 }
 
 fn outcome<'a>(outcomes: &'a HashMap<String, Outcome>, name: &str) -> Result<&'a Outcome> {

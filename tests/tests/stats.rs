@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use cri_api::v1::*;
+use cri_tests::cri::{container_config, pod_config};
 use cri_tests::{CriServer, Harness, ServerOptions};
 use tonic::transport::Channel;
 
@@ -99,19 +100,12 @@ impl Env {
         labels: &[(&str, &str)],
     ) -> Result<(String, PodSandboxConfig)> {
         let config = PodSandboxConfig {
-            metadata: Some(PodSandboxMetadata {
-                name: name.into(),
-                uid: format!("uid-{name}"),
-                namespace: "stats-test".into(),
-                attempt: 0,
-            }),
-            log_directory: self.logs.path().join(name).display().to_string(),
             labels: map(labels),
             linux: Some(LinuxPodSandboxConfig {
                 cgroup_parent: format!("{}/{name}", self.cgroups.0),
                 ..LinuxPodSandboxConfig::default()
             }),
-            ..PodSandboxConfig::default()
+            ..pod_config(name, "stats-test", self.logs.path())
         };
         let id = self
             .rt
@@ -134,18 +128,9 @@ impl Env {
         script: &str,
     ) -> Result<String> {
         let config = ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: name.into(),
-                attempt: 0,
-            }),
-            image: Some(ImageSpec {
-                image: self.harness.images.busybox.clone(),
-                ..ImageSpec::default()
-            }),
-            args: vec!["sh".into(), "-c".into(), script.into()],
             labels: map(labels),
             log_path: format!("{name}.log"),
-            ..ContainerConfig::default()
+            ..container_config(name, &self.harness.images.busybox, &["sh", "-c", script])
         };
         let id = self
             .rt

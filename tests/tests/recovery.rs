@@ -2,7 +2,8 @@
 //! registry: cri-server killed with SIGKILL (a container exiting while it
 //! is down) and containerd restarted under it both keep every pod and
 //! container with the same ids, states, exit codes, reasons and log
-//! files; a corrupt metadata extension degrades one container without
+//! files, and exec (ExecSync, and streaming SPDY exec after SIGKILL) into
+//! a recovered running container works; a corrupt metadata extension degrades one container without
 //! blocking start-up; a kill in the middle of a burst of RunPodSandbox
 //! leaves only whole pods. Each scenario ends by removing everything and
 //! checking that no netns, mount, containerd object, snapshot, IP or dir
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use cri_api::v1::*;
+use cri_server::streaming::client::{connect_spdy, exec_spdy, ExecInput, Upgrade};
 use cri_tests::cri::{dir_names, server_log_tail};
 use cri_tests::{CriServer, Harness, ServerOptions};
 use nix::sys::signal::Signal;
@@ -394,6 +396,67 @@ async fn check_recovered(
     Ok(())
 }
 
+/// ExecSync into the recovered running container `id` answers with its
+/// output and exit code 0.
+async fn check_exec_sync(env: &Env, rt: &mut Client, id: &str) -> Result<()> {
+    let r = rt
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["echo".into(), "recovered".into()],
+            timeout: 10,
+        })
+        .await
+        .with_context(|| format!("exec sync in {id}\n{}", server_log_tail(&env.server, 60)))?
+        .into_inner();
+    ensure!(
+        r.exit_code == 0 && r.stdout == b"recovered\n" && r.stderr.is_empty(),
+        "exec sync after recovery: {r:?}"
+    );
+    Ok(())
+}
+
+/// A streaming exec (SPDY, v4) into the recovered running container `id`:
+/// stdin reaches the process, its output and non-zero exit code come back.
+async fn check_streaming_exec(env: &Env, rt: &mut Client, id: &str) -> Result<()> {
+    let url = rt
+        .exec(ExecRequest {
+            container_id: id.into(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "read l; echo got:$l; exit 5".into(),
+            ],
+            tty: false,
+            stdin: true,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .with_context(|| format!("exec in {id}\n{}", server_log_tail(&env.server, 60)))?
+        .into_inner()
+        .url;
+    let (session, protocol) = match connect_spdy(&url, &["v4.channel.k8s.io"], &[]).await? {
+        Upgrade::Spdy(session, _incoming, protocol) => (session, protocol),
+        Upgrade::Refused(r) => bail!("upgrade refused: {} {}", r.status, r.body),
+    };
+    let input = ExecInput {
+        stdin: Some(b"ping\n".to_vec()),
+        stdout: true,
+        stderr: true,
+        ..ExecInput::default()
+    };
+    let out = tokio::time::timeout(Duration::from_secs(30), exec_spdy(session, protocol, input))
+        .await
+        .context("streaming exec timed out")??;
+    ensure!(out.stdout == b"got:ping\n", "{out:?}");
+    let text = out.error_text();
+    ensure!(
+        text.contains("NonZeroExitCode") && text.contains("\"5\""),
+        "exit code not reported: {text}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_and_restart_keep_every_pod_container_state_and_log() -> Result<()> {
     let started = Instant::now();
@@ -412,6 +475,9 @@ async fn sigkill_and_restart_keep_every_pod_container_state_and_log() -> Result<
     let mut rt = env.client().await?;
     eprintln!("recovered in {:?}", restarted.elapsed());
     check_recovered(&env, &mut rt, &pods, false).await?;
+    // Exec still works in a recovered running container.
+    check_exec_sync(&env, &mut rt, &pods[1].runner).await?;
+    check_streaming_exec(&env, &mut rt, &pods[1].runner).await?;
     // The name of a recovered pod is still reserved.
     let again = rt
         .run_pod_sandbox(RunPodSandboxRequest {
@@ -456,6 +522,7 @@ async fn containerd_restart_keeps_every_pod_container_state_and_log() -> Result<
     env.harness.containerd.start_again().await?;
 
     check_recovered(&env, &mut rt, &pods, true).await?;
+    check_exec_sync(&env, &mut rt, &pods[1].runner).await?;
     // New work goes through the reconnected client.
     let late = env
         .run_container(

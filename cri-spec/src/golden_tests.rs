@@ -8,12 +8,14 @@ use std::collections::HashMap;
 
 use cri_api::v1::{
     security_profile::ProfileType, ContainerConfig, Int64Value, KeyValue, LinuxContainerResources,
-    Mount as CriMount, NamespaceMode, NamespaceOption, SecurityProfile,
+    Mount as CriMount, NamespaceMode, NamespaceOption, SecurityProfile, WindowsContainerConfig,
+    WindowsContainerResources, WindowsContainerSecurityContext, WindowsPodSandboxConfig,
+    WindowsSandboxSecurityContext,
 };
 use serde_json::{json, Value};
 
-use super::tests::{input, run, to_json, userns, Input};
-use crate::{container::LabeledSpec, pause};
+use super::tests::{image, input, run, to_json, userns, Input};
+use crate::{container::LabeledSpec, pause, Platform};
 
 const KUBELET_MASKED: &[&str] = &[
     "/proc/asound",
@@ -240,4 +242,118 @@ fn golden_pause() {
         localhost_ref: String::new(),
     });
     check("pause", pause::tests::run(&i));
+}
+
+/// A Windows HostProcess container as the kubelet sends it: pod and
+/// container both HostProcess, run as `NT AUTHORITY\SYSTEM`, a projected
+/// service-account volume, a host-path volume and a named pipe (ordered by
+/// depth, the pipe counted as `\\.\pipe\...`), CPU and memory limits.
+#[test]
+fn golden_windows_host_process() {
+    let mut i = input();
+    i.platform = Platform::new("windows", "amd64");
+    i.image = image(json!({
+        "Entrypoint": ["powershell.exe", "-NoLogo"],
+        "Cmd": ["-Command", "Start-Sleep 3600"],
+        "Env": ["PATH=C:\\Windows\\system32;C:\\Windows"],
+        "WorkingDir": "C:\\app",
+        "User": "ContainerUser",
+    }));
+    i.image_name = "mcr.microsoft.com/windows/nanoserver:ltsc2022".into();
+    i.sandbox.linux = None;
+    i.sandbox.windows = Some(WindowsPodSandboxConfig {
+        security_context: Some(WindowsSandboxSecurityContext {
+            run_as_username: r"NT AUTHORITY\SYSTEM".into(),
+            host_process: true,
+            ..Default::default()
+        }),
+    });
+    i.sandbox.annotations =
+        HashMap::from([("kubernetes.io/config.source".to_owned(), "api".to_owned())]);
+    i.config = ContainerConfig {
+        args: vec!["-Command".into(), "Get-Process; Start-Sleep 3600".into()],
+        envs: vec![KeyValue {
+            key: "KUBERNETES_SERVICE_HOST".into(),
+            value: "10.96.0.1".into(),
+        }],
+        mounts: vec![
+            CriMount {
+                container_path: "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+                host_path: r"c:\var\lib\kubelet\pods\uid-1\volumes\kubernetes.io~projected\kube-api-access-x".into(),
+                readonly: true,
+                ..Default::default()
+            },
+            CriMount {
+                container_path: "/var/lib/kube-proxy".into(),
+                host_path: r"C:\var\lib\kube-proxy".into(),
+                ..Default::default()
+            },
+            CriMount {
+                container_path: r"\\.\pipe\containerd-containerd".into(),
+                host_path: r"\\.\pipe\containerd-containerd".into(),
+                ..Default::default()
+            },
+        ],
+        log_path: "app/0.log".into(),
+        linux: None,
+        windows: Some(WindowsContainerConfig {
+            resources: Some(WindowsContainerResources {
+                cpu_maximum: 5000,
+                memory_limit_in_bytes: 268_435_456,
+                ..Default::default()
+            }),
+            security_context: Some(WindowsContainerSecurityContext {
+                run_as_username: r"NT AUTHORITY\SYSTEM".into(),
+                host_process: true,
+                ..Default::default()
+            }),
+        }),
+        ..i.config
+    };
+    check("windows_host_process", run(&i));
+}
+
+/// A Darwin container: command and args, working dir, tty, env, a
+/// read-only bind mount and pass-through annotations.
+#[test]
+fn golden_darwin() {
+    let mut i = input();
+    i.platform = Platform::new("darwin", "arm64");
+    i.options.pod_annotations = vec!["example.com/*".into()];
+    i.options.container_annotations = vec!["example.com/trace".into()];
+    i.sandbox.linux = None;
+    i.sandbox.annotations = HashMap::from([
+        ("example.com/team".to_owned(), "infra".to_owned()),
+        ("other.io/ignored".to_owned(), "x".to_owned()),
+    ]);
+    i.config = ContainerConfig {
+        command: vec!["/bin/sh".into()],
+        args: vec!["-c".into(), "exec top".into()],
+        working_dir: "/Users/app".into(),
+        tty: true,
+        envs: vec![
+            KeyValue {
+                key: "IMG".into(),
+                value: "2".into(),
+            },
+            KeyValue {
+                key: "TERM".into(),
+                value: "xterm-256color".into(),
+            },
+        ],
+        mounts: vec![CriMount {
+            container_path: "/etc/config".into(),
+            host_path: "/Users/me/config".into(),
+            readonly: true,
+            ..Default::default()
+        }],
+        annotations: HashMap::from([
+            ("example.com/trace".to_owned(), "on".to_owned()),
+            ("example.com/untraced".to_owned(), "off".to_owned()),
+        ]),
+        log_path: "app/0.log".into(),
+        linux: None,
+        ..i.config
+    };
+    check("darwin", run(&i));
 }

@@ -65,14 +65,25 @@ fn is_named_pipe(path: &str) -> bool {
     path.starts_with(r"\\.\pipe\") || path.starts_with("//./pipe/")
 }
 
+/// containerd's `cleanMount`: named pipes as given, other paths cleaned.
+/// It keys the CRI/extra/default mount merge and (as Go's `filepath.Clean`
+/// keeps the `\\.\pipe` volume) the by-depth mount order.
+fn clean_mount(path: &str) -> String {
+    if is_named_pipe(path) {
+        path.to_owned()
+    } else {
+        clean_windows(path)
+    }
+}
+
 fn windows_mounts(spec: &mut Spec, req: &WindowsRequest<'_>) -> Result<()> {
-    let mounts = merge_mounts(&req.config.mounts, req.extra_mounts, clean_windows);
+    let mounts = merge_mounts(&req.config.mounts, req.extra_mounts, clean_mount);
     let given: Vec<String> = mounts
         .iter()
-        .map(|m| clean_windows(&m.container_path))
+        .map(|m| clean_mount(&m.container_path))
         .collect();
     if let Some(defaults) = spec.mounts_mut() {
-        defaults.retain(|m| !given.contains(&clean_windows(&m.destination().to_string_lossy())));
+        defaults.retain(|m| !given.contains(&clean_mount(&m.destination().to_string_lossy())));
     }
     for m in &mounts {
         let (mut src, mut dst) = (m.host_path.clone(), m.container_path.clone());
@@ -132,21 +143,19 @@ fn windows_devices(config: &ContainerConfig) -> Result<Vec<WindowsDevice>> {
     Ok(out)
 }
 
-/// containerd's `WithWindowsResources`.
+/// containerd's `WithWindowsResources`: the cpu and memory sections are
+/// always present (`{}` when nothing is limited).
 fn windows_resources(res: &WindowsContainerResources) -> WindowsResources {
     let mut out = WindowsResources::default();
     let mut memory = WindowsMemoryResources::default();
-    if res.memory_limit_in_bytes != 0 {
-        memory.set_limit(Some(res.memory_limit_in_bytes as u64));
-    }
+    memory.set_limit(Some(res.memory_limit_in_bytes as u64).filter(|v| *v != 0));
     out.set_memory(Some(memory));
-    if res.cpu_count != 0 || res.cpu_shares != 0 || res.cpu_maximum != 0 {
-        let mut cpu = WindowsCPUResources::default();
-        cpu.set_count((res.cpu_count != 0).then_some(res.cpu_count as u64));
-        cpu.set_shares((res.cpu_shares != 0).then_some(res.cpu_shares as u16));
-        cpu.set_maximum((res.cpu_maximum != 0).then_some(res.cpu_maximum as u16));
-        out.set_cpu(Some(cpu));
-    }
+    let mut cpu = WindowsCPUResources::default();
+    // Go converts first (`uint16(...)`) and then skips zeros.
+    cpu.set_count(Some(res.cpu_count as u64).filter(|v| *v != 0));
+    cpu.set_shares(Some(res.cpu_shares as u16).filter(|v| *v != 0));
+    cpu.set_maximum(Some(res.cpu_maximum as u16).filter(|v| *v != 0));
+    out.set_cpu(Some(cpu));
     out
 }
 
@@ -199,11 +208,11 @@ pub(crate) fn build(req: &WindowsRequest<'_>) -> Result<Spec> {
     process::with_env(&mut spec, &env);
 
     let mut windows = Windows::default();
-    if !req.netns_path.is_empty() {
-        let mut net = WindowsNetwork::default();
-        net.set_network_namespace(Some(req.netns_path.to_owned()));
-        windows.set_network(Some(net));
-    }
+    // `WithWindowsNetworkNamespace` always sets a network section, empty
+    // (`{}`) for host-network (HostProcess) pods.
+    let mut net = WindowsNetwork::default();
+    net.set_network_namespace(Some(req.netns_path.to_owned()).filter(|p| !p.is_empty()));
+    windows.set_network(Some(net));
     spec.set_hostname(Some(sandbox.hostname.clone()));
     windows_mounts(&mut spec, req)?;
     let devices = windows_devices(config)?;
@@ -272,6 +281,25 @@ mod tests {
         ] {
             assert_eq!(clean_windows(input), want, "{input}");
         }
+    }
+
+    #[test]
+    fn resources_sections_always_present() {
+        let res = windows_resources(&WindowsContainerResources {
+            memory_limit_in_bytes: 1 << 20,
+            cpu_shares: 1 << 16,
+            ..Default::default()
+        });
+        assert_eq!(
+            serde_json::to_value(res).ok(),
+            Some(serde_json::json!({"cpu": {}, "memory": {"limit": 1048576}}))
+        );
+    }
+
+    #[test]
+    fn named_pipes_are_not_cleaned() {
+        assert_eq!(clean_mount(r"\\.\pipe\x"), r"\\.\pipe\x");
+        assert_eq!(clean_mount("/var/lib"), r"\var\lib");
     }
 
     #[test]

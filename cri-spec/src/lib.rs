@@ -40,6 +40,7 @@ mod testutil;
 
 pub use apparmor::APPARMOR_DEFAULT_PROFILE;
 pub use base::{K8S_NAMESPACE, OCI_VERSION};
+pub use capabilities::KNOWN_CAPABILITIES;
 pub use cgroups::cgroups_path;
 pub use container::{ContainerInputs, ContainerSpecBuilder, LabeledSpec, SpecHost};
 pub use error::{Error, IdKind, Result};

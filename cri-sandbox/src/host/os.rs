@@ -11,52 +11,6 @@ use cri_spec::{DeviceInfo, DeviceKind, HostOs, MountInfo};
 use nix::sys::stat::{major, minor, SFlag};
 use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
 
-/// Capability names by bit number (linux/capability.h), as containerd's
-/// `pkg/cap` knows them.
-const CAPABILITY_NAMES: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
 /// Directory names `getDevices` does not descend into.
 const SKIPPED_DEVICE_DIRS: [&str; 7] =
     ["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
@@ -107,7 +61,11 @@ pub fn daemon_oom_score_adj() -> io::Result<i32> {
 pub fn capability_names(mask: u64) -> Vec<String> {
     (0..64)
         .filter(|bit| (mask >> bit) & 1 == 1)
-        .filter_map(|bit| CAPABILITY_NAMES.get(bit).map(|n| (*n).to_owned()))
+        .filter_map(|bit| {
+            cri_spec::KNOWN_CAPABILITIES
+                .get(bit)
+                .map(|n| (*n).to_owned())
+        })
         .collect()
 }
 

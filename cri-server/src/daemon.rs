@@ -85,12 +85,8 @@ pub async fn run(
         ImageSettings::from_config(&config.cri),
         Arc::new(ImageStore::default()),
     ));
-    // containerd may be down now: load the image store in the background,
-    // retrying until it answers (handlers also load it on first use).
-    tokio::spawn({
-        let images = Arc::clone(&images);
-        async move { images.load_with_retry().await }
-    });
+    // The image store is loaded by recovery (retried while containerd is
+    // down), before any RPC is served.
     let sandbox = crate::sandbox::SandboxManager::new(&config, containerd.clone())
         .map_err(DaemonError::Sandbox)?;
     let metrics = Arc::new(Metrics::new());

@@ -170,25 +170,6 @@ impl ImageManager {
         self.load().await.map(|_| ())
     }
 
-    /// Retries [`Self::load`] until it succeeds (containerd may be down
-    /// when the daemon starts), with a capped backoff.
-    pub async fn load_with_retry(&self) {
-        let mut delay = Duration::from_millis(500);
-        loop {
-            if self.loaded.load(Ordering::SeqCst) {
-                return;
-            }
-            match self.load().await {
-                Ok(_) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?delay, "cannot load images from containerd yet");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-    }
-
     /// PullImage: pulls `image` and returns it as stored.
     pub async fn pull(&self, image: &str, auth: Option<&AuthConfig>) -> Result<Image> {
         let reference = parse_reference(image)?;

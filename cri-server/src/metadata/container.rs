@@ -12,7 +12,8 @@ use serde::Deserialize;
 
 use super::go_encode::{cri_value, GoValue};
 use super::{
-    go_decode, parse_v1, versioned, MetadataError, RecordKind, Result, CONTAINER_METADATA_TYPE_URL,
+    check_type_url, go_decode, parse_v1, versioned, MetadataError, RecordKind, Result,
+    CONTAINER_METADATA_TYPE_URL,
 };
 
 const KIND: RecordKind = RecordKind::ContainerMetadata;
@@ -28,14 +29,7 @@ pub fn container_metadata_to_any(metadata: &ContainerMetadata) -> Result<Any> {
 /// The metadata in the extension of containerd container `id` (`id` only
 /// names the record in errors).
 pub fn container_metadata_from_any(id: &str, any: &Any) -> Result<ContainerMetadata> {
-    if any.type_url != CONTAINER_METADATA_TYPE_URL {
-        return Err(MetadataError::TypeUrl {
-            kind: KIND,
-            id: id.to_owned(),
-            expected: CONTAINER_METADATA_TYPE_URL,
-            found: any.type_url.clone(),
-        });
-    }
+    check_type_url(KIND, CONTAINER_METADATA_TYPE_URL, id, any)?;
     decode(id, &any.value)
 }
 

@@ -44,6 +44,24 @@ pub const SANDBOX_METADATA_TYPE_URL: &str = "github.com/containerd/cri/pkg/store
 pub const VERSION: &str = "v1";
 
 /// `{"Version":"v1","Metadata":<metadata>}`: Go's `versionedMetadata`.
+/// Fails unless `any` carries `expected`, the type URL of `kind`.
+fn check_type_url(
+    kind: RecordKind,
+    expected: &'static str,
+    id: &str,
+    any: &prost_types::Any,
+) -> Result<()> {
+    if any.type_url == expected {
+        return Ok(());
+    }
+    Err(MetadataError::TypeUrl {
+        kind,
+        id: id.to_owned(),
+        expected,
+        found: any.type_url.clone(),
+    })
+}
+
 fn versioned(metadata: GoValue) -> GoValue {
     GoValue::Struct(vec![
         (Cow::Borrowed("Version"), GoValue::from(VERSION)),

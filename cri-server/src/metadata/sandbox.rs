@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use super::go_encode::{cri_value, GoValue};
 use super::{
-    go_decode, parse_v1, versioned, MetadataError, RecordKind, Result, SANDBOX_METADATA_TYPE_URL,
+    check_type_url, go_decode, parse_v1, versioned, MetadataError, RecordKind, Result,
+    SANDBOX_METADATA_TYPE_URL,
 };
 
 const KIND: RecordKind = RecordKind::SandboxMetadata;
@@ -30,14 +31,7 @@ pub fn sandbox_metadata_to_any(metadata: &SandboxMetadata) -> Result<Any> {
 /// The metadata in the extension of the pause container (or 2.x Sandbox
 /// record) `id` (`id` only names the record in errors).
 pub fn sandbox_metadata_from_any(id: &str, any: &Any) -> Result<SandboxMetadata> {
-    if any.type_url != SANDBOX_METADATA_TYPE_URL {
-        return Err(MetadataError::TypeUrl {
-            kind: KIND,
-            id: id.to_owned(),
-            expected: SANDBOX_METADATA_TYPE_URL,
-            found: any.type_url.clone(),
-        });
-    }
+    check_type_url(KIND, SANDBOX_METADATA_TYPE_URL, id, any)?;
     decode(id, &any.value)
 }
 

@@ -9,6 +9,7 @@ use cri_api::containerd::ContainerdError;
 use cri_api::v1::image_service_server::ImageServiceServer;
 use cri_api::v1::runtime_service_server::RuntimeServiceServer;
 use cri_store::image::ImageStore;
+use h2_authority::AuthorityShim;
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::config::Config;
@@ -157,7 +158,7 @@ pub async fn run(
             state.clone(),
         )))
         .add_service(ImageServiceServer::new(CriImageService::new(state.clone())))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(front_door(listener), shutdown)
         .await
         .map_err(DaemonError::Serve);
     stop_metrics.cancel();
@@ -168,6 +169,17 @@ pub async fn run(
     drop(socket);
     tracing::info!("stopped");
     result
+}
+
+/// The accepted CRI connections, each behind an [`AuthorityShim`]: clients
+/// send the socket path, a percent-encoded path or an empty value as
+/// `:authority` (crictl, critest, grpc-java, grpcio), which h2 refuses on
+/// its own (see ARCHITECTURE.md, "The front door").
+fn front_door(
+    listener: tokio::net::UnixListener,
+) -> impl futures::Stream<Item = std::io::Result<AuthorityShim<tokio::net::UnixStream>>> {
+    use futures::TryStreamExt;
+    UnixListenerStream::new(listener).map_ok(AuthorityShim::new)
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

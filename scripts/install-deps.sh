@@ -14,6 +14,7 @@ packages=(
   iproute2 iptables           # netns, bridge and portmap CNI plugins
   util-linux                  # mount, nsenter
   pkg-config
+  python3 python3-venv        # the grpcio client the interop suite runs
 )
 
 missing=()
@@ -30,6 +31,15 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# A Python grpcio client (from PyPI) for the interop suite, in a virtualenv
+# of the project's own; tests find it at .venv/bin/python.
+VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv"
+if ! "$VENV/bin/python" -c 'import grpc' >/dev/null 2>&1; then
+  echo "creating $VENV with grpcio"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check 'grpcio>=1.57'
 fi
 
 # Debian's containerd package may start a system containerd; ours are private

@@ -59,6 +59,7 @@ pub struct Rewriter {
     encoder: Encoder<'static>,
     fields: Vec<(Vec<u8>, Vec<u8>, u8)>,
     rewritten: u64,
+    last_replaced: Vec<u8>,
 }
 
 impl Default for Rewriter {
@@ -78,12 +79,18 @@ impl Rewriter {
             encoder: Encoder::with_dynamic_size(0),
             fields: Vec::new(),
             rewritten: 0,
+            last_replaced: Vec::new(),
         }
     }
 
     /// How many `:authority` values were replaced so far.
     pub fn rewritten(&self) -> u64 {
         self.rewritten
+    }
+
+    /// The last `:authority` value that was replaced.
+    pub fn last_replaced(&self) -> &[u8] {
+        &self.last_replaced
     }
 
     /// How many bytes may next be copied to the server untouched, straight
@@ -308,7 +315,7 @@ impl Rewriter {
         let mut encoded = Vec::with_capacity(block.capacity());
         for (name, mut value, flags) in self.fields.drain(..) {
             if name == b":authority" && !acceptable_authority(&value) {
-                value = REPLACEMENT_AUTHORITY.to_vec();
+                self.last_replaced = std::mem::replace(&mut value, REPLACEMENT_AUTHORITY.to_vec());
                 self.rewritten += 1;
             }
             let flags = if flags & Decoder::NEVER_INDEXED != 0 {

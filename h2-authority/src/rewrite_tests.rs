@@ -324,6 +324,7 @@ fn authority_from_the_dynamic_table_is_replaced_in_every_request() {
         assert_eq!(block[4], ("user-agent-x".into(), "crictl".into(), 0));
     }
     assert_eq!(rw.rewritten(), 3);
+    assert_eq!(rw.last_replaced(), SOCKET_PATH);
 }
 
 #[test]

@@ -99,8 +99,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityShim<S> {
                 if !this.logged_rewrite && this.rewriter.rewritten() > 0 {
                     this.logged_rewrite = true;
                     tracing::debug!(
+                        authority = ?String::from_utf8_lossy(this.rewriter.last_replaced()),
                         replacement = %String::from_utf8_lossy(crate::REPLACEMENT_AUTHORITY),
-                        "client sent an :authority h2 refuses; replacing it"
+                        "client sent an :authority h2 refuses; replacing it on this connection"
                     );
                 }
                 this.drain_output(buf);

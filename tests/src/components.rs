@@ -142,7 +142,7 @@ pub fn require_all() -> Result<()> {
     }
 }
 
-fn search_path(program: &str) -> Option<PathBuf> {
+pub(crate) fn search_path(program: &str) -> Option<PathBuf> {
     let path_var = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path_var)
         .chain(EXTRA_DIRS.iter().map(PathBuf::from))

@@ -33,6 +33,26 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# critest's busybox image needs an `ash` built without standalone applets (the
+# masked-paths spec masks /bin/ls and expects `sh -c ls` to fail), and
+# busybox-static's ash runs its own `ls` whatever is on disk. Debian's dynamically
+# linked `busybox` package has such an ash; it conflicts with busybox-static, so
+# its binary is only unpacked, next to nothing else.
+BUSYBOX_SHELL=/usr/local/lib/cri-tests/busybox
+if [ ! -x "$BUSYBOX_SHELL" ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing $BUSYBOX_SHELL (Debian's dynamically linked busybox); run as root" >&2
+    exit 1
+  fi
+  echo "unpacking Debian's dynamically linked busybox to $BUSYBOX_SHELL"
+  tmp=$(mktemp -d)
+  chown _apt "$tmp" 2>/dev/null || true
+  (cd "$tmp" && { apt-get download -qq busybox 2>/dev/null || { apt-get update -qq && apt-get download -qq busybox; }; })
+  dpkg-deb -x "$tmp"/busybox_*.deb "$tmp/root"
+  install -D -m 0755 "$tmp/root/bin/busybox" "$BUSYBOX_SHELL"
+  rm -rf "$tmp"
+fi
+
 # A Python grpcio client (from PyPI) for the interop suite, in a virtualenv
 # of the project's own; tests find it at .venv/bin/python.
 VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv"

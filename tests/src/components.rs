@@ -7,6 +7,9 @@ use anyhow::{bail, Result};
 /// The directory the Debian `containernetworking-plugins` package installs to.
 pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
 
+/// Where `make deps` unpacks Debian's dynamically linked busybox.
+pub const BUSYBOX_SHELL: &str = "/usr/local/lib/cri-tests/busybox";
+
 /// Directories searched for programs in addition to `$PATH`: `runc` lives in
 /// `/usr/sbin`, which a non-login `$PATH` often lacks.
 const EXTRA_DIRS: &[&str] = &[
@@ -40,6 +43,10 @@ pub enum Component {
     Ip,
     /// `iptables`, which the portmap plugin runs.
     Iptables,
+    /// Debian's dynamically linked busybox, whose `ash` is built without
+    /// standalone applets: the shell of critest's busybox image (only the
+    /// conformance run needs it, so it is not in [`Component::ALL`]).
+    BusyboxShell,
 }
 
 impl Component {
@@ -76,6 +83,7 @@ impl Component {
             Component::CniPortmap => "/usr/lib/cni/portmap",
             Component::Ip => "ip",
             Component::Iptables => "iptables",
+            Component::BusyboxShell => BUSYBOX_SHELL,
         }
     }
 
@@ -94,10 +102,16 @@ impl Component {
             | Component::CniPortmap => "containernetworking-plugins",
             Component::Ip => "iproute2",
             Component::Iptables => "iptables",
+            Component::BusyboxShell => "busybox",
         }
     }
 
     fn install_hint(self) -> String {
+        if self == Component::BusyboxShell {
+            return format!(
+                "{BUSYBOX_SHELL} not found: run `make deps` (it unpacks the `bin/busybox` of Debian's dynamically linked `busybox` package there; installing that package would remove busybox-static)"
+            );
+        }
         let extra = if self == Component::Busybox {
             " (the statically linked busybox; the dynamic `busybox` package will not run inside an empty image)"
         } else {

@@ -30,15 +30,31 @@ pub struct ContainerdProcess {
     root: PathBuf,
     state: PathBuf,
     log: PathBuf,
+    /// The CRI plugin's config tables, when it is enabled.
+    cri_plugin: Option<String>,
     child: Option<Child>,
 }
 
 impl ContainerdProcess {
     /// Writes the config, starts containerd and waits until it answers.
     pub async fn start() -> Result<Self> {
+        Self::start_inner(None).await
+    }
+
+    /// Like [`start`](Self::start), but with containerd's own CRI plugin
+    /// enabled and configured by `cri_plugin_toml` (whole
+    /// `[plugins."io.containerd.grpc.v1.cri"...]` tables). It serves CRI on
+    /// [`socket`](Self::socket); its state lives under this containerd's
+    /// root and state dirs. For comparing cri-server with the reference.
+    pub async fn start_with_cri(cri_plugin_toml: &str) -> Result<Self> {
+        Self::start_inner(Some(cri_plugin_toml.to_string())).await
+    }
+
+    async fn start_inner(cri_plugin: Option<String>) -> Result<Self> {
         crate::components::require_all()?;
         let dir = teardown::new_component_dir("ctrd")?;
         let mut process = ContainerdProcess {
+            cri_plugin,
             config: dir.join("config.toml"),
             socket: dir.join("containerd.sock"),
             root: dir.join("root"),
@@ -56,15 +72,18 @@ impl ContainerdProcess {
 
     fn config_toml(&self) -> String {
         let q = |p: &Path| toml_string(&p.to_string_lossy());
+        let (cri_disabled, cri_tables) = match &self.cri_plugin {
+            None => ("\n  \"io.containerd.grpc.v1.cri\",", String::new()),
+            Some(tables) => ("", format!("\n{tables}\n")),
+        };
         format!(
             r#"version = 2
 root = {root}
 state = {state}
 oom_score = 0
-# The CRI plugin is what cri-server replaces; the other snapshotters only
-# add noise to the log on this host.
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
+# The CRI plugin is what cri-server replaces (unless this containerd is the
+# reference); the other snapshotters only add noise to the log on this host.
+disabled_plugins = [{cri_disabled}
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.devmapper",
@@ -86,7 +105,7 @@ disabled_plugins = [
 
 [plugins."io.containerd.internal.v1.opt"]
   path = {opt}
-"#,
+{cri_tables}"#,
             root = q(&self.root),
             state = q(&self.state),
             grpc = q(&self.socket),

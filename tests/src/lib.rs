@@ -18,6 +18,7 @@
 
 pub mod clients;
 pub mod components;
+pub mod conformance;
 pub mod containerd;
 pub mod cri;
 pub mod http;

@@ -16,9 +16,21 @@ const MTIME: u64 = 1_700_000_000;
 /// One entry of a layer.
 #[derive(Debug, Clone)]
 pub enum Entry {
-    Dir { mode: u32, uid: u64 },
-    File { mode: u32, data: Vec<u8> },
-    Symlink { target: String },
+    Dir {
+        mode: u32,
+        uid: u64,
+    },
+    File {
+        mode: u32,
+        data: Vec<u8>,
+    },
+    Symlink {
+        target: String,
+    },
+    /// A hard link to `target`, another path of the same layer.
+    HardLink {
+        target: String,
+    },
 }
 
 /// A built layer: the uncompressed tar and its gzip.
@@ -38,9 +50,13 @@ pub fn build(entries: Vec<(String, Entry)>) -> Result<Layer> {
     })
 }
 
-/// The uncompressed, deterministic tar of `entries` (sorted by path).
+/// The uncompressed, deterministic tar of `entries` (sorted by path; hard
+/// links last, so their targets are always extracted first).
 pub fn build_tar(mut entries: Vec<(String, Entry)>) -> Result<Vec<u8>> {
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.sort_by(|a, b| {
+        let link = |e: &Entry| matches!(e, Entry::HardLink { .. });
+        (link(&a.1), &a.0).cmp(&(link(&b.1), &b.0))
+    });
     let mut builder = tar::Builder::new(Vec::new());
     for (path, entry) in &entries {
         let mut header = tar::Header::new_gnu();
@@ -68,6 +84,12 @@ pub fn build_tar(mut entries: Vec<(String, Entry)>) -> Result<Vec<u8>> {
                 header.set_size(0);
                 builder.append_link(&mut header, path, target)?;
             }
+            Entry::HardLink { target } => {
+                header.set_entry_type(tar::EntryType::Link);
+                header.set_mode(0o755);
+                header.set_size(0);
+                builder.append_link(&mut header, path, target)?;
+            }
         }
     }
     Ok(builder.into_inner()?)
@@ -82,11 +104,11 @@ pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
     Ok(encoder.finish()?)
 }
 
-fn dir(mode: u32) -> Entry {
+pub(crate) fn dir(mode: u32) -> Entry {
     Entry::Dir { mode, uid: 0 }
 }
 
-fn file(mode: u32, text: &str) -> Entry {
+pub(crate) fn file(mode: u32, text: &str) -> Entry {
     Entry::File {
         mode,
         data: text.as_bytes().to_vec(),
@@ -157,7 +179,7 @@ pub fn busybox_layer() -> Result<Layer> {
 }
 
 /// The applets `busybox --list` names, minus `busybox` itself.
-fn applets(busybox: &Path) -> Result<Vec<String>> {
+pub(crate) fn applets(busybox: &Path) -> Result<Vec<String>> {
     let out = Command::new(busybox)
         .arg("--list")
         .output()
@@ -218,6 +240,38 @@ mod tests {
             .map(|e| Ok(e?.path()?.to_string_lossy().into_owned()))
             .collect::<Result<_>>()?;
         assert_eq!(names, ["a/", "a/l", "b"]);
+        Ok(())
+    }
+
+    #[test]
+    fn hard_links_come_after_their_targets() -> Result<()> {
+        let layer = build(vec![
+            ("bin/zz".to_string(), file(0o755, "x")),
+            (
+                "bin/[".to_string(),
+                Entry::HardLink {
+                    target: "bin/zz".into(),
+                },
+            ),
+        ])?;
+        let mut archive = tar::Archive::new(layer.tar.as_slice());
+        let kinds: Vec<(String, tar::EntryType)> = archive
+            .entries()?
+            .map(|e| {
+                let e = e?;
+                Ok((
+                    e.path()?.to_string_lossy().into_owned(),
+                    e.header().entry_type(),
+                ))
+            })
+            .collect::<Result<_>>()?;
+        assert_eq!(
+            kinds,
+            [
+                ("bin/zz".to_string(), tar::EntryType::Regular),
+                ("bin/[".to_string(), tar::EntryType::Link),
+            ]
+        );
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
-//! The test images (busybox from the host's busybox-static, a pause image from `assets/pause.c`, a Docker schema2 variant and a two-platform index), built without downloads, pushed to a [`Registry`] or written as an OCI image-layout archive for `ctr images import`.
+//! The test images (busybox from the host's busybox-static, a pause image from `assets/pause.c`, a Docker schema2 variant and a two-platform index; critest's images in `critest`), built without downloads, pushed to a [`Registry`] or written as an OCI image-layout archive for `ctr images import`.
 
+pub mod critest;
 pub mod layer;
 pub mod oci;
 pub mod pause;
@@ -295,7 +296,7 @@ async fn push_to(registry: &RegistryClient) -> Result<TestImages> {
 }
 
 /// Pushes the layers and config of `image` into `repo`.
-async fn push_image(registry: &RegistryClient, repo: &str, image: &Image) -> Result<()> {
+pub(crate) async fn push_image(registry: &RegistryClient, repo: &str, image: &Image) -> Result<()> {
     for blob in image.layers.iter().chain(std::iter::once(&image.config)) {
         registry
             .push_blob(repo, &blob.digest, &blob.data)
@@ -305,7 +306,7 @@ async fn push_image(registry: &RegistryClient, repo: &str, image: &Image) -> Res
     Ok(())
 }
 
-async fn push_manifest(
+pub(crate) async fn push_manifest(
     registry: &RegistryClient,
     repo: &str,
     reference: &str,

@@ -59,6 +59,8 @@ pub struct ImageSpec {
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     pub user: Option<String>,
+    /// `StopSignal`, e.g. `SIGQUIT`.
+    pub stop_signal: Option<String>,
     pub labels: Vec<(String, String)>,
     pub created_by: String,
 }
@@ -99,6 +101,9 @@ impl Image {
         }
         if let Some(user) = &spec.user {
             config.insert("User".into(), json!(user));
+        }
+        if let Some(signal) = &spec.stop_signal {
+            config.insert("StopSignal".into(), json!(signal));
         }
         config.insert("WorkingDir".into(), json!("/"));
         if !spec.labels.is_empty() {

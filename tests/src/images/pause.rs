@@ -1,4 +1,4 @@
-//! Compiling `tests/assets/pause.c` into a static binary, cached under the cargo target dir by a hash of the source and flags.
+//! Compiling `tests/assets/pause.c` (and the other C programs of the test images) into static binaries, cached under the cargo target dir by a hash of the source and flags.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -22,12 +22,18 @@ pub fn target_dir() -> PathBuf {
 
 /// Returns the compiled pause binary, compiling it on first use.
 pub fn binary() -> Result<Vec<u8>> {
+    compile_static("pause", SOURCE)
+}
+
+/// Returns `source` compiled with `gcc -static` as `name`, compiling it on
+/// first use.
+pub fn compile_static(name: &str, source: &str) -> Result<Vec<u8>> {
     let mut hasher = Sha256::new();
-    hasher.update(SOURCE.as_bytes());
+    hasher.update(source.as_bytes());
     hasher.update(FLAGS.join(" ").as_bytes());
     let key = hex::encode(hasher.finalize());
     let cache = target_dir().join("cri-test-images");
-    let cached = cache.join(format!("pause-{}", &key[..16]));
+    let cached = cache.join(format!("{name}-{}", &key[..16]));
     if let Ok(data) = std::fs::read(&cached) {
         return Ok(data);
     }
@@ -36,26 +42,26 @@ pub fn binary() -> Result<Vec<u8>> {
     // Compile into a private temp dir, then rename into place atomically so
     // concurrent test processes never see a half-written binary.
     let work = tempfile::tempdir_in(&cache)?;
-    let source = work.path().join("pause.c");
-    let output = work.path().join("pause");
-    std::fs::write(&source, SOURCE)?;
+    let source_file = work.path().join(format!("{name}.c"));
+    let output = work.path().join(name);
+    std::fs::write(&source_file, source)?;
     let out = Command::new(Component::Gcc.path()?)
         .args(FLAGS)
         .arg("-o")
         .arg(&output)
-        .arg(&source)
+        .arg(&source_file)
         .env("PATH", CHILD_PATH)
         .output()
         .context("run gcc")?;
     if !out.status.success() {
         bail!(
-            "gcc {} pause.c failed with {} (a static build needs libc.a: run `make deps` or `apt-get install -y gcc libc6-dev`):\n{}",
+            "gcc {} {name}.c failed with {} (a static build needs libc.a: run `make deps` or `apt-get install -y gcc libc6-dev`):\n{}",
             FLAGS.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
     }
     std::fs::rename(&output, &cached)
-        .with_context(|| format!("move the pause binary to {}", cached.display()))?;
+        .with_context(|| format!("move the {name} binary to {}", cached.display()))?;
     std::fs::read(&cached).with_context(|| format!("read {}", cached.display()))
 }

@@ -35,6 +35,10 @@ pub struct Cli {
     /// Log line format.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Answer only CRI on the socket: other gRPC services (containerd's
+    /// own API) get Unimplemented instead of being forwarded to containerd.
+    #[arg(long)]
+    pub no_containerd_passthrough: bool,
 }
 
 impl Cli {
@@ -48,6 +52,7 @@ impl Cli {
             state_dir: self.state.clone(),
             log_level: self.log_level.clone(),
             log_format: self.log_format,
+            containerd_passthrough: self.no_containerd_passthrough.then_some(false),
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::containerd;
 use crate::image::{ImageManager, ImageSettings};
 use crate::metrics::{self, Metrics, MetricsError};
+use crate::passthrough::{Forwarder, PassthroughLayer};
 use crate::service::{CriImageService, CriRuntimeService, ServerState};
 use crate::socket::{BoundSocket, SocketError};
 
@@ -151,7 +152,21 @@ pub async fn run(
         readiness.clone(),
     ));
 
+    // containerd's own API on the same socket: every non-CRI call is
+    // forwarded to containerd (outermost: no recovery gate, no CRI metrics).
+    let forwarder = server.containerd_passthrough.then(|| {
+        Arc::new(Forwarder::new(
+            &server.containerd_address,
+            metrics.passthrough_open_streams(),
+        ))
+    });
+    tracing::info!(
+        enabled = server.containerd_passthrough,
+        "containerd API passthrough on the CRI socket"
+    );
+
     let result = tonic::transport::Server::builder()
+        .layer(PassthroughLayer::new(forwarder))
         .layer(metrics.grpc_layer())
         .layer(readiness.layer())
         .add_service(RuntimeServiceServer::new(CriRuntimeService::new(

@@ -13,6 +13,7 @@ pub mod error;
 pub mod image;
 pub mod metadata;
 pub mod metrics;
+pub mod passthrough;
 pub mod recovery;
 pub mod runtime_status;
 pub mod sandbox;

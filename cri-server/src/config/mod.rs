@@ -879,6 +879,7 @@ state = "/tmp/containerd-state"
   log_level = "debug"
   log_format = "json"
   metrics_address = "127.0.0.1:1338"
+  containerd_passthrough = false
 "#;
 
     #[test]
@@ -893,6 +894,7 @@ state = "/tmp/containerd-state"
             log_level: "debug".into(),
             log_format: LogFormat::Json,
             metrics_address: Some("127.0.0.1:1338".into()),
+            containerd_passthrough: false,
         };
         assert_eq!(config.server, want);
         assert_eq!(
@@ -911,6 +913,7 @@ state = "/tmp/containerd-state"
             state_dir: Some("/cli/state".into()),
             log_level: Some("trace".into()),
             log_format: Some(LogFormat::Text),
+            containerd_passthrough: None,
         };
         let (config, _) = load(SERVER_LAYERS, overrides).unwrap();
         let want = ServerConfig {
@@ -922,8 +925,24 @@ state = "/tmp/containerd-state"
             log_level: "trace".into(),
             log_format: LogFormat::Text,
             metrics_address: Some("127.0.0.1:1338".into()),
+            containerd_passthrough: false,
         };
         assert_eq!(config.server, want);
+    }
+
+    #[test]
+    fn containerd_passthrough_is_on_by_default_and_the_flag_turns_it_off() {
+        let (config, _) = load("version = 2\n", Overrides::default()).unwrap();
+        assert!(config.server.containerd_passthrough);
+        let (config, _) = load(
+            "version = 2\n[cri_server]\ncontainerd_passthrough = true\n",
+            Overrides {
+                containerd_passthrough: Some(false),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert!(!config.server.containerd_passthrough);
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct ServerConfig {
     /// `host:port` of the Prometheus metrics endpoint; `None` (the key
     /// empty or absent) serves no metrics.
     pub metrics_address: Option<String>,
+    /// Forward every non-CRI gRPC call on the CRI socket to containerd, so
+    /// the socket serves containerd's own API too.
+    pub containerd_passthrough: bool,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +59,7 @@ impl Default for ServerConfig {
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             log_format: LogFormat::Text,
             metrics_address: None,
+            containerd_passthrough: true,
         }
     }
 }
@@ -112,6 +116,8 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// `--no-containerd-passthrough` gives `Some(false)`.
+    pub containerd_passthrough: Option<bool>,
 }
 
 /// The `[cri_server]` table as written.
@@ -125,6 +131,7 @@ pub(super) struct RawServerSection {
     log_level: Option<String>,
     log_format: Option<LogFormat>,
     metrics_address: Option<String>,
+    containerd_passthrough: Option<bool>,
 }
 
 /// containerd's own top-level settings that give our defaults.
@@ -204,6 +211,10 @@ pub(super) fn resolve(
             .or(section.log_format)
             .unwrap_or(defaults.log_format),
         metrics_address,
+        containerd_passthrough: overrides
+            .containerd_passthrough
+            .or(section.containerd_passthrough)
+            .unwrap_or(defaults.containerd_passthrough),
     })
 }
 

@@ -23,6 +23,12 @@ pub(super) fn status_json(config: &Config) -> Value {
         );
         map.insert("rootDir".into(), path(&server.root_dir));
         map.insert("stateDir".into(), path(&server.state_dir));
+        // Ours, not containerd's: whether the socket forwards containerd's
+        // own API.
+        map.insert(
+            "containerdPassthrough".into(),
+            Value::Bool(server.containerd_passthrough),
+        );
     }
     out
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -68,6 +69,7 @@ pub struct Metrics {
     cni_setup_seconds: Histogram,
     cni_teardown_seconds: Histogram,
     objects: Arc<ObjectGauges>,
+    passthrough_open_streams: Gauge,
 }
 
 impl Default for Metrics {
@@ -128,6 +130,12 @@ impl Metrics {
             "Time to tear down a pod's network with CNI.",
             cni_teardown_seconds.clone(),
         );
+        let passthrough_open_streams = Gauge::default();
+        ours.register(
+            "containerd_passthrough_open_streams",
+            "Calls to containerd's own API being forwarded to containerd right now.",
+            passthrough_open_streams.clone(),
+        );
         let objects = Arc::new(ObjectGauges::default());
         ours.register_collector(Box::new(Arc::clone(&objects)));
         Self {
@@ -140,7 +148,13 @@ impl Metrics {
             cni_setup_seconds,
             cni_teardown_seconds,
             objects,
+            passthrough_open_streams,
         }
+    }
+
+    /// The gauge of forwarded calls in flight (shared: clones count into it).
+    pub fn passthrough_open_streams(&self) -> Gauge {
+        self.passthrough_open_streams.clone()
     }
 
     /// The tower layer that records every RPC served through it.

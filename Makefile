@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Integration suites run this many tests at once (each has its own containerd).
 IT_THREADS ?= 2
 
-.PHONY: all deps build run stop test fmt-check clippy doc unit integration clean-run
+.PHONY: all deps build run stop test fmt-check clippy doc unit integration conformance clean-run
 
 all: build
 
@@ -23,7 +23,7 @@ run: build
 stop:
 	@./scripts/run.sh stop
 
-test: deps fmt-check clippy doc unit integration
+test: deps fmt-check clippy doc unit integration conformance
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -40,3 +40,10 @@ unit:
 integration:
 	$(CARGO) build -p cri-server --bins
 	$(CARGO) test -p cri-tests --no-fail-fast -- --test-threads=$(IT_THREADS)
+
+# critest's validation suite against cri-server, critest's images built
+# locally; skipped with a notice when no critest 1.29+ is found, unless
+# CRI_REQUIRE_CONFORMANCE=1. `make conformance CONFORMANCE_ARGS=--reference`
+# runs it against containerd's own CRI plugin instead.
+conformance:
+	@./scripts/conformance.sh $(CONFORMANCE_ARGS)

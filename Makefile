@@ -47,3 +47,9 @@ integration:
 # runs it against containerd's own CRI plugin instead.
 conformance:
 	@./scripts/conformance.sh $(CONFORMANCE_ARGS)
+
+# Measurements side by side with containerd (not part of `make test`).
+bench: deps
+	$(CARGO) build --release -p cri-server --bin cri-server
+	$(CARGO) build -p cri-tests --bin passthrough-bench
+	CRI_SERVER_BIN=target/release/cri-server target/debug/passthrough-bench --calls 200

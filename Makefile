@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Integration suites run this many tests at once (each has its own containerd).
 IT_THREADS ?= 2
 
-.PHONY: all deps build run stop test fmt-check clippy doc unit integration conformance clean-run
+.PHONY: all deps build run stop test fmt-check clippy doc unit integration conformance bench clean-run
 
 all: build
 

@@ -323,3 +323,54 @@ pub(crate) fn toml_string(s: &str) -> String {
     out.push('"');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(cri_plugin: Option<String>) -> ContainerdProcess {
+        let dir = PathBuf::from("/c");
+        ContainerdProcess {
+            config: dir.join("config.toml"),
+            socket: dir.join("containerd.sock"),
+            root: dir.join("root"),
+            state: dir.join("state"),
+            log: dir.join("containerd.log"),
+            dir,
+            cri_plugin,
+            child: None,
+        }
+    }
+
+    fn disabled_plugins(doc: &toml::Table) -> Vec<&str> {
+        doc["disabled_plugins"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p.as_str()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn cri_plugin_is_disabled_unless_configured() -> Result<()> {
+        let plain: toml::Table = toml::from_str(&process(None).config_toml())?;
+        assert!(disabled_plugins(&plain).contains(&"io.containerd.grpc.v1.cri"));
+        assert_eq!(
+            plain["grpc"]["address"].as_str(),
+            Some("/c/containerd.sock")
+        );
+
+        let tables = "[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"p:1\"";
+        let with_cri: toml::Table = toml::from_str(&process(Some(tables.into())).config_toml())?;
+        assert!(!disabled_plugins(&with_cri).contains(&"io.containerd.grpc.v1.cri"));
+        assert!(disabled_plugins(&with_cri).contains(&"io.containerd.snapshotter.v1.zfs"));
+        let plugins = &with_cri["plugins"];
+        assert_eq!(
+            plugins["io.containerd.grpc.v1.cri"]["sandbox_image"].as_str(),
+            Some("p:1")
+        );
+        assert_eq!(
+            plugins["io.containerd.internal.v1.opt"]["path"].as_str(),
+            Some("/c/opt")
+        );
+        Ok(())
+    }
+}

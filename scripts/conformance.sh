@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CARGO=${CARGO:-cargo}
-BIN=${CARGO_TARGET_DIR:-target}/debug
+BIN=$(realpath -m "${CARGO_TARGET_DIR:-target}")/debug
 MIN_MAJOR=1 MIN_MINOR=29
 
 notice() {

@@ -155,7 +155,7 @@ fn registry_toml(certs: &Path) -> String {
 /// containerd's own CRI plugin as cri-server is configured: same sandbox
 /// image, mirrors and CNI plugins. Root here lacks CAP_SYS_RESOURCE, so
 /// OOM score adjustments are clamped rather than refused.
-fn reference_cri_toml(net_d: &Path, certs: &Path) -> String {
+pub fn reference_cri_toml(net_d: &Path, certs: &Path) -> String {
     let q = |p: &Path| toml_string(&p.to_string_lossy());
     format!(
         r#"[plugins."io.containerd.grpc.v1.cri"]

@@ -452,6 +452,93 @@ mod tests {
         );
     }
 
+    /// The tar entries of an image's layer `index`: path -> (type, mode,
+    /// link target).
+    fn entries(
+        image: &Image,
+        index: usize,
+    ) -> Result<std::collections::BTreeMap<String, (tar::EntryType, u32, String)>> {
+        let gzip = &image.layers[index].data;
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gzip.as_slice()));
+        let mut out = std::collections::BTreeMap::new();
+        for entry in archive.entries()? {
+            let entry = entry?;
+            let link = entry
+                .link_name()?
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.insert(
+                entry.path()?.to_string_lossy().into_owned(),
+                (entry.header().entry_type(), entry.header().mode()?, link),
+            );
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn images_are_what_the_specs_rely_on() -> Result<()> {
+        let set = images()?;
+        let find = |name: &str| {
+            set.iter()
+                .find(|i| i.names.iter().any(|n| n == name))
+                .with_context(|| format!("no image named {name}"))
+        };
+        let staging = |name: &str| format!("{STAGING}/{name}");
+
+        // busybox: applets hard-linked to the static busybox, the shell to
+        // the dynamically linked one, pgrep and ipcs as programs.
+        let busybox = entries(&find(BUSYBOX)?.image, 0)?;
+        let link = |path: &str| {
+            busybox
+                .get(path)
+                .map(|(kind, _, target)| (*kind, target.as_str()))
+        };
+        assert_eq!(link("bin/ls"), Some((tar::EntryType::Link, "bin/busybox")));
+        assert_eq!(link("bin/sh"), Some((tar::EntryType::Link, SHELL_PATH)));
+        assert_eq!(
+            link("bin/pgrep").map(|l| l.0),
+            Some(tar::EntryType::Regular)
+        );
+        assert_eq!(link("bin/ipcs").map(|l| l.0), Some(tar::EntryType::Regular));
+
+        let nnp = entries(
+            &find("registry.k8s.io/e2e-test-images/nonewprivs:1.3")?.image,
+            1,
+        )?;
+        assert_eq!(
+            nnp.get("usr/local/bin/nnp").map(|e| e.1 & 0o7777),
+            Some(0o4755)
+        );
+
+        // One image under three tags; every other name its own image.
+        let tags = find(&staging("test-image-tags:1"))?;
+        assert_eq!(tags.names.len(), 3);
+        let mut ids = BTreeSet::new();
+        for image in set.iter() {
+            assert!(
+                ids.insert(image.image.config.digest.clone()),
+                "{:?}",
+                image.names
+            );
+        }
+        let all_names: Vec<&String> = set.iter().flat_map(|i| &i.names).collect();
+        let unique: BTreeSet<&String> = all_names.iter().copied().collect();
+        assert_eq!(all_names.len(), unique.len());
+        for name in all_names {
+            local_path(name)?;
+        }
+
+        let config = |name: &str| -> Result<serde_json::Value> {
+            Ok(serde_json::from_slice(&find(name)?.image.config.data)?)
+        };
+        assert_eq!(config(NGINX)?["config"]["StopSignal"], "SIGQUIT");
+        assert_eq!(
+            config(&staging("test-image-user-username-group:latest"))?["config"]["User"],
+            "www-data:1004"
+        );
+        Ok(())
+    }
+
     #[test]
     fn ancestors_are_every_parent_directory() {
         assert_eq!(ancestors("a/b/c"), ["a", "a/b"]);

@@ -19,6 +19,7 @@ use cri_server::metrics::exposition::{find, parse};
 use cri_tests::clients::Crictl;
 use cri_tests::components::{Component, CHILD_PATH};
 use cri_tests::{CriServer, Harness, ServerOptions};
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -243,17 +244,29 @@ async fn a_client_killed_mid_upload_leaves_no_stream_open() -> Result<()> {
     drop(stdin);
     wait_open_streams(&metrics, 0.0).await?;
     // The half-written ingest is containerd's to expire; the daemon holds
-    // nothing. A whole upload through the same socket still works.
+    // nothing. A whole 20 MiB blob goes up through the same socket (a
+    // client-streaming Write) and comes back byte for byte (a
+    // server-streaming Read).
+    let blob: Vec<u8> = (0..20u32 << 20).map(|i| (i % 251) as u8).collect();
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&blob)));
     let mut full = ctr_command(
         server.socket(),
-        &["-n", NS, "content", "ingest", "passthrough-full-upload"],
+        &[
+            "-n",
+            NS,
+            "content",
+            "ingest",
+            "--expected-digest",
+            &digest,
+            "passthrough-full-upload",
+        ],
     )?
     .stdin(Stdio::piped())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()?;
     let mut stdin = full.stdin.take().context("ingest stdin")?;
-    stdin.write_all(&vec![9u8; 3 << 20]).await?;
+    stdin.write_all(&blob).await?;
     drop(stdin);
     let out = full.wait_with_output().await?;
     ensure!(
@@ -261,8 +274,21 @@ async fn a_client_killed_mid_upload_leaves_no_stream_open() -> Result<()> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let listed = ctr_ok(harness.containerd.socket(), &["-n", NS, "content", "ls"]).await?;
-    ensure!(listed.contains("3.146MB"), "{listed}");
+    let read = ctr_command(server.socket(), &["-n", NS, "content", "get", &digest])?
+        .stdout(Stdio::piped())
+        .output()
+        .await?;
+    ensure!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    ensure!(
+        read.stdout == blob,
+        "content get returned {} bytes, not the blob",
+        read.stdout.len()
+    );
+    wait_open_streams(&metrics, 0.0).await?;
     Ok(())
 }
 

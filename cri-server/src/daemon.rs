@@ -17,6 +17,7 @@ use crate::containerd;
 use crate::image::{ImageManager, ImageSettings};
 use crate::metrics::{self, Metrics, MetricsError};
 use crate::passthrough::{Forwarder, PassthroughLayer};
+use crate::preflight::{self, ContainerdProbe, Report};
 use crate::service::{CriImageService, CriRuntimeService, ServerState};
 use crate::socket::{BoundSocket, SocketError};
 
@@ -47,6 +48,8 @@ pub enum DaemonError {
     Streaming(#[source] crate::streaming::StreamingError),
     #[error("serve cri")]
     Serve(#[source] tonic::transport::Error),
+    #[error("preflight failed:\n{0}")]
+    Preflight(Report),
 }
 
 /// Runs the daemon until `shutdown` resolves.
@@ -56,6 +59,12 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let config = Arc::new(config);
     let server = &config.server;
+    // Locks on the root and state dirs (held until we return), dirs, CNI.
+    let (_locks, report) = preflight::local_checks(&config);
+    report.log();
+    if report.failed() {
+        return Err(DaemonError::Preflight(report.failures()));
+    }
     for dir in [&server.root_dir, &server.state_dir] {
         std::fs::create_dir_all(dir).map_err(|source| DaemonError::CreateDir {
             path: dir.display().to_string(),
@@ -69,6 +78,28 @@ pub async fn run(
                 address: server.containerd_address.display().to_string(),
                 source,
             })?;
+    // containerd's checks now if it answers; else once it does, before
+    // recovery touches anything.
+    let containerd_checked = match preflight::check_containerd(
+        &*containerd.version,
+        &*containerd.introspection,
+        &config,
+    )
+    .await
+    {
+        ContainerdProbe::Checked(checks) => {
+            let report = Report { checks };
+            report.log();
+            if report.failed() {
+                return Err(DaemonError::Preflight(report.failures()));
+            }
+            true
+        }
+        ContainerdProbe::Unreachable(e) => {
+            tracing::warn!(error = %e, "containerd not reachable yet; its preflight checks run once it answers");
+            false
+        }
+    };
     match containerd
         .namespaces
         .ensure(&server.containerd_namespace, HashMap::new())
@@ -138,7 +169,7 @@ pub async fn run(
             stop_metrics.clone(),
         ));
     }
-    let (socket, listener) = BoundSocket::bind(&server.listen)?;
+    let (socket, listener) = BoundSocket::bind(&server.listen, server.socket_group.as_deref())?;
     tracing::info!(
         listen = %server.listen.display(),
         containerd = %server.containerd_address.display(),
@@ -147,10 +178,34 @@ pub async fn run(
     // Every RPC but Version answers Unavailable until the stores are
     // rebuilt from containerd (retried while containerd is down).
     let readiness = crate::recovery::Readiness::new();
-    tokio::spawn(crate::recovery::recover_then_serve(
-        Arc::clone(&state),
-        readiness.clone(),
-    ));
+    // A failed deferred preflight stops the daemon with its report.
+    let fatal = tokio_util::sync::CancellationToken::new();
+    let fatal_report = Arc::new(std::sync::OnceLock::new());
+    tokio::spawn({
+        let (state, readiness) = (Arc::clone(&state), readiness.clone());
+        let (fatal, fatal_report) = (fatal.clone(), Arc::clone(&fatal_report));
+        async move {
+            if !containerd_checked {
+                crate::systemd::notify_status("waiting for containerd");
+                if let Err(report) =
+                    preflight::wait_for_containerd(&state.containerd, &state.config).await
+                {
+                    let _ = fatal_report.set(report);
+                    fatal.cancel();
+                    return;
+                }
+            }
+            crate::recovery::recover_then_serve(state, readiness).await;
+            crate::systemd::notify_ready("serving CRI");
+        }
+    });
+    let shutdown = async {
+        tokio::select! {
+            () = shutdown => {}
+            () = fatal.cancelled() => {}
+        }
+        crate::systemd::notify_stopping();
+    };
 
     // containerd's own API on the same socket: every non-CRI call is
     // forwarded to containerd (outermost: no recovery gate, no CRI metrics).
@@ -183,6 +238,9 @@ pub async fn run(
     }
     drop(socket);
     tracing::info!("stopped");
+    if let Some(report) = fatal_report.get() {
+        return Err(DaemonError::Preflight(report.clone()));
+    }
     result
 }
 

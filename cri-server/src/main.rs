@@ -1,19 +1,58 @@
-//! `cri-server`: parse flags, load the config, install logging, serve.
+//! `cri-server`: parse flags, load the config, install logging, then run
+//! the daemon or one of the subcommands (`config default`, `config dump`,
+//! `check`).
+
+use std::process::ExitCode;
 
 use clap::Parser;
-use cri_server::cli::Cli;
+use cri_server::cli::{Cli, Command, ConfigCommand};
 use cri_server::config::Config;
-use cri_server::{daemon, telemetry};
+use cri_server::{containerd, daemon, preflight, telemetry};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    let (config, warnings) = Config::load(cli.config.as_deref(), cli.overrides())?;
-    telemetry::init(&config.server.log_level, config.server.log_format)?;
-    for warning in warnings {
-        tracing::warn!(key = %warning, "unknown config key ignored");
+    if cli.command == Some(Command::Config(ConfigCommand::Default)) {
+        print!("{}", Config::default_toml());
+        return Ok(ExitCode::SUCCESS);
     }
-    let shutdown = daemon::termination_signal()?;
-    daemon::run(config, shutdown).await?;
-    Ok(())
+    let source = cli.config_source();
+    let (config, warnings) = Config::load(source.path(), cli.overrides())?;
+    match cli.command {
+        Some(Command::Config(ConfigCommand::Dump)) => {
+            print!("{}", config.to_dump_toml());
+            for warning in warnings {
+                eprintln!("warning: unknown config key ignored: {warning}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Check) => {
+            println!("config: {}", source.describe());
+            for warning in &warnings {
+                println!("warning unknown config key ignored: {warning}");
+            }
+            let server = &config.server;
+            let containerd =
+                containerd::connect_lazy(&server.containerd_address, &server.containerd_namespace)?;
+            let report = preflight::check_all(&config, &containerd).await;
+            print!("{report}");
+            if report.failed() {
+                println!("preflight failed");
+                Ok(ExitCode::FAILURE)
+            } else {
+                println!("preflight ok");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+        Some(Command::Config(ConfigCommand::Default)) | None => {
+            telemetry::init(&config.server.log_level, config.server.log_format)?;
+            tracing::info!(config = %source.describe(), version = env!("CARGO_PKG_VERSION"), "config file");
+            for warning in warnings {
+                tracing::warn!(key = %warning, "unknown config key ignored");
+            }
+            let shutdown = daemon::termination_signal()?;
+            daemon::run(config, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

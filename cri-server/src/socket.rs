@@ -1,5 +1,6 @@
 //! The CRI unix socket: refuse a socket a live server owns, replace a
-//! stale one, create ours with mode 0660, and remove it on exit.
+//! stale one, create ours with mode 0660 (group `socket_group` when set),
+//! and remove it on exit.
 
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -14,6 +15,8 @@ pub enum SocketError {
     InUse { path: PathBuf },
     #[error("{} exists and is not a socket; refusing to replace it", path.display())]
     NotASocket { path: PathBuf },
+    #[error("socket_group {group:?}: no such group")]
+    UnknownGroup { group: String },
     #[error("{op} {}", path.display())]
     Io {
         op: &'static str,
@@ -46,8 +49,10 @@ fn identity(meta: &std::fs::Metadata) -> (u64, u64, i64, i64) {
 }
 
 impl BoundSocket {
-    /// Binds `path`, removing a stale socket left by a dead server first.
-    pub fn bind(path: &Path) -> Result<(Self, UnixListener), SocketError> {
+    /// Binds `path`, removing a stale socket left by a dead server first,
+    /// and gives it to `group` (mode 0660 either way).
+    pub fn bind(path: &Path, group: Option<&str>) -> Result<(Self, UnixListener), SocketError> {
+        let gid = group.map(group_id).transpose()?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io_err("create dir", parent))?;
         }
@@ -74,6 +79,9 @@ impl BoundSocket {
             Err(e) => return Err(io_err("stat", path)(e)),
         }
         let listener = UnixListener::bind(path).map_err(io_err("bind", path))?;
+        if let Some(gid) = gid {
+            std::os::unix::fs::lchown(path, None, Some(gid)).map_err(io_err("chgrp", path))?;
+        }
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
             .map_err(io_err("chmod", path))?;
         let meta = std::fs::symlink_metadata(path).map_err(io_err("stat", path))?;
@@ -84,6 +92,17 @@ impl BoundSocket {
             },
             listener,
         ))
+    }
+}
+
+/// The gid of a group name, or of a number given as the name.
+fn group_id(group: &str) -> Result<u32, SocketError> {
+    let unknown = || SocketError::UnknownGroup {
+        group: group.to_owned(),
+    };
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(found)) => Ok(found.gid.as_raw()),
+        Ok(None) | Err(_) => group.parse().map_err(|_| unknown()),
     }
 }
 
@@ -109,7 +128,7 @@ mod tests {
     async fn creates_0660_and_removes_on_drop() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/cri.sock");
-        let (bound, _listener) = BoundSocket::bind(&path).unwrap();
+        let (bound, _listener) = BoundSocket::bind(&path, None).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o660);
         drop(bound);
@@ -117,11 +136,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn socket_group_is_set_and_mode_stays_0660() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cri.sock");
+        // "daemon" (gid 1) exists on every Debian system; a number works too.
+        for (group, gid) in [("daemon", 1), ("4242", 4242)] {
+            let (bound, _listener) = BoundSocket::bind(&path, Some(group)).unwrap();
+            let meta = std::fs::metadata(&path).unwrap();
+            assert_eq!(meta.gid(), gid, "{group}");
+            assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+            drop(bound);
+        }
+        let err = BoundSocket::bind(&path, Some("no-such-group-here")).unwrap_err();
+        assert!(matches!(err, SocketError::UnknownGroup { .. }), "{err}");
+        assert!(!path.exists());
+    }
+
+    #[tokio::test]
     async fn refuses_live_socket() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cri.sock");
-        let (_bound, _listener) = BoundSocket::bind(&path).unwrap();
-        let err = BoundSocket::bind(&path).unwrap_err();
+        let (_bound, _listener) = BoundSocket::bind(&path, None).unwrap();
+        let err = BoundSocket::bind(&path, None).unwrap_err();
         assert!(matches!(err, SocketError::InUse { .. }), "{err}");
         assert!(path.exists());
     }
@@ -132,7 +168,7 @@ mod tests {
         let path = dir.path().join("cri.sock");
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         assert!(path.exists());
-        let (_bound, _listener) = BoundSocket::bind(&path).unwrap();
+        let (_bound, _listener) = BoundSocket::bind(&path, None).unwrap();
         assert!(path.exists());
     }
 
@@ -141,7 +177,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cri.sock");
         std::fs::write(&path, "x").unwrap();
-        let err = BoundSocket::bind(&path).unwrap_err();
+        let err = BoundSocket::bind(&path, None).unwrap_err();
         assert!(matches!(err, SocketError::NotASocket { .. }), "{err}");
     }
 
@@ -149,7 +185,7 @@ mod tests {
     async fn leaves_a_replaced_socket_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cri.sock");
-        let (bound, listener) = BoundSocket::bind(&path).unwrap();
+        let (bound, listener) = BoundSocket::bind(&path, None).unwrap();
         drop(listener);
         std::fs::remove_file(&path).unwrap();
         let _other = std::os::unix::net::UnixListener::bind(&path).unwrap();

@@ -70,6 +70,21 @@ impl ContainerdProcess {
         Ok(process)
     }
 
+    /// Enables containerd's own CRI plugin, configured by `cri_plugin_toml`
+    /// as in [`start_with_cri`](Self::start_with_cri), or disables it
+    /// (`None`). Takes effect at the next [`start_again`](Self::start_again):
+    /// a node switching between the CRI plugin and cri-server.
+    pub fn set_cri_plugin(&mut self, cri_plugin_toml: Option<&str>) -> Result<()> {
+        self.cri_plugin = cri_plugin_toml.map(str::to_string);
+        std::fs::write(&self.config, self.config_toml())
+            .with_context(|| format!("write {}", self.config.display()))
+    }
+
+    /// containerd's config file.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
     fn config_toml(&self) -> String {
         let q = |p: &Path| toml_string(&p.to_string_lossy());
         let (cri_disabled, cri_tables) = match &self.cri_plugin {
@@ -309,7 +324,7 @@ impl Drop for ContainerdProcess {
 }
 
 /// A TOML basic string (quoted and escaped).
-pub(crate) fn toml_string(s: &str) -> String {
+pub fn toml_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

@@ -29,6 +29,7 @@ mod runtime;
 mod sections;
 mod server;
 mod status_json;
+mod toml_out;
 mod validate;
 mod values;
 
@@ -110,6 +111,19 @@ impl Config {
         let server = server::resolve(section, &top, overrides, origin)?;
         validate::validate(&mut cri, &source, &origins, &mut warnings)?;
         Ok((Config { server, cri }, warnings))
+    }
+
+    /// `cri-server config default`: a complete, commented containerd
+    /// `config.toml` with every key at its default; it loads back to
+    /// [`Config::default`].
+    pub fn default_toml() -> String {
+        toml_out::render(&Config::default(), toml_out::Rendering::Default)
+    }
+
+    /// `cri-server config dump`: the effective config as a containerd
+    /// `config.toml`, credentials redacted as in [`Config::to_status_json`].
+    pub fn to_dump_toml(&self) -> String {
+        toml_out::render(self, toml_out::Rendering::Dump)
     }
 
     /// The config as containerd's CRI plugin shows it in a verbose
@@ -197,7 +211,7 @@ mod tests {
     const SEC: u64 = 1;
 
     /// `containerd config default` of containerd 1.7 (Debian/Ubuntu package).
-    const CONTAINERD_17_DEFAULT: &str = r#"
+    pub(super) const CONTAINERD_17_DEFAULT: &str = r#"
 disabled_plugins = []
 imports = []
 oom_score = 0
@@ -422,7 +436,7 @@ version = 2
 "#;
 
     /// What kubeadm guides write: runc with the systemd cgroup driver.
-    const KUBEADM_SYSTEMD: &str = r#"
+    pub(super) const KUBEADM_SYSTEMD: &str = r#"
 version = 2
 [plugins]
   [plugins."io.containerd.grpc.v1.cri"]
@@ -438,7 +452,7 @@ version = 2
 "#;
 
     /// A containerd 2.x file.
-    const CONTAINERD_2_V3: &str = r#"
+    pub(super) const CONTAINERD_2_V3: &str = r#"
 version = 3
 root = "/data/containerd"
 state = "/ephemeral/containerd"
@@ -880,6 +894,8 @@ state = "/tmp/containerd-state"
   log_format = "json"
   metrics_address = "127.0.0.1:1338"
   containerd_passthrough = false
+  socket_group = "kube"
+  allow_containerd_cri = true
 "#;
 
     #[test]
@@ -895,6 +911,8 @@ state = "/tmp/containerd-state"
             log_format: LogFormat::Json,
             metrics_address: Some("127.0.0.1:1338".into()),
             containerd_passthrough: false,
+            socket_group: Some("kube".into()),
+            allow_containerd_cri: true,
         };
         assert_eq!(config.server, want);
         assert_eq!(
@@ -914,6 +932,7 @@ state = "/tmp/containerd-state"
             log_level: Some("trace".into()),
             log_format: Some(LogFormat::Text),
             containerd_passthrough: None,
+            allow_containerd_cri: Some(true),
         };
         let (config, _) = load(SERVER_LAYERS, overrides).unwrap();
         let want = ServerConfig {
@@ -926,6 +945,8 @@ state = "/tmp/containerd-state"
             log_format: LogFormat::Text,
             metrics_address: Some("127.0.0.1:1338".into()),
             containerd_passthrough: false,
+            socket_group: Some("kube".into()),
+            allow_containerd_cri: true,
         };
         assert_eq!(config.server, want);
     }

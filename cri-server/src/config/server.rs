@@ -46,6 +46,13 @@ pub struct ServerConfig {
     /// Forward every non-CRI gRPC call on the CRI socket to containerd, so
     /// the socket serves containerd's own API too.
     pub containerd_passthrough: bool,
+    /// `socket_group`: the group the CRI socket is given (mode stays
+    /// 0660); `None` leaves it root's.
+    pub socket_group: Option<String>,
+    /// `allow_containerd_cri`: start even while containerd's own CRI plugin
+    /// serves the same namespace (for experts; two CRI servers then manage
+    /// the same containers).
+    pub allow_containerd_cri: bool,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +67,8 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             metrics_address: None,
             containerd_passthrough: true,
+            socket_group: None,
+            allow_containerd_cri: false,
         }
     }
 }
@@ -118,6 +127,8 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     /// `--no-containerd-passthrough` gives `Some(false)`.
     pub containerd_passthrough: Option<bool>,
+    /// `--allow-containerd-cri` gives `Some(true)`.
+    pub allow_containerd_cri: Option<bool>,
 }
 
 /// The `[cri_server]` table as written.
@@ -132,6 +143,8 @@ pub(super) struct RawServerSection {
     log_format: Option<LogFormat>,
     metrics_address: Option<String>,
     containerd_passthrough: Option<bool>,
+    socket_group: Option<String>,
+    allow_containerd_cri: Option<bool>,
 }
 
 /// containerd's own top-level settings that give our defaults.
@@ -215,6 +228,11 @@ pub(super) fn resolve(
             .containerd_passthrough
             .or(section.containerd_passthrough)
             .unwrap_or(defaults.containerd_passthrough),
+        socket_group: section.socket_group.filter(|g| !g.is_empty()),
+        allow_containerd_cri: overrides
+            .allow_containerd_cri
+            .or(section.allow_containerd_cri)
+            .unwrap_or(defaults.allow_containerd_cri),
     })
 }
 

@@ -162,9 +162,18 @@ fn host_json(config: &RegistryHostConfig) -> Value {
     json!({ "auth": config.auth.as_ref().map(auth_json), "tls": tls })
 }
 
+/// What a credential shows as outside the process: empty stays empty,
+/// anything else is [`REDACTED`] (also used by `config dump`).
+pub(super) fn redact(secret: &Secret) -> &'static str {
+    if secret.is_empty() {
+        ""
+    } else {
+        REDACTED
+    }
+}
+
 /// Usernames stay; every credential is replaced by a marker when set.
 fn auth_json(auth: &RegistryAuth) -> Value {
-    let redact = |secret: &Secret| if secret.is_empty() { "" } else { REDACTED };
     json!({
         "username": auth.username,
         "password": redact(&auth.password),

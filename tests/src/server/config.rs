@@ -15,7 +15,10 @@ pub(super) fn render_config(
     containerd_socket: &Path,
     opts: &ServerOptions,
 ) -> String {
-    let net_d = dir.join("net.d");
+    let net_d = opts
+        .cni_conf_dir
+        .clone()
+        .unwrap_or_else(|| dir.join("net.d"));
     let q = |p: &Path| toml_string(&p.to_string_lossy());
     let mut toml = format!(
         r#"version = 2

@@ -59,6 +59,10 @@ pub struct ServerOptions {
     /// Appended to the end of the config (whole tables).
     pub extra_toml: String,
     pub cni: CniSetup,
+    /// A CNI conf dir of the test's own instead of `<dir>/net.d` (e.g. the
+    /// one containerd's CRI plugin used, when switching a node); nothing is
+    /// written into it. Use with [`CniSetup::NoConfig`].
+    pub cni_conf_dir: Option<PathBuf>,
     /// The socket to listen on instead of `<dir>/cri.sock` (e.g. another
     /// server's, to check that a second server refuses to start).
     pub listen: Option<PathBuf>,
@@ -90,6 +94,7 @@ pub struct CriServer {
     env: Vec<(String, String)>,
     child: Option<Child>,
     network: Option<TestNetwork>,
+    net_d: PathBuf,
 }
 
 impl CriServer {
@@ -120,6 +125,10 @@ impl CriServer {
             CniSetup::NoConfig => None,
         };
         let mut server = CriServer {
+            net_d: opts
+                .cni_conf_dir
+                .clone()
+                .unwrap_or_else(|| dir.join("net.d")),
             config: dir.join("config.toml"),
             socket: opts.listen.clone().unwrap_or_else(|| dir.join("cri.sock")),
             log: dir.join("cri-server.log"),
@@ -141,8 +150,8 @@ impl CriServer {
     }
 
     fn write_config(&self, containerd: &ContainerdProcess, opts: &ServerOptions) -> Result<()> {
-        let net_d = self.dir.join("net.d");
-        std::fs::create_dir_all(&net_d)?;
+        let net_d = &self.net_d;
+        std::fs::create_dir_all(net_d)?;
         if let Some(network) = &self.network {
             std::fs::write(
                 net_d.join("10-cri-tests.conflist"),
@@ -294,7 +303,7 @@ impl CriServer {
 
     /// The CNI conf dir in the config.
     pub fn cni_conf_dir(&self) -> PathBuf {
-        self.dir.join("net.d")
+        self.net_d.clone()
     }
 
     /// The test network, unless started with [`CniSetup::NoConfig`].

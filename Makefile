@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Integration suites run this many tests at once (each has its own containerd).
 IT_THREADS ?= 2
 
-.PHONY: all deps build run stop test fmt-check clippy doc unit integration conformance bench clean-run
+.PHONY: all deps build run stop test fmt-check clippy doc unit integration conformance bench clean-run install uninstall deb
 
 all: build
 
@@ -53,3 +53,34 @@ bench: deps
 	$(CARGO) build --release -p cri-server --bin cri-server
 	$(CARGO) build -p cri-tests --bin passthrough-bench
 	CRI_SERVER_BIN=target/release/cri-server target/debug/passthrough-bench --calls 200
+
+# Node install: the binaries, the systemd unit and the default config
+# (`cri-server config default`). `make install PREFIX=/usr DESTDIR=/tmp/root`;
+# CARGO_PROFILE=dev installs the debug build.
+PREFIX ?= /usr/local
+DESTDIR ?=
+CARGO_PROFILE ?= release
+PROFILE_DIR := $(if $(filter dev,$(CARGO_PROFILE)),debug,$(CARGO_PROFILE))
+BINDIR := $(PREFIX)/bin
+UNITDIR := $(PREFIX)/lib/systemd/system
+SHAREDIR := $(PREFIX)/share/cri-server
+
+install:
+	$(CARGO) build --profile $(CARGO_PROFILE) -p cri-server --bins
+	install -D -m 0755 target/$(PROFILE_DIR)/cri-server $(DESTDIR)$(BINDIR)/cri-server
+	install -D -m 0755 target/$(PROFILE_DIR)/cri-ctl $(DESTDIR)$(BINDIR)/cri-ctl
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed 's|^ExecStart=/usr/bin/cri-server|ExecStart=$(BINDIR)/cri-server|' packaging/cri-server.service > $(DESTDIR)$(UNITDIR)/cri-server.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/cri-server.service
+	install -D -m 0644 packaging/config.toml $(DESTDIR)$(SHAREDIR)/config.toml
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/cri-server $(DESTDIR)$(BINDIR)/cri-ctl
+	rm -f $(DESTDIR)$(UNITDIR)/cri-server.service
+	rm -f $(DESTDIR)$(SHAREDIR)/config.toml
+	-rmdir $(DESTDIR)$(SHAREDIR) 2>/dev/null
+
+# A Debian package with the same files (cargo-deb, installed by
+# scripts/install-deps.sh): target/debian/cri-server_<version>_<arch>.deb.
+deb: deps
+	$(CARGO) deb -p cri-server --profile $(CARGO_PROFILE)

@@ -18,7 +18,7 @@ const SHIM_SOCKET_DIR: &str = "/run/containerd/s";
 /// The runc root the runc shim uses unless a runtime option says otherwise.
 const DEFAULT_RUNC_ROOT: &str = "/run/containerd/runc";
 /// File in a component directory naming bridges to delete at teardown.
-pub(crate) const BRIDGES_FILE: &str = "bridges-to-delete";
+pub const BRIDGES_FILE: &str = "bridges-to-delete";
 
 /// The directory all harness components put their private directories in.
 pub fn base_dir() -> PathBuf {
@@ -27,7 +27,7 @@ pub fn base_dir() -> PathBuf {
 
 /// Creates a fresh private directory `<base>/<kind>-<pid>-<random>`; the pid
 /// lets [`reap_stale`] find directories of test processes that died.
-pub(crate) fn new_component_dir(kind: &str) -> Result<PathBuf> {
+pub fn new_component_dir(kind: &str) -> Result<PathBuf> {
     let base = base_dir();
     std::fs::create_dir_all(&base).with_context(|| format!("create {}", base.display()))?;
     reap_stale(&base);

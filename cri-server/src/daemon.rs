@@ -48,6 +48,8 @@ pub enum DaemonError {
     Streaming(#[source] crate::streaming::StreamingError),
     #[error("serve cri")]
     Serve(#[source] tonic::transport::Error),
+    #[error("registry configuration")]
+    Registry(#[source] crate::image::hosts::HostsError),
     #[error("preflight failed:\n{0}")]
     Preflight(Report),
 }
@@ -113,6 +115,9 @@ pub async fn run(
         }
     }
 
+    // Registry settings the pull client cannot honour stop start-up here,
+    // not a pull later.
+    crate::image::hosts::check_supported(&config.cri.registry).map_err(DaemonError::Registry)?;
     let images = Arc::new(ImageManager::new(
         containerd.clone(),
         ImageSettings::from_config(&config.cri),
@@ -153,7 +158,7 @@ pub async fn run(
     crate::streaming_runtime::start_streaming(&state)
         .await
         .map_err(DaemonError::Streaming)?;
-    crate::container::spawn_oom_monitor(Arc::clone(&state));
+    crate::event_monitor::spawn_event_monitor(Arc::clone(&state));
     crate::containerd_watch::spawn_containerd_watch(Arc::clone(&state));
     metrics.set_object_counts({
         let (sandboxes, containers) = (state.sandboxes.clone(), state.containers.clone());

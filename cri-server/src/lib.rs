@@ -10,6 +10,7 @@ pub mod containerd;
 pub mod containerd_watch;
 pub mod daemon;
 pub mod error;
+pub mod event_monitor;
 pub mod image;
 pub mod metadata;
 pub mod metrics;

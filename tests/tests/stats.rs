@@ -1,7 +1,8 @@
 //! Container and pod stats over the real socket, against real containerd,
 //! runc and CNI: a container burning cpu and holding memory shows both, a
 //! file written in the rootfs grows the writable layer (refreshed every
-//! second), a stopped container carries no stale cpu rate, pod stats list
+//! second), a stopped container or pod has no stats (NotFound, and left
+//! out of the lists) and an ambiguous id prefix is an error, pod stats list
 //! their containers and count network bytes after the host pings the pod,
 //! and the id, prefix, sandbox and label filters select what they name.
 
@@ -367,25 +368,50 @@ async fn container_stats_follow_cpu_memory_writes_and_filters() -> Result<()> {
         "{missing:?}"
     );
 
-    // Stopped: listed, with its layer, but no cpu or memory to go stale.
+    // An id prefix both containers share is ambiguous: an error, not a pick.
+    let shared = busy
+        .chars()
+        .zip(idle.chars())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a)
+        .collect::<String>();
+    let ambiguous = env
+        .rt
+        .container_stats(ContainerStatsRequest {
+            container_id: shared.clone(),
+        })
+        .await;
+    ensure!(ambiguous.is_err(), "prefix {shared:?}: {ambiguous:?}");
+
+    // Stopped: no task to measure, as in containerd: ContainerStats is
+    // NotFound naming it, and the list leaves it out.
     env.rt
         .stop_container(StopContainerRequest {
             container_id: busy.clone(),
             timeout: 0,
         })
         .await?;
-    let stopped = env.container_stats(&busy).await?;
-    ensure!(
-        stopped.cpu.is_none() && stopped.memory.is_none() && nano_cores(&stopped) == 0,
-        "stopped container: {stopped:?}"
-    );
-    ensure!(layer_bytes(&stopped) >= 6 * MIB, "layer gone: {stopped:?}");
+    let stopped = env
+        .rt
+        .container_stats(ContainerStatsRequest {
+            container_id: busy.clone(),
+        })
+        .await;
+    match &stopped {
+        Err(status) => ensure!(
+            status.code() == tonic::Code::NotFound
+                && status.message().contains(busy.as_str())
+                && status.message().contains("not running"),
+            "{status:?}"
+        ),
+        Ok(answer) => bail!("stats of a stopped container: {answer:?}"),
+    }
     let listed = env.list_stats(None).await?;
-    let stopped = listed
-        .iter()
-        .find(|s| id_of(s) == busy)
-        .context("stopped container not listed")?;
-    ensure!(stopped.cpu.is_none(), "stale cpu in list: {stopped:?}");
+    ensure!(
+        ids(&listed) == [idle.as_str()],
+        "only the running one listed: {:?}",
+        ids(&listed)
+    );
     Ok(())
 }
 
@@ -520,5 +546,21 @@ async fn pod_stats_count_containers_network_and_filter() -> Result<()> {
         .await?;
     let listed = pod_ids(&env.pod_stats(None).await?);
     ensure!(listed == [web.0.as_str()], "listed after stop: {listed:?}");
+    // And a stopped pod's own stats are NotFound, naming it.
+    let stopped = env
+        .rt
+        .pod_sandbox_stats(PodSandboxStatsRequest {
+            pod_sandbox_id: db.0.clone(),
+        })
+        .await;
+    match &stopped {
+        Err(status) => ensure!(
+            status.code() == tonic::Code::NotFound
+                && status.message().contains(db.0.as_str())
+                && status.message().contains("not ready"),
+            "{status:?}"
+        ),
+        Ok(answer) => bail!("stats of a stopped pod: {answer:?}"),
+    }
     Ok(())
 }

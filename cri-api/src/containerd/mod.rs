@@ -165,6 +165,8 @@ pub trait Events: Send + Sync {
     /// arrives, so callers run it in a task of its own.
     async fn subscribe(&self, filters: Vec<String>)
         -> Result<BoxStream<'static, Result<Envelope>>>;
+    /// Publishes `event` on `topic` in the client's namespace.
+    async fn publish(&self, topic: &str, event: Any) -> Result<()>;
 }
 
 /// containerd's namespace service.

@@ -186,6 +186,8 @@ pub struct PluginInfo {
     pub capabilities: Vec<String>,
     /// Set when the plugin failed to initialise.
     pub init_error: Option<String>,
+    /// What the plugin exports, e.g. a snapshotter's `root` directory.
+    pub exports: HashMap<String, String>,
 }
 
 /// A lease that keeps content and snapshots from garbage collection.

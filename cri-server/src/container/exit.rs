@@ -13,11 +13,9 @@ use std::time::{Duration, SystemTime};
 use cri_api::containerd::ExitStatus;
 use cri_api::ids::ContainerId;
 use cri_api::v1::ContainerEventType;
-use futures::StreamExt;
 
 use super::status::REASON_OOM_KILLED;
 use super::{events, to_nanos, update_status_sync};
-use crate::containerd::{decode_event, DecodedEvent};
 use crate::error::Result;
 use crate::service::ServerState;
 
@@ -174,43 +172,8 @@ pub(crate) fn cgroup_oom_killed(cgroup_root: &Path, cgroups_path: &str) -> bool 
     })
 }
 
-/// Subscribes to containerd's `/tasks/oom` events and records
-/// `OOMKilled` on the containers they name; resubscribes when the stream
-/// ends. Runs for the life of the daemon.
-pub fn spawn_oom_monitor(state: Arc<ServerState>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut delay = BACKOFF_INITIAL;
-        loop {
-            let filters = vec![r#"topic=="/tasks/oom""#.to_owned()];
-            match state.containerd.events.subscribe(filters).await {
-                Ok(mut stream) => {
-                    delay = BACKOFF_INITIAL;
-                    while let Some(item) = stream.next().await {
-                        match item {
-                            Ok(envelope) => {
-                                if let Some(DecodedEvent::TaskOom(oom)) =
-                                    envelope.event.as_ref().and_then(decode_event)
-                                {
-                                    record_oom(&state, &oom.container_id);
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "oom event stream broke");
-                                break;
-                            }
-                        }
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "subscribe to oom events"),
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(30));
-        }
-    })
-}
-
 /// The TaskOOM handler: the container's reason becomes `OOMKilled`.
-pub(crate) fn record_oom(state: &ServerState, container_id: &str) {
+pub fn record_oom(state: &ServerState, container_id: &str) {
     let Ok(container) = state.containers.get(container_id) else {
         return;
     };

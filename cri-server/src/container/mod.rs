@@ -47,7 +47,7 @@ pub use create::create_container;
 pub use events::ContainerEvents;
 pub use exec::{exec_in_container, ExecEnd, ExecOptions, PROCESS_TYPE_URL};
 pub use exec_sync::{exec_sync, MAX_EXEC_SYNC_OUTPUT};
-pub use exit::spawn_oom_monitor;
+pub use exit::record_oom;
 pub use list::list_containers;
 pub use live::{ContainerHandle, LiveContainers};
 pub use log::reopen_container_log;

@@ -257,6 +257,7 @@ pub(crate) fn plugin_from_proto(p: ProtoPlugin) -> PluginInfo {
         requires: p.requires,
         capabilities: p.capabilities,
         init_error: p.init_err.map(|s| s.message),
+        exports: p.exports,
     }
 }
 

@@ -7,7 +7,9 @@ use containerd_client::events::{
     TaskStart,
 };
 use containerd_client::services::v1::events_client::EventsClient;
-use containerd_client::services::v1::{ImageCreate, ImageDelete, ImageUpdate, SubscribeRequest};
+use containerd_client::services::v1::{
+    ImageCreate, ImageDelete, ImageUpdate, PublishRequest, SubscribeRequest,
+};
 use cri_api::containerd::{Any, Envelope, Events, Result};
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -83,6 +85,19 @@ impl Events for ContainerdEvents {
                     .map_err(|s| client.error(OP, &what, &s))
             })
             .boxed())
+    }
+
+    async fn publish(&self, topic: &str, event: Any) -> Result<()> {
+        const OP: &str = "publish event";
+        let request = PublishRequest {
+            topic: topic.to_owned(),
+            event: Some(event),
+        };
+        self.api()
+            .publish(self.client.request(request, Deadline::Default))
+            .await
+            .map_err(|s| self.client.error(OP, topic, &s))?;
+        Ok(())
     }
 }
 

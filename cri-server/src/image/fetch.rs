@@ -51,8 +51,9 @@ enum HostFailure {
 }
 
 impl Remote {
-    /// Prepares a client per host. Hosts this client cannot talk to (an
-    /// API root that does not end in `/v2`) are skipped with a warning.
+    /// Prepares a client per host. A host with a setting this client
+    /// cannot honour (client certificates, extra headers, an API root not
+    /// ending in `/v2`) fails the pull, naming the file, host and key.
     pub async fn connect(
         reference: &ImageRef,
         hosts: Vec<RegistryHost>,
@@ -66,16 +67,16 @@ impl Remote {
         };
         let mut clients = Vec::new();
         for host in hosts {
-            let Some(prefix) = host.path.strip_suffix("/v2") else {
-                tracing::warn!(host = %host.url(), "skipping registry host: API root must end in /v2");
-                continue;
-            };
-            if !host.client_pairs.is_empty() {
-                tracing::warn!(host = %host.host, "client certificates are not supported; connecting without");
+            // Never talk to a host without a setting it was given (a client
+            // certificate, a header, its own API root): refuse the pull.
+            if let Some(setting) = host.unsupported_setting() {
+                return Err(config_error(format!(
+                    "{}: host {}: `{setting}` is not supported by cri-server's registry client",
+                    host.origin,
+                    host.url()
+                )));
             }
-            if !host.header.is_empty() {
-                tracing::debug!(host = %host.host, "extra registry headers are not sent");
-            }
+            let prefix = host.path.strip_suffix("/v2").unwrap_or_default();
             let registry_name = format!("{}{prefix}", host.host);
             let mirror = registry_name != reference.domain();
             let mut certificates = Vec::new();

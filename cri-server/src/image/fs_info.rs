@@ -1,6 +1,14 @@
-//! ImageFsInfo: the snapshotter's usage (bytes and inodes summed over its snapshots, as containerd's snapshot syncer computes it) reported for the snapshotter's directory. Committed snapshots never change, so their usage is cached.
+//! ImageFsInfo as containerd's CRI plugin answers it: one filesystem per
+//! snapshotter in use, the default first (the kubelet reads the first),
+//! each at the directory the snapshotter exports as its `root` through
+//! containerd's Introspection service (its usual place under containerd's
+//! root when it exports none), with the bytes and inodes of its snapshots
+//! summed as containerd's snapshot syncer computes them. A handler's own
+//! snapshotter is listed once it holds snapshots. Committed snapshots never
+//! change, so their usage is cached.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,17 +20,113 @@ use super::error::{ImageError, Result};
 use super::ImageManager;
 
 const USAGE_CONCURRENCY: usize = 8;
+/// containerd's plugin type of snapshotters.
+const SNAPSHOTTER_PLUGIN_FILTER: &str = r#"type=="io.containerd.snapshotter.v1""#;
 
-/// Usage of committed snapshots by name.
+/// Usage of committed snapshots by snapshotter and name, and the
+/// snapshotters' exported roots.
 #[derive(Debug, Default)]
 pub struct UsageCache {
-    committed: Mutex<HashMap<String, SnapshotUsage>>,
+    committed: Mutex<HashMap<(String, String), SnapshotUsage>>,
+    roots: Mutex<HashMap<String, PathBuf>>,
+}
+
+/// What one snapshotter's snapshots use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Usage {
+    snapshots: usize,
+    bytes: u64,
+    inodes: u64,
 }
 
 impl ImageManager {
     /// ImageFsInfo.
     pub async fn fs_info(&self) -> Result<ImageFsInfoResponse> {
-        let snapshotter = &self.settings.snapshotter;
+        let roots = self.snapshotter_roots().await;
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+            .unwrap_or_default();
+        let mut image_filesystems = Vec::new();
+        for (i, snapshotter) in self.settings.snapshotters.iter().enumerate() {
+            let usage = self.snapshotter_usage(snapshotter).await?;
+            if i > 0 && usage.snapshots == 0 {
+                continue;
+            }
+            let mountpoint = roots
+                .get(snapshotter)
+                .cloned()
+                .unwrap_or_else(|| self.default_snapshotter_root(snapshotter));
+            image_filesystems.push(FilesystemUsage {
+                timestamp,
+                fs_id: Some(FilesystemIdentifier {
+                    mountpoint: mountpoint.display().to_string(),
+                }),
+                used_bytes: Some(UInt64Value { value: usage.bytes }),
+                inodes_used: Some(UInt64Value {
+                    value: usage.inodes,
+                }),
+            });
+        }
+        Ok(ImageFsInfoResponse {
+            image_filesystems,
+            container_filesystems: Vec::new(),
+        })
+    }
+
+    /// Where containerd keeps a snapshotter's data by default.
+    fn default_snapshotter_root(&self, snapshotter: &str) -> PathBuf {
+        self.settings
+            .containerd_root_dir
+            .join(format!("io.containerd.snapshotter.v1.{snapshotter}"))
+    }
+
+    /// The `root` each snapshotter in use exports, asked of containerd
+    /// until every one is known (a snapshotter's root never changes while
+    /// containerd runs with the same config).
+    async fn snapshotter_roots(&self) -> HashMap<String, PathBuf> {
+        let known = self
+            .fs_usage
+            .roots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if self
+            .settings
+            .snapshotters
+            .iter()
+            .all(|s| known.contains_key(s))
+        {
+            return known;
+        }
+        let plugins = match self
+            .containerd
+            .introspection
+            .plugins(vec![SNAPSHOTTER_PLUGIN_FILTER.to_owned()])
+            .await
+        {
+            Ok(plugins) => plugins,
+            Err(e) => {
+                tracing::debug!(error = %e, "snapshotter roots from containerd's introspection");
+                return known;
+            }
+        };
+        let mut roots = self
+            .fs_usage
+            .roots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for plugin in plugins {
+            if let Some(root) = plugin.exports.get("root") {
+                if self.settings.snapshotters.contains(&plugin.id) {
+                    roots.insert(plugin.id, PathBuf::from(root));
+                }
+            }
+        }
+        roots.clone()
+    }
+
+    async fn snapshotter_usage(&self, snapshotter: &str) -> Result<Usage> {
         let snapshots = self
             .containerd
             .snapshots
@@ -30,7 +134,7 @@ impl ImageManager {
             .await
             .map_err(ImageError::containerd(
                 "list snapshots of",
-                snapshotter.clone(),
+                snapshotter.to_owned(),
             ))?;
         let cached = self
             .fs_usage
@@ -38,9 +142,11 @@ impl ImageManager {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        let count = snapshots.len();
         let usages: Vec<(String, bool, Option<SnapshotUsage>)> = futures::stream::iter(snapshots)
             .map(|info| {
-                let cached = cached.get(&info.name).copied();
+                let key = (snapshotter.to_owned(), info.name.clone());
+                let cached = cached.get(&key).copied();
                 async move {
                     let committed = info.kind == SnapshotKind::Committed;
                     if let (true, Some(usage)) = (committed, cached) {
@@ -59,35 +165,30 @@ impl ImageManager {
             .buffer_unordered(USAGE_CONCURRENCY)
             .collect()
             .await;
-        let (mut bytes, mut inodes) = (0u64, 0u64);
-        let mut committed = HashMap::new();
-        for (name, is_committed, usage) in usages {
-            let Some(usage) = usage else { continue };
-            bytes += u64::try_from(usage.size).unwrap_or_default();
-            inodes += u64::try_from(usage.inodes).unwrap_or_default();
-            if is_committed {
-                committed.insert(name, usage);
-            }
-        }
-        *self
+        let mut usage = Usage {
+            snapshots: count,
+            ..Usage::default()
+        };
+        let mut committed = self
             .fs_usage
             .committed
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = committed;
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-            .unwrap_or_default();
-        Ok(ImageFsInfoResponse {
-            image_filesystems: vec![FilesystemUsage {
-                timestamp,
-                fs_id: Some(FilesystemIdentifier {
-                    mountpoint: self.settings.image_fs_path.display().to_string(),
-                }),
-                used_bytes: Some(UInt64Value { value: bytes }),
-                inodes_used: Some(UInt64Value { value: inodes }),
-            }],
-            container_filesystems: Vec::new(),
-        })
+            .unwrap_or_else(PoisonError::into_inner);
+        committed.retain(|(s, _), _| s != snapshotter);
+        for (name, is_committed, snapshot_usage) in usages {
+            let Some(snapshot_usage) = snapshot_usage else {
+                continue;
+            };
+            usage.bytes += u64::try_from(snapshot_usage.size).unwrap_or_default();
+            usage.inodes += u64::try_from(snapshot_usage.inodes).unwrap_or_default();
+            if is_committed {
+                committed.insert((snapshotter.to_owned(), name), snapshot_usage);
+            }
+        }
+        Ok(usage)
     }
 }
+
+#[cfg(test)]
+#[path = "fs_info_tests.rs"]
+mod tests;

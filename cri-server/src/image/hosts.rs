@@ -67,7 +67,13 @@ pub struct RegistryHost {
     pub client_pairs: Vec<(PathBuf, Option<PathBuf>)>,
     /// Extra headers sent to this host.
     pub header: BTreeMap<String, Vec<String>>,
+    /// Where the entry came from (a `hosts.toml`, a `certs.d` directory,
+    /// the CRI plugin's `registry` section), for messages.
+    pub origin: String,
 }
+
+/// Where the older registry settings live in the config file.
+const LEGACY_ORIGIN: &str = r#"[plugins."io.containerd.grpc.v1.cri".registry]"#;
 
 impl RegistryHost {
     fn unset() -> Self {
@@ -80,6 +86,23 @@ impl RegistryHost {
             ca_certs: Vec::new(),
             client_pairs: Vec::new(),
             header: BTreeMap::new(),
+            origin: String::new(),
+        }
+    }
+
+    /// The setting of this entry that the registry client cannot honour:
+    /// client certificates, extra headers, or an API root that is not
+    /// `.../v2` (`override_path`). Such a host is refused, never used
+    /// without the setting.
+    pub fn unsupported_setting(&self) -> Option<&'static str> {
+        if !self.client_pairs.is_empty() {
+            Some("client (client certificates)")
+        } else if !self.header.is_empty() {
+            Some("header")
+        } else if !self.path.ends_with("/v2") {
+            Some("override_path (an API root not ending in /v2)")
+        } else {
+            None
         }
     }
 
@@ -183,7 +206,12 @@ fn load_host_dir(dir: &Path) -> Result<Vec<RegistryHost>, HostsError> {
         return load_cert_files(dir);
     }
     match parse_hosts_file(dir, &text) {
-        Ok(hosts) => Ok(hosts),
+        Ok(mut hosts) => {
+            for host in &mut hosts {
+                host.origin = file.display().to_string();
+            }
+            Ok(hosts)
+        }
         Err(message) => {
             // containerd logs the error and falls back to the certificates.
             tracing::error!(path = %file.display(), error = %message, "failed to decode hosts.toml");
@@ -196,6 +224,7 @@ fn load_host_dir(dir: &Path) -> Result<Vec<RegistryHost>, HostsError> {
 /// client pairs; one host entry to be completed with the origin.
 fn load_cert_files(dir: &Path) -> Result<Vec<RegistryHost>, HostsError> {
     let mut host = RegistryHost::unset();
+    host.origin = dir.display().to_string();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![host]),
@@ -514,7 +543,68 @@ fn legacy_host(
         None => {}
     }
     result.header = registry.headers.clone();
+    result.origin = LEGACY_ORIGIN.to_owned();
     result
+}
+
+/// Refuses, at start-up, registry settings the registry client cannot
+/// honour, naming the file, the host and the key: every host directory
+/// under `config_path`, or the older `registry` section's `headers` and
+/// TLS client certificates.
+pub fn check_supported(registry: &RegistryConfig) -> Result<(), HostsError> {
+    let refuse = |host: &RegistryHost, setting: &str| {
+        HostsError {
+        path: host.origin.clone(),
+        message: format!(
+            "host {}: `{setting}` is not supported by cri-server's registry client; remove it, or keep this node on containerd's CRI plugin",
+            host.url()
+        ),
+    }
+    };
+    let roots = registry.config_paths();
+    if roots.is_empty() {
+        // The older section: `headers` go to every host; a TLS client
+        // certificate to the host it is configured for.
+        let mut names: Vec<&String> = registry.configs.keys().collect();
+        names.sort();
+        if !registry.headers.is_empty() {
+            let host = legacy_host(registry, Scheme::Https, "*", String::new());
+            return Err(refuse(&host, "headers"));
+        }
+        for name in names {
+            let host = legacy_host(registry, Scheme::Https, name, String::new());
+            if let Some(setting) = host.unsupported_setting() {
+                return Err(refuse(&host, setting));
+            }
+        }
+        return Ok(());
+    }
+    for root in roots {
+        let entries = match std::fs::read_dir(&root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(HostsError {
+                    path: root.display().to_string(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .map(|e| e.path())
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            for host in load_host_dir(&dir)? {
+                if let Some(setting) = host.unsupported_setting() {
+                    return Err(refuse(&host, setting));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn default_scheme(host: &str) -> Scheme {
@@ -668,6 +758,71 @@ server = "https://registry.k8s.io"
             urls(&hosts),
             ["https://m.example/api", "http://x.io:8080/v2"]
         );
+    }
+
+    #[test]
+    fn unsupported_settings_are_refused_naming_file_host_and_key() {
+        let cases = [
+            (
+                "[host.\"https://m.example\"]\n  client = \"/etc/c.pem\"\n",
+                "`client",
+            ),
+            (
+                "[host.\"https://m.example\"]\n  [host.\"https://m.example\".header]\n  x-token = \"t\"\n",
+                "`header`",
+            ),
+            (
+                "[host.\"https://m.example/api\"]\n  override_path = true\n",
+                "`override_path",
+            ),
+        ];
+        for (text, key) in cases {
+            let root = tempfile::tempdir().unwrap();
+            write_hosts(root.path(), "x.io", text);
+            let err = check_supported(&with_dirs(root.path())).unwrap_err();
+            let message = err.to_string();
+            let file = root.path().join("x.io/hosts.toml");
+            assert!(
+                message.starts_with(&file.display().to_string()),
+                "{message}"
+            );
+            assert!(message.contains("host https://m.example"), "{message}");
+            assert!(message.contains(key), "{key}: {message}");
+        }
+        // A certs.d client pair is refused too; a CA alone is fine.
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("y.io")).unwrap();
+        std::fs::write(root.path().join("y.io/ca.crt"), "pem").unwrap();
+        check_supported(&with_dirs(root.path())).unwrap();
+        std::fs::write(root.path().join("y.io/me.cert"), "pem").unwrap();
+        let err = check_supported(&with_dirs(root.path())).unwrap_err();
+        assert!(err.to_string().contains("`client"), "{err}");
+    }
+
+    #[test]
+    fn legacy_headers_and_client_certificates_are_refused() {
+        let headers = RegistryConfig {
+            headers: BTreeMap::from([("X-Meta".to_owned(), vec!["1".to_owned()])]),
+            ..RegistryConfig::default()
+        };
+        let err = check_supported(&headers).unwrap_err();
+        assert!(err.to_string().contains("`headers`"), "{err}");
+        let client = RegistryConfig {
+            configs: BTreeMap::from([(
+                "r.example".to_owned(),
+                RegistryHostConfig {
+                    auth: None,
+                    tls: Some(RegistryTls {
+                        cert_file: Some("/etc/c.pem".into()),
+                        ..RegistryTls::default()
+                    }),
+                },
+            )]),
+            ..RegistryConfig::default()
+        };
+        let err = check_supported(&client).unwrap_err();
+        assert!(err.to_string().contains("host https://r.example"), "{err}");
+        check_supported(&RegistryConfig::default()).unwrap();
     }
 
     #[test]

@@ -20,12 +20,24 @@ use super::ImageSettings;
 /// How many records are read from containerd at once.
 const LOAD_CONCURRENCY: usize = 8;
 
+/// How much of an image's content must be in the content store for its
+/// record to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentCheck {
+    /// Index, manifest and config (read anyway): enough at start-up.
+    Metadata,
+    /// Every layer blob too: a record that appears while its image is
+    /// still being written (an import in progress) is not half-added.
+    AllLayers,
+}
+
 /// The image a record points at, as the store keeps it. `references`
 /// holds the record's name when it is a normalized repo tag or digest.
 pub async fn image_from_record(
     containerd: &Containerd,
     platform: &HostPlatform,
     record: &ImageRecord,
+    check: ContentCheck,
 ) -> Result<Image> {
     let read = |desc: Descriptor| async move {
         containerd
@@ -66,6 +78,19 @@ pub async fn image_from_record(
     let config = parse_config(&config_body).map_err(|m| bad(&config_desc.digest, m))?;
     size += u64::try_from(config_desc.size).unwrap_or_default();
     size += manifest.layers().iter().map(|l| l.size()).sum::<u64>();
+    if check == ContentCheck::AllLayers {
+        for layer in manifest.layers() {
+            let digest = layer.digest().to_string();
+            containerd
+                .content
+                .info(&digest)
+                .await
+                .map_err(ImageError::containerd(
+                    "find layer of image",
+                    format!("{} ({digest})", record.name),
+                ))?;
+        }
+    }
     let references = match ImageRef::parse(&record.name) {
         Ok(r) if r.to_string() == record.name => vec![record.name.clone()],
         _ => Vec::new(),
@@ -100,8 +125,9 @@ pub async fn load_record(
     settings: &ImageSettings,
     platform: &HostPlatform,
     record: &ImageRecord,
+    check: ContentCheck,
 ) -> Result<Image> {
-    let mut image = image_from_record(containerd, platform, record).await?;
+    let mut image = image_from_record(containerd, platform, record, check).await?;
     if record.labels.get(IMAGE_LABEL_KEY).map(String::as_str) != Some(IMAGE_LABEL_VALUE) {
         adopt(containerd, settings, record, &image).await?;
         image.pinned |= settings.is_pinned(&record.name);
@@ -126,7 +152,14 @@ pub async fn load_all(
         ))?;
     let loaded: Vec<(String, Result<Image>)> = futures::stream::iter(records)
         .map(|record| async move {
-            let image = load_record(containerd, settings, platform, &record).await;
+            let image = load_record(
+                containerd,
+                settings,
+                platform,
+                &record,
+                ContentCheck::Metadata,
+            )
+            .await;
             (record.name, image)
         })
         .buffer_unordered(LOAD_CONCURRENCY)

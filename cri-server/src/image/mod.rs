@@ -15,6 +15,7 @@ mod pull;
 pub mod reference;
 mod remove;
 mod status;
+mod sync;
 mod unpack;
 
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ use cri_store::StoreError;
 pub use error::{ImageError, Result};
 pub use labels::{IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE, PINNED_LABEL_KEY, PINNED_LABEL_VALUE};
 pub use reference::ImageRef;
+pub use sync::SyncOutcome;
 
 use crate::config::CriConfig;
 use crate::config::RegistryConfig;
@@ -50,8 +52,12 @@ pub struct ImageSettings {
     pub discard_unpacked_layers: bool,
     /// Normalized references of pinned images (the sandbox image).
     pub pinned: Vec<String>,
-    /// The snapshotter's directory, reported by ImageFsInfo.
-    pub image_fs_path: PathBuf,
+    /// Every snapshotter images are unpacked into: the default first, then
+    /// the runtime handlers' own (ImageFsInfo reports one filesystem each).
+    pub snapshotters: Vec<String>,
+    /// containerd's root as configured: where a snapshotter's directory
+    /// is assumed to be when containerd does not export its `root`.
+    pub containerd_root_dir: PathBuf,
 }
 
 impl ImageSettings {
@@ -77,9 +83,15 @@ impl ImageSettings {
             disable_snapshot_annotations: cri.disable_snapshot_annotations,
             discard_unpacked_layers: cri.discard_unpacked_layers,
             pinned,
-            image_fs_path: cri
-                .containerd_root_dir
-                .join(format!("io.containerd.snapshotter.v1.{}", cri.snapshotter)),
+            snapshotters: std::iter::once(&cri.snapshotter)
+                .chain(cri.runtimes.values().filter_map(|r| r.snapshotter.as_ref()))
+                .fold(Vec::new(), |mut all, s| {
+                    if !s.is_empty() && !all.contains(s) {
+                        all.push(s.clone());
+                    }
+                    all
+                }),
+            containerd_root_dir: cri.containerd_root_dir.clone(),
         }
     }
 
@@ -98,6 +110,10 @@ pub struct ImageManager {
     puller: Arc<Puller>,
     platform: HostPlatform,
     loaded: AtomicBool,
+    load_started: AtomicBool,
+    /// Whether an event monitor keeps the store in step: `None` without
+    /// one, `Some(subscribed)` with one.
+    event_subscription: tokio::sync::watch::Sender<Option<bool>>,
     load_lock: tokio::sync::Mutex<()>,
     fs_usage: fs_info::UsageCache,
 }
@@ -125,6 +141,8 @@ impl ImageManager {
             store,
             platform: HostPlatform::current(),
             loaded: AtomicBool::new(false),
+            load_started: AtomicBool::new(false),
+            event_subscription: tokio::sync::watch::Sender::new(None),
             load_lock: tokio::sync::Mutex::new(()),
             fs_usage: fs_info::UsageCache::default(),
         }
@@ -146,6 +164,7 @@ impl ImageManager {
 
     /// Rebuilds the store from containerd's image records.
     pub async fn load(&self) -> Result<usize> {
+        self.load_started.store(true, Ordering::SeqCst);
         let _guard = self.load_lock.lock().await;
         let images = load::load_all(&self.containerd, &self.settings, &self.platform).await?;
         let count = images.len();
@@ -153,6 +172,26 @@ impl ImageManager {
         self.loaded.store(true, Ordering::SeqCst);
         tracing::info!(images = count, "image store loaded from containerd");
         Ok(count)
+    }
+
+    /// The event monitor's state: started (`false`) or subscribed (`true`).
+    pub fn set_event_subscription(&self, subscribed: bool) {
+        self.event_subscription.send_replace(Some(subscribed));
+    }
+
+    /// Waits (at most `limit`) until the event monitor, if there is one,
+    /// is subscribed: a full load after that cannot miss a change.
+    pub async fn wait_event_subscription(&self, limit: std::time::Duration) {
+        let mut state = self.event_subscription.subscribe();
+        let subscribed = state.wait_for(|s| !matches!(s, Some(false)));
+        if tokio::time::timeout(limit, subscribed).await.is_err() {
+            tracing::debug!(?limit, "loading images before the event subscription is up");
+        }
+    }
+
+    /// Whether a full load has begun (it may still be running).
+    pub fn load_started(&self) -> bool {
+        self.load_started.load(Ordering::SeqCst)
     }
 
     /// Loads the store unless it has been loaded: handlers call this so
@@ -208,31 +247,6 @@ impl ImageManager {
             Err(_) => Ok(None),
         }
     }
-
-    /// Brings the store in line with containerd's record `name` after it
-    /// was created, updated or deleted (by us or another client).
-    pub async fn refresh(&self, name: &str) -> Result<()> {
-        match self.containerd.images.get(name).await {
-            Ok(record) => {
-                let image =
-                    load::load_record(&self.containerd, &self.settings, &self.platform, &record)
-                        .await?;
-                self.store.upsert(image);
-                Ok(())
-            }
-            Err(e) if e.is_not_found() => {
-                if reference::is_digest(name) {
-                    self.store.remove(name);
-                } else {
-                    self.store.remove_reference(name);
-                }
-                Ok(())
-            }
-            Err(e) => Err(ImageError::containerd("get image record", name.to_owned())(
-                e,
-            )),
-        }
-    }
 }
 
 /// Parses a CRI image reference; a malformed one is InvalidArgument.
@@ -259,12 +273,12 @@ mod tests {
     use super::manifest::{media, sha256_digest};
     use super::*;
 
-    const NAME: &str = "registry.example/app:1";
-    const PAUSE: &str = "registry.example/pause:3.8";
+    pub(super) const NAME: &str = "registry.example/app:1";
+    pub(super) const PAUSE: &str = "registry.example/pause:3.8";
 
     /// A one-layer image in a fake content store: (manifest descriptor,
     /// config digest, blobs by digest).
-    fn fake_image(user: &str) -> (Descriptor, String, HashMap<String, Bytes>) {
+    pub(super) fn fake_image(user: &str) -> (Descriptor, String, HashMap<String, Bytes>) {
         let arch = HostPlatform::current().architecture;
         let config = serde_json::json!({
             "architecture": arch, "os": "linux",
@@ -293,7 +307,7 @@ mod tests {
         (desc, config_digest, blobs)
     }
 
-    fn containerd(images: MockImages, content: MockContent) -> Containerd {
+    pub(super) fn containerd(images: MockImages, content: MockContent) -> Containerd {
         Containerd {
             containers: Arc::new(MockContainers::new()),
             tasks: Arc::new(MockTasks::new()),
@@ -309,7 +323,7 @@ mod tests {
         }
     }
 
-    fn content_with(blobs: HashMap<String, Bytes>) -> MockContent {
+    pub(super) fn content_with(blobs: HashMap<String, Bytes>) -> MockContent {
         let mut content = MockContent::new();
         content.expect_read().returning(move |digest, _, _| {
             blobs
@@ -323,7 +337,7 @@ mod tests {
         content
     }
 
-    fn settings() -> ImageSettings {
+    pub(super) fn settings() -> ImageSettings {
         ImageSettings {
             snapshotter: "overlayfs".into(),
             registry: RegistryConfig::default(),
@@ -332,13 +346,12 @@ mod tests {
             disable_snapshot_annotations: true,
             discard_unpacked_layers: false,
             pinned: vec![PAUSE.to_owned()],
-            image_fs_path: PathBuf::from(
-                "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs",
-            ),
+            snapshotters: vec!["overlayfs".into()],
+            containerd_root_dir: PathBuf::from("/var/lib/containerd"),
         }
     }
 
-    fn record(name: &str, target: &Descriptor, labels: &[(&str, &str)]) -> ImageRecord {
+    pub(super) fn record(name: &str, target: &Descriptor, labels: &[(&str, &str)]) -> ImageRecord {
         ImageRecord {
             name: name.to_owned(),
             target: target.clone(),

@@ -25,6 +25,8 @@ use crate::service::ServerState;
 
 const BACKOFF_INITIAL: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How long the image load waits for the event monitor's subscription.
+const EVENT_SUBSCRIPTION_WAIT: Duration = Duration::from_secs(2);
 /// containerd's `filterLabel` strings for the two kinds of CRI containers.
 const SANDBOX_FILTER: &str = r#"labels."io.cri-containerd.kind"=="sandbox""#;
 const CONTAINER_FILTER: &str = r#"labels."io.cri-containerd.kind"=="container""#;
@@ -67,6 +69,12 @@ pub enum RecoveryError {
 /// One recovery pass. Idempotent: records already in the stores (from an
 /// interrupted pass) are skipped.
 pub async fn recover(state: &Arc<ServerState>) -> Result<RecoverySummary, RecoveryError> {
+    // Loaded after the event monitor subscribed, nothing is missed between
+    // the two (the monitor resyncs itself if this comes first).
+    state
+        .images
+        .wait_event_subscription(EVENT_SUBSCRIPTION_WAIT)
+        .await;
     state.images.load().await.map_err(RecoveryError::Images)?;
     let containerd_err = |what| move |source| RecoveryError::Containerd { what, source };
     let mut summary = RecoverySummary::default();

@@ -38,6 +38,13 @@ pub enum StatsError {
     /// The thread that reads network namespaces could not run.
     #[error("network stats thread: {0}")]
     NetnsThread(&'static str),
+    /// The container has no task to measure (created, exited or unknown);
+    /// containerd's plugin has no stats for it either.
+    #[error("container {id} is not running: it has no task to measure")]
+    ContainerNotRunning { id: String },
+    /// The pod sandbox is stopped: its cgroup and netns are gone.
+    #[error("pod sandbox {id} is not ready: it has nothing left to measure")]
+    SandboxNotReady { id: String },
     /// A blocking read task was cancelled or panicked.
     #[error("stats collection task failed")]
     Collection,
@@ -47,7 +54,9 @@ impl StatsError {
     /// Whether the error means the object is gone, not that reading broke.
     pub fn is_not_found(&self) -> bool {
         match self {
-            Self::CgroupNotFound { .. } => true,
+            Self::CgroupNotFound { .. }
+            | Self::ContainerNotRunning { .. }
+            | Self::SandboxNotReady { .. } => true,
             Self::ReadCgroup { source, .. }
             | Self::EnterNetns { source, .. }
             | Self::ReadNetDev { source, .. } => source.kind() == std::io::ErrorKind::NotFound,

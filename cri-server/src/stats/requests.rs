@@ -14,13 +14,19 @@ use super::{select_containers, select_pods, CgroupPath, ContainerTarget, PodTarg
 use crate::error::{Result, ServerError};
 use crate::service::ServerState;
 
-/// ContainerStats: the container with this id or unique prefix; one that
-/// is not running has no cpu or memory, only its writable layer.
+/// ContainerStats: the running container with this id or unique prefix
+/// (an ambiguous prefix is an error); one without a task is NotFound, as
+/// containerd has no task metrics for it.
 pub async fn container_stats(state: &ServerState, id: &str) -> Result<ContainerStats> {
     let container = state
         .containers
         .get(id)
         .map_err(ServerError::ContainerStore)?;
+    if container.status.state() != ContainerState::ContainerRunning {
+        return Err(ServerError::Stats(super::StatsError::ContainerNotRunning {
+            id: container.metadata.id.to_string(),
+        }));
+    }
     let target = container_target(state, &container);
     let stats = state.stats.container_stats(vec![target]).await?;
     stats
@@ -29,7 +35,8 @@ pub async fn container_stats(state: &ServerState, id: &str) -> Result<ContainerS
         .ok_or(ServerError::Stats(super::StatsError::Collection))
 }
 
-/// ListContainerStats: every container the filter selects.
+/// ListContainerStats: every running container the filter selects (those
+/// without a task are left out, as containerd's plugin does).
 pub async fn list_container_stats(
     state: &ServerState,
     filter: Option<&ContainerStatsFilter>,
@@ -38,6 +45,7 @@ pub async fn list_container_stats(
         .containers
         .list()
         .iter()
+        .filter(|c| c.status.state() == ContainerState::ContainerRunning)
         .map(|c| container_target(state, c))
         .collect();
     let targets = select_containers(targets, filter, |id| {
@@ -52,12 +60,18 @@ pub async fn list_container_stats(
     Ok(state.stats.container_stats(targets).await?)
 }
 
-/// PodSandboxStats: the sandbox with this id or unique prefix.
+/// PodSandboxStats: the READY sandbox with this id or unique prefix; a
+/// stopped one is NotFound (its cgroup and netns are gone).
 pub async fn pod_sandbox_stats(state: &ServerState, id: &str) -> Result<PodSandboxStats> {
     let sandbox = state
         .sandboxes
         .get(id)
         .map_err(ServerError::ContainerStore)?;
+    if sandbox.status.state != SandboxState::Ready {
+        return Err(ServerError::Stats(super::StatsError::SandboxNotReady {
+            id: sandbox.metadata.id.to_string(),
+        }));
+    }
     let stats = state
         .stats
         .pod_stats(vec![pod_target(state, &sandbox)])

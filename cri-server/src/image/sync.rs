@@ -1,0 +1,97 @@
+//! Keeping the image store in step with containerd after start-up:
+//! containerd's `UpdateImage`, run for the record an `/images/create`,
+//! `/images/update` or `/images/delete` event names, whoever made the
+//! change (`ctr images import`, a preloader, nerdctl, this daemon).
+
+use cri_api::containerd::ImageRecord;
+
+use super::error::{ImageError, Result};
+use super::load::{load_record, ContentCheck};
+use super::reference::is_digest;
+use super::ImageManager;
+
+/// What a sync did to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// The record exists: its image is in the store under `id`.
+    Present { id: String },
+    /// The record is gone; `removed_image` is the image that went with it
+    /// (its last reference, and no id record left).
+    Gone { removed_image: Option<String> },
+}
+
+impl ImageManager {
+    /// Brings the store in line with containerd's record `name` as it is
+    /// now. Serialized with [`load`](Self::load), so a full reload never
+    /// undoes a newer sync. An image whose layers are not all in the
+    /// content store yet is an error (retry later), never half-added.
+    pub async fn sync_record(&self, name: &str) -> Result<SyncOutcome> {
+        let _guard = self.load_lock.lock().await;
+        match self.containerd.images.get(name).await {
+            Ok(record) => self.sync_present(&record).await,
+            Err(e) if e.is_not_found() => self.sync_gone(name).await,
+            Err(e) => Err(ImageError::containerd("get image record", name.to_owned())(
+                e,
+            )),
+        }
+    }
+
+    async fn sync_present(&self, record: &ImageRecord) -> Result<SyncOutcome> {
+        let image = load_record(
+            &self.containerd,
+            &self.settings,
+            &self.platform,
+            record,
+            ContentCheck::AllLayers,
+        )
+        .await?;
+        let id = image.id.clone();
+        self.store.upsert(image);
+        Ok(SyncOutcome::Present { id })
+    }
+
+    /// The record `name` no longer exists: drop the reference; the image
+    /// goes when neither a reference nor its id record is left (an id
+    /// record alone keeps an image listed, untagged, as in containerd).
+    async fn sync_gone(&self, name: &str) -> Result<SyncOutcome> {
+        let image = if is_digest(name) {
+            self.store.get(name).ok()
+        } else {
+            self.store.remove_reference(name)
+        };
+        let Some(image) = image else {
+            return Ok(SyncOutcome::Gone {
+                removed_image: None,
+            });
+        };
+        if !image.references.is_empty() {
+            return Ok(SyncOutcome::Gone {
+                removed_image: None,
+            });
+        }
+        let id_record_left = if image.id == name {
+            false
+        } else {
+            match self.containerd.images.get(&image.id).await {
+                Ok(_) => true,
+                Err(e) if e.is_not_found() => false,
+                Err(e) => {
+                    return Err(ImageError::containerd("get image record", image.id.clone())(e))
+                }
+            }
+        };
+        if id_record_left {
+            return Ok(SyncOutcome::Gone {
+                removed_image: None,
+            });
+        }
+        self.store.remove(&image.id);
+        Ok(SyncOutcome::Gone {
+            removed_image: Some(image.id),
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "sync_tests.rs"]
+mod tests;

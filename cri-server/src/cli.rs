@@ -69,7 +69,7 @@ pub enum Command {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
 pub enum ConfigCommand {
     /// Print a complete, commented containerd config.toml with the CRI
-    /// plugin section and the [cri_server] table, every key at its default.
+    /// plugin section and the `[cri_server]` table, every key at its default.
     Default,
     /// Print the effective config after the file and the flags, secrets
     /// redacted.

@@ -1,8 +1,9 @@
 //! `passthrough-bench`: what forwarding containerd's own API through the
 //! CRI socket costs. Starts a private containerd and a cri-server in front
 //! of it, then times the same calls on both sockets, alternating:
-//! `ctr version` as a user runs it (process start included), and a bare
-//! gRPC `Version` call over one HTTP/2 connection (the forwarding alone).
+//! `ctr version` as a user runs it (process start included), a bare gRPC
+//! `Version` call over one HTTP/2 connection (the forwarding alone), and
+//! one on a new connection each time (what a short-lived client pays).
 //! Prints p50 and p99 of each and the p50 overhead. A measurement tool,
 //! not a test (`make bench`).
 
@@ -91,7 +92,23 @@ async fn run(calls: usize) -> Result<()> {
         plain.push(straight.version().await?);
     }
     report("gRPC Version (one connection)", &mut via, &mut plain);
+
+    let (mut via, mut plain) = (Vec::new(), Vec::new());
+    for _ in 0..calls {
+        via.push(connect_and_call(ours).await?);
+        plain.push(connect_and_call(direct).await?);
+    }
+    report("gRPC Version (a new connection each)", &mut via, &mut plain);
     Ok(())
+}
+
+/// Connects, makes one Version call and hangs up: what a short-lived
+/// client pays, without a process start.
+async fn connect_and_call(address: &Path) -> Result<Duration> {
+    let started = Instant::now();
+    let mut connection = GrpcConnection::open(address).await?;
+    connection.version().await?;
+    Ok(started.elapsed())
 }
 
 async fn ctr_version(address: &Path) -> Result<Duration> {

@@ -45,7 +45,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Metrics(#[from] MetricsError),
     #[error("start the streaming server")]
-    Streaming(#[source] crate::streaming::StreamingError),
+    Streaming(#[source] cri_streaming::StreamingError),
     #[error("serve cri")]
     Serve(#[source] tonic::transport::Error),
     #[error("registry configuration")]

@@ -104,7 +104,7 @@ pub enum ServerError {
     Stats(#[from] crate::stats::StatsError),
     /// A streaming request (Exec, Attach, PortForward) was refused.
     #[error(transparent)]
-    Streaming(#[from] crate::streaming::StreamingError),
+    Streaming(#[from] cri_streaming::StreamingError),
     /// The streaming server is not running.
     #[error("the streaming server is not running")]
     StreamingNotStarted,

@@ -23,7 +23,6 @@ pub mod service;
 pub mod socket;
 pub mod stats;
 mod status;
-pub mod streaming;
 pub mod streaming_runtime;
 pub mod systemd;
 pub mod telemetry;

@@ -48,9 +48,9 @@ fn code_of(err: &ServerError) -> Code {
         ServerError::Stats(e) if e.is_not_found() => Code::NotFound,
         ServerError::Stats(_) => Code::Internal,
         ServerError::Streaming(e) => match e.kind() {
-            crate::streaming::StreamingErrorKind::InvalidArgument => Code::InvalidArgument,
-            crate::streaming::StreamingErrorKind::ResourceExhausted => Code::ResourceExhausted,
-            crate::streaming::StreamingErrorKind::Internal => Code::Internal,
+            cri_streaming::StreamingErrorKind::InvalidArgument => Code::InvalidArgument,
+            cri_streaming::StreamingErrorKind::ResourceExhausted => Code::ResourceExhausted,
+            cri_streaming::StreamingErrorKind::Internal => Code::Internal,
         },
         ServerError::ExecTimeout { .. } => Code::DeadlineExceeded,
         ServerError::SandboxNotReady { .. } => Code::FailedPrecondition,

@@ -12,7 +12,7 @@ use cri_store::sandbox::SandboxState;
 use crate::container::{attach_container, exec_in_container, AttachOptions, ExecEnd, ExecOptions};
 use crate::error::{Result, ServerError};
 use crate::service::ServerState;
-use crate::streaming::{
+use cri_streaming::{
     ExitCode, PortStream, ResizeReceiver, StreamIo, StreamRuntime, StreamRuntimeError,
     StreamingConfig, StreamingError, StreamingServer, TlsSource,
 };

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use cri_api::v1::*;
-use cri_server::streaming::client::{
+use cri_streaming::client::{
     connect_spdy, connect_ws, exec_spdy, exec_ws, port_forward_pair, ExecInput, Upgrade,
 };
-use cri_server::streaming::spdy::{Headers, Session};
+use cri_streaming::spdy::{Headers, Session};
 use cri_tests::{CriServer, Harness, ServerOptions, StartOutcome};
 use tonic::transport::Channel;
 use tonic::Code;
@@ -201,7 +201,7 @@ async fn spdy(
     protocols: &[&str],
 ) -> Result<(
     Session,
-    tokio::sync::mpsc::Receiver<cri_server::streaming::spdy::IncomingStream>,
+    tokio::sync::mpsc::Receiver<cri_streaming::spdy::IncomingStream>,
     String,
 )> {
     match connect_spdy(url, protocols, &[]).await? {
@@ -406,7 +406,7 @@ async fn streaming_exec_and_attach() -> Result<()> {
         keep_stdin_open: true,
         stdout: true,
         tty: true,
-        resize: vec![cri_server::streaming::TerminalSize {
+        resize: vec![cri_streaming::TerminalSize {
             width: 100,
             height: 40,
         }],
@@ -648,8 +648,8 @@ async fn port_forward_into_the_pod_network() -> Result<()> {
 /// Port-forwards 1 MiB both ways over one WebSocket connection into
 /// `port`, reading while it writes; returns the echoed bytes.
 async fn ws_forward(url: &str, port: u16, payload: &[u8]) -> Result<Vec<u8>> {
-    use cri_server::streaming::client::decode;
-    use cri_server::streaming::websocket::{encode, Codec};
+    use cri_streaming::client::decode;
+    use cri_streaming::websocket::{encode, Codec};
     use futures::{SinkExt, StreamExt};
 
     let (ws, protocol) = connect_ws(url, &["v4.channel.k8s.io"]).await?;

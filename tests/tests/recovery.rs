@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use cri_api::v1::*;
-use cri_server::streaming::client::{connect_spdy, exec_spdy, ExecInput, Upgrade};
+use cri_streaming::client::{connect_spdy, exec_spdy, ExecInput, Upgrade};
 use cri_tests::cri::{dir_names, server_log_tail};
 use cri_tests::{CriServer, Harness, ServerOptions};
 use nix::sys::signal::Signal;

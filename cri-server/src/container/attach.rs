@@ -14,7 +14,7 @@ use super::exec::spawn_task_resizer;
 use super::{get, state_name};
 use crate::error::{Result, ServerError};
 use crate::service::ServerState;
-use crate::streaming::ResizeReceiver;
+use cri_streaming::ResizeReceiver;
 
 /// The client's side of an attach.
 #[derive(Default)]

@@ -22,7 +22,7 @@ use super::signal::SIGKILL;
 use super::spec::spec_from_any;
 use crate::error::{Result, ServerError};
 use crate::service::ServerState;
-use crate::streaming::ResizeReceiver;
+use cri_streaming::ResizeReceiver;
 
 /// The type URL containerd sends an exec's process spec under.
 pub const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";

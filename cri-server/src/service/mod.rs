@@ -47,7 +47,7 @@ pub struct ServerState {
     pub stats: Arc<crate::stats::StatsCollector>,
     /// The exec/attach/port-forward streaming server, once started
     /// (`crate::streaming_runtime::start_streaming`).
-    pub streaming: std::sync::OnceLock<crate::streaming::StreamingServer>,
+    pub streaming: std::sync::OnceLock<cri_streaming::StreamingServer>,
 }
 
 impl ServerState {

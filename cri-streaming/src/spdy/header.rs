@@ -4,7 +4,7 @@
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use crate::streaming::error::SpdyError;
+use crate::error::SpdyError;
 
 /// The largest decompressed header block accepted from a peer.
 const MAX_HEADER_BLOCK: usize = 1 << 20;

@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use super::frame::{self, read_frame, rst, Frame, FLAG_FIN, FLAG_UNIDIRECTIONAL};
 use super::header::{HeaderCompressor, HeaderDecompressor, Headers};
 pub use super::stream::{IncomingStream, SpdyReader, SpdyStream, SpdyWriter};
-use crate::streaming::error::SpdyError;
-use crate::streaming::idle::IdleTracker;
+use crate::error::SpdyError;
+use crate::idle::IdleTracker;
 
 /// The SPDY/3 default initial stream window.
 pub const DEFAULT_WINDOW: u32 = 64 * 1024;
@@ -529,7 +529,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::streaming::spdy::frame::Setting;
+    use crate::spdy::frame::Setting;
 
     fn pair(
         config: SessionConfig,

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::frame::{Frame, FLAG_FIN};
 use super::header::Headers;
 use super::session::{Shared, CHUNK};
-use crate::streaming::error::SpdyError;
+use crate::error::SpdyError;
 
 /// A stream the peer opened, not yet answered.
 pub struct IncomingStream {

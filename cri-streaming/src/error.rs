@@ -158,7 +158,7 @@ pub enum SpdyError {
     StreamIdsExhausted,
 }
 
-/// What a [`crate::streaming::StreamRuntime`] reports when it cannot run
+/// What a [`crate::StreamRuntime`] reports when it cannot run
 /// an exec, attach or port forward.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamRuntimeError {

@@ -2,6 +2,7 @@
 //! (`http[s]://<addr>:<port>/{exec,attach,portforward}/<token>`) backed by a
 //! single-use token; the client connects to it and upgrades to SPDY/3.1 or
 //! WebSocket. Containers are reached through the [`StreamRuntime`] seam.
+#![doc = include_str!("../README.md")]
 
 pub mod error;
 pub mod idle;

@@ -6,7 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::header::{HeaderCompressor, HeaderDecompressor, Headers};
-use crate::streaming::error::SpdyError;
+use crate::error::SpdyError;
 
 /// The protocol version in every control frame.
 pub const VERSION: u16 = 3;

@@ -54,7 +54,7 @@ pub enum ServerError {
     },
     /// A container metadata record or status checkpoint failed.
     #[error(transparent)]
-    Metadata(#[from] crate::metadata::MetadataError),
+    Metadata(#[from] cri_metadata::MetadataError),
     /// The OCI spec of a container could not be encoded or decoded.
     #[error("{op} the OCI spec of container {id}")]
     SpecJson {

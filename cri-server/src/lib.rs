@@ -12,7 +12,6 @@ pub mod daemon;
 pub mod error;
 pub mod event_monitor;
 pub mod image;
-pub mod metadata;
 pub mod metrics;
 pub mod passthrough;
 pub mod preflight;

@@ -21,8 +21,8 @@ use super::live::ContainerHandle;
 use super::spec::{self, SpecRequest};
 use super::{labels, resources, volumes, ContainerPaths};
 use crate::error::{Result, ServerError};
-use crate::metadata::{container_metadata_to_any, StatusCheckpoints, CONTAINER_METADATA_EXTENSION};
 use crate::service::ServerState;
+use cri_metadata::{container_metadata_to_any, StatusCheckpoints, CONTAINER_METADATA_EXTENSION};
 
 /// Undo names; failures of these leave containerd objects behind.
 pub(crate) const UNDO_DELETE_CONTAINER: &str = "delete containerd container";

@@ -352,7 +352,7 @@ async fn creates_the_container_as_containerd_does() {
         extension.type_url,
         "github.com/containerd/cri/pkg/store/container/Metadata"
     );
-    let meta = crate::metadata::container_metadata_from_any(ID, extension).unwrap();
+    let meta = cri_metadata::container_metadata_from_any(ID, extension).unwrap();
     assert_eq!(meta.name, NAME);
     let spec_any = record.spec.unwrap();
     assert_eq!(spec_any.type_url, crate::container::spec::SPEC_TYPE_URL);

@@ -39,8 +39,8 @@ use cri_spec::{HostOs, SeLinux};
 use cri_store::container::{Container, ContainerStatus};
 
 use crate::error::{Result, ServerError};
-use crate::metadata::StatusCheckpoints;
 use crate::service::ServerState;
+use cri_metadata::StatusCheckpoints;
 
 pub use attach::{attach_container, running_container, AttachOptions};
 pub use create::create_container;

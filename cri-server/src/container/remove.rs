@@ -12,8 +12,8 @@ use cri_store::container::Container;
 use super::metrics::Operation;
 use super::{events, remove_dir_all, state_name, stop, update_status, ContainerPaths};
 use crate::error::{Result, ServerError};
-use crate::metadata::StatusCheckpoints;
 use crate::service::ServerState;
+use cri_metadata::StatusCheckpoints;
 
 /// Removes container `id` (an id or unique prefix); an unknown id is fine.
 pub async fn remove_container(state: &ServerState, id: &str) -> Result<()> {

@@ -308,7 +308,7 @@ pub(crate) fn add_live_container(
     let fifos =
         cri_io::FifoSet::create(&paths.volatile_dir, id, cri_io::StdioOptions::default()).unwrap();
     let io = cri_io::ContainerIo::new(cid.clone(), fifos).unwrap();
-    crate::metadata::StatusCheckpoints::new(&env.state.config.server.root_dir)
+    cri_metadata::StatusCheckpoints::new(&env.state.config.server.root_dir)
         .write(&cid, &status)
         .unwrap();
     let mut record = container(id, sandbox_id, status);
@@ -342,7 +342,7 @@ pub(crate) fn created_status() -> ContainerStatus {
 
 /// The checkpointed status of container `id`.
 pub(crate) fn checkpointed(env: &TestEnv, id: &str) -> ContainerStatus {
-    crate::metadata::StatusCheckpoints::new(&env.state.config.server.root_dir)
+    cri_metadata::StatusCheckpoints::new(&env.state.config.server.root_dir)
         .read(&ContainerId::from(id))
         .unwrap()
 }

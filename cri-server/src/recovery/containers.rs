@@ -20,10 +20,8 @@ use cri_store::container::{Container, ContainerMetadata, ContainerStatus};
 
 use super::{kill_and_delete_task, record_labels, spec_of, Outcome};
 use crate::container::{ContainerHandle, ContainerPaths};
-use crate::metadata::{
-    container_metadata_from_any, StatusCheckpoints, CONTAINER_METADATA_EXTENSION,
-};
 use crate::service::ServerState;
+use cri_metadata::{container_metadata_from_any, StatusCheckpoints, CONTAINER_METADATA_EXTENSION};
 
 /// containerd's `unknownExitCode` and `unknownExitReason`.
 const UNKNOWN_EXIT_CODE: i32 = 255;

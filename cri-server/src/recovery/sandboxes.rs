@@ -14,8 +14,8 @@ use cri_api::v1::{PodSandboxConfig, PodSandboxMetadata};
 use cri_store::sandbox::{Sandbox, SandboxMetadata, SandboxState, SandboxStatus};
 
 use super::{kill_and_delete_task, record_labels, spec_of, Outcome};
-use crate::metadata::{sandbox_metadata_from_any, SANDBOX_METADATA_EXTENSION};
 use crate::service::ServerState;
+use cri_metadata::{sandbox_metadata_from_any, SANDBOX_METADATA_EXTENSION};
 
 const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
 const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";

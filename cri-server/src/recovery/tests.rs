@@ -15,7 +15,7 @@ use cri_store::sandbox::{SandboxMetadata, SandboxState};
 
 use super::*;
 use crate::container::testutil::{container, container_config, pod_config, Mocks, TestEnv};
-use crate::metadata::{
+use cri_metadata::{
     container_metadata_to_any, sandbox_metadata_to_any, StatusCheckpoints,
     CONTAINER_METADATA_EXTENSION, SANDBOX_METADATA_EXTENSION,
 };

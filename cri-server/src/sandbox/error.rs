@@ -9,7 +9,7 @@ use cri_sandbox::netns::NetnsError;
 
 use crate::error::ServerError;
 use crate::image::ImageError;
-use crate::metadata::MetadataError;
+use cri_metadata::MetadataError;
 
 /// Why a sandbox RPC failed.
 #[derive(Debug, thiserror::Error)]

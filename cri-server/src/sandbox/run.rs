@@ -27,8 +27,8 @@ use super::exit_monitor::spawn_exit_monitor;
 use super::runtime_options::runtime_options;
 use super::spec_options::spec_options;
 use crate::config::RuntimeConfig;
-use crate::metadata::{sandbox_metadata_to_any, SANDBOX_METADATA_EXTENSION};
 use crate::service::ServerState;
+use cri_metadata::{sandbox_metadata_to_any, SANDBOX_METADATA_EXTENSION};
 
 type Result<T, E = SandboxError> = std::result::Result<T, E>;
 

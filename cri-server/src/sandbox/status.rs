@@ -21,8 +21,8 @@ use super::error::SandboxError;
 use super::lookup;
 use super::run::host_network;
 use super::runtime_options::runtime_options_json;
-use crate::metadata::sandbox_metadata_to_any;
 use crate::service::ServerState;
+use cri_metadata::sandbox_metadata_to_any;
 
 type Result<T, E = SandboxError> = std::result::Result<T, E>;
 

@@ -7,6 +7,7 @@
 //! Writes follow containerd 2.x byte for byte (1.7 writes the same, minus
 //! the 2.x-only keys). Reads accept what 1.7 and 2.x write, with Go's
 //! `json.Unmarshal` rules, and refuse a `Version` other than `v1`.
+#![doc = include_str!("../README.md")]
 
 mod checkpoint;
 mod container;

@@ -13,13 +13,13 @@ use h2_authority::AuthorityShim;
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::config::Config;
-use crate::containerd;
 use crate::image::{ImageManager, ImageSettings};
 use crate::metrics::{self, Metrics, MetricsError};
 use crate::passthrough::{Forwarder, PassthroughLayer};
 use crate::preflight::{self, ContainerdProbe, Report};
 use crate::service::{CriImageService, CriRuntimeService, ServerState};
 use crate::socket::{BoundSocket, SocketError};
+use cri_containerd as containerd;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]

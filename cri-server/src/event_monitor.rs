@@ -26,8 +26,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use crate::containerd::{decode_event, DecodedEvent};
 use crate::service::ServerState;
+use cri_containerd::{decode_event, DecodedEvent};
 
 /// The topic of the marker that makes a new subscription answer.
 const MARKER_TOPIC: &str = "/cri-server/subscribed";

@@ -6,7 +6,6 @@
 pub mod cli;
 pub mod config;
 pub mod container;
-pub mod containerd;
 pub mod containerd_watch;
 pub mod daemon;
 pub mod error;

@@ -1,4 +1,4 @@
-//! The containerd seam (`cri_server::containerd`) against a real, private containerd: every service the CRI uses, error classification, events, and recovery after containerd restarts.
+//! The containerd seam (`cri_containerd`) against a real, private containerd: every service the CRI uses, error classification, events, and recovery after containerd restarts.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -9,7 +9,7 @@ use cri_api::containerd::{
     Any, ContainerRecord, Containerd, ContainerdError, Descriptor, Envelope, ImageRecord,
     LeaseResource, RuntimeInfo, SnapshotKind,
 };
-use cri_server::containerd::{connect_lazy, decode_event, DecodedEvent};
+use cri_containerd::{connect_lazy, decode_event, DecodedEvent};
 use cri_tests::{ContainerdProcess, K8S_NAMESPACE};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};

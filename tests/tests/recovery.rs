@@ -562,8 +562,7 @@ async fn a_corrupt_extension_degrades_one_container_only() -> Result<()> {
 
     env.server.signal(Signal::SIGKILL)?;
     env.server.wait_exit(Duration::from_secs(10)).await?;
-    let containerd =
-        cri_server::containerd::connect_lazy(env.harness.containerd.socket(), "k8s.io")?;
+    let containerd = cri_containerd::connect_lazy(env.harness.containerd.socket(), "k8s.io")?;
     let mut record = containerd.containers.get(&bad).await?;
     let extension = record
         .extensions

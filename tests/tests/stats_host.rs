@@ -112,7 +112,7 @@ impl Drop for BusyCgroup {
 /// points at a containerd that is never asked.
 fn host_collector() -> Result<Arc<StatsCollector>> {
     let containerd =
-        cri_server::containerd::connect_lazy(Path::new("/nonexistent/containerd.sock"), "k8s.io")?;
+        cri_containerd::connect_lazy(Path::new("/nonexistent/containerd.sock"), "k8s.io")?;
     Ok(StatsCollector::host(
         containerd.snapshots,
         Path::new("/var/lib/containerd"),

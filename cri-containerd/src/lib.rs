@@ -8,6 +8,7 @@
 //!
 //! Only containerd v1 services that 1.6, 1.7 and 2.x all serve are used
 //! (no Sandbox, Transfer or Streaming).
+#![doc = include_str!("../README.md")]
 
 mod containers;
 mod content;

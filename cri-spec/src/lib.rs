@@ -19,6 +19,7 @@ mod classes;
 mod container;
 mod darwin;
 mod devices;
+mod encode;
 mod error;
 mod host;
 mod linux;
@@ -43,6 +44,7 @@ pub use base::{K8S_NAMESPACE, OCI_VERSION};
 pub use capabilities::KNOWN_CAPABILITIES;
 pub use cgroups::cgroups_path;
 pub use container::{ContainerInputs, ContainerSpecBuilder, LabeledSpec, SpecHost};
+pub use encode::spec_to_json;
 pub use error::{Error, IdKind, Result};
 pub use host::{DeviceInfo, DeviceKind, HostOs, MountInfo, SeLinux, SelinuxLabels, UserLookup};
 #[cfg(any(test, feature = "mocks"))]

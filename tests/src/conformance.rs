@@ -50,6 +50,42 @@ pub struct ReferenceDaemon {
     pub network: TestNetwork,
 }
 
+impl ReferenceDaemon {
+    /// Leases a CNI network, writes its conflist under `dir/net.d` and
+    /// starts containerd with its CRI plugin configured by
+    /// [`reference_cri_toml`] (registry mirrors from the `hosts.toml` dirs
+    /// under `certs`). `dir` is torn down by its owner.
+    pub async fn start(dir: &Path, certs: &Path) -> Result<ReferenceDaemon> {
+        let network = TestNetwork::lease()?;
+        std::fs::write(dir.join(teardown::BRIDGES_FILE), &network.bridge)?;
+        let net_d = dir.join("net.d");
+        std::fs::create_dir_all(&net_d)?;
+        std::fs::write(
+            net_d.join("10-cri-tests.conflist"),
+            network.conflist(&dir.join("cni-ipam")),
+        )?;
+        let containerd =
+            ContainerdProcess::start_with_cri(&reference_cri_toml(&net_d, certs)).await?;
+        Ok(ReferenceDaemon {
+            containerd,
+            network,
+        })
+    }
+
+    /// The CRI plugin's root dir (`<containerd root>/io.containerd.grpc.v1.cri`).
+    pub fn cri_root(&self) -> PathBuf {
+        self.containerd.root().join(CRI_PLUGIN_DIR)
+    }
+
+    /// The CRI plugin's state dir (`<containerd state>/io.containerd.grpc.v1.cri`).
+    pub fn cri_state(&self) -> PathBuf {
+        self.containerd.state().join(CRI_PLUGIN_DIR)
+    }
+}
+
+/// The CRI plugin's directory name under containerd's root and state.
+pub const CRI_PLUGIN_DIR: &str = "io.containerd.grpc.v1.cri";
+
 impl Daemon {
     /// The CRI socket (runtime and image service).
     pub fn socket(&self) -> &Path {
@@ -92,29 +128,11 @@ impl Conformance {
         let certs = dir.join("certs.d");
         write_hosts_dirs(&certs, &harness.registry.host())?;
         let daemon = match target {
-            Target::CriServer => {
-                let opts = ServerOptions {
-                    sandbox_image: Some(critest::PAUSE.into()),
-                    extra_toml: registry_toml(&certs),
-                    ..ServerOptions::default()
-                };
-                Daemon::CriServer(Box::new(CriServer::start(&harness.containerd, opts).await?))
-            }
+            Target::CriServer => Daemon::CriServer(Box::new(
+                CriServer::start(&harness.containerd, cri_server_options(&certs)).await?,
+            )),
             Target::Reference => {
-                let network = TestNetwork::lease()?;
-                std::fs::write(dir.join(teardown::BRIDGES_FILE), &network.bridge)?;
-                let net_d = dir.join("net.d");
-                std::fs::create_dir_all(&net_d)?;
-                std::fs::write(
-                    net_d.join("10-cri-tests.conflist"),
-                    network.conflist(&dir.join("cni-ipam")),
-                )?;
-                let containerd =
-                    ContainerdProcess::start_with_cri(&reference_cri_toml(&net_d, &certs)).await?;
-                Daemon::Reference(Box::new(ReferenceDaemon {
-                    containerd,
-                    network,
-                }))
+                Daemon::Reference(Box::new(ReferenceDaemon::start(&dir, &certs).await?))
             }
         };
         Ok(Conformance {
@@ -123,6 +141,17 @@ impl Conformance {
             images,
             dir,
         })
+    }
+
+    /// The `hosts.toml` dirs (one per upstream registry, all mirrored to
+    /// the harness registry).
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.join("certs.d")
+    }
+
+    /// A directory torn down with this setup, for a second daemon's files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Writes critest's `-test-images-file` and returns its path.
@@ -140,6 +169,16 @@ impl Drop for Conformance {
         if let Err(e) = teardown::teardown_dir(&self.dir) {
             eprintln!("conformance teardown: {e:#}");
         }
+    }
+}
+
+/// cri-server as [`reference_cri_toml`] configures containerd's plugin:
+/// critest's sandbox image and the registry mirrors under `certs`.
+pub fn cri_server_options(certs: &Path) -> ServerOptions {
+    ServerOptions {
+        sandbox_image: Some(critest::PAUSE.into()),
+        extra_toml: registry_toml(certs),
+        ..ServerOptions::default()
     }
 }
 

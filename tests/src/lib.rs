@@ -21,6 +21,7 @@ pub mod components;
 pub mod conformance;
 pub mod containerd;
 pub mod cri;
+pub mod differential;
 pub mod http;
 pub mod images;
 pub mod network;

@@ -122,7 +122,7 @@ pub(crate) async fn build(
 
 /// The spec as containerd stores it on the container record.
 pub(crate) fn spec_any(id: &str, spec: &Spec) -> Result<Any> {
-    let value = serde_json::to_vec(spec).map_err(|source| ServerError::SpecJson {
+    let value = cri_spec::spec_to_json(spec).map_err(|source| ServerError::SpecJson {
         id: id.to_owned(),
         op: "encode",
         source,

@@ -135,7 +135,14 @@ async fn verbose_info(
 ) -> Result<HashMap<String, String>> {
     let meta = &container.metadata;
     let record = state.containerd.containers.get(meta.id.as_ref()).await?;
-    let runtime_spec = spec::spec_from_any(meta.id.as_ref(), record.spec.as_ref())?;
+    // Checked as a spec, shown as containerd stores it (oci-spec's sets
+    // would reorder the capability lists).
+    spec::spec_from_any(meta.id.as_ref(), record.spec.as_ref())?;
+    let runtime_spec = record
+        .spec
+        .as_ref()
+        .and_then(|s| serde_json::from_slice::<serde_json::Value>(&s.value).ok())
+        .unwrap_or_default();
     let runtime_handler = state
         .sandboxes
         .get(meta.sandbox_id.as_ref())

@@ -195,11 +195,12 @@ impl PodSandboxController {
             });
         }
         tracing::trace!(sandbox_id = %id, spec = ?labeled.spec, "pause container spec");
-        let spec_json = serde_json::to_vec(&labeled.spec).map_err(|e| ControllerError::Encode {
-            id: id.clone(),
-            what: "pause container spec",
-            message: e.to_string(),
-        })?;
+        let spec_json =
+            cri_spec::spec_to_json(&labeled.spec).map_err(|e| ControllerError::Encode {
+                id: id.clone(),
+                what: "pause container spec",
+                message: e.to_string(),
+            })?;
         let (key, extension) =
             (req.metadata)(&labeled.process_label).map_err(|message| ControllerError::Encode {
                 id: id.clone(),

@@ -150,7 +150,6 @@ pub async fn run(
         live_containers: Arc::new(crate::container::LiveContainers::default()),
         container_events: crate::container::ContainerEvents::default(),
         container_host: crate::container::ContainerHost::linux(&server.state_dir),
-        container_metrics: Arc::new(crate::container::ContainerMetrics::default()),
         metrics: Arc::clone(&metrics),
         stats,
         streaming: Default::default(),

@@ -38,12 +38,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "cri-tests",
-        &[
-            "cri-api",
-            "cri-server",
-            "cri-streaming",
-            "cri-containerd",
-        ],
+        &["cri-api", "cri-server", "cri-streaming", "cri-containerd"],
     ),
 ];
 
@@ -58,7 +53,13 @@ fn workspace_crates_depend_one_way() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(workspace_root())
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .output()
         .context("run cargo metadata")?;
     ensure!(
@@ -70,10 +71,7 @@ fn workspace_crates_depend_one_way() -> Result<()> {
     let packages = metadata["packages"]
         .as_array()
         .context("packages in cargo metadata")?;
-    let members: BTreeSet<&str> = packages
-        .iter()
-        .filter_map(|p| p["name"].as_str())
-        .collect();
+    let members: BTreeSet<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
     let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
     let mut problems = Vec::new();
     for package in packages {

@@ -651,14 +651,20 @@ async fn burst_round(env: &mut Env, round: usize, kill: KillWhen) -> Result<()> 
     let netns_dir = env.server.state_dir().join("netns");
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut done = 0;
+    // Fire exactly at the trigger: a burst that ends first, or a trigger
+    // that never comes, proves nothing about a kill mid-burst.
     loop {
         let fire = match kill {
             KillWhen::NetnsPins(n) => dir_names(&netns_dir).len() >= n,
             KillWhen::PodsDone(n) => done >= n,
         };
-        if fire || Instant::now() > deadline {
+        if fire {
             break;
         }
+        ensure!(
+            Instant::now() < deadline,
+            "round {round}: {kill:?} never happened ({done} of {BURST} done)"
+        );
         if let Ok(Some(result)) =
             tokio::time::timeout(Duration::from_millis(10), calls.join_next()).await
         {
@@ -667,33 +673,86 @@ async fn burst_round(env: &mut Env, round: usize, kill: KillWhen) -> Result<()> 
     }
     env.server.signal(Signal::SIGKILL)?;
     env.server.wait_exit(Duration::from_secs(10)).await?;
+    // Calls that had answered by the kill; none may have been left.
+    while let Some(result) = calls.try_join_next() {
+        done += usize::from(result.is_ok_and(|r| r.is_ok()));
+    }
+    ensure!(
+        done < BURST,
+        "round {round}: every call had finished before the kill ({kill:?})"
+    );
     calls.abort_all();
 
     env.server.restart().await?;
     let mut rt = env.client().await?;
     let pods = list_pods(&mut rt).await?;
-    let mut states = HashMap::new();
-    for pod in &pods {
-        let s = rt
-            .pod_sandbox_status(PodSandboxStatusRequest {
-                pod_sandbox_id: pod.id.clone(),
-                verbose: false,
-            })
-            .await?
-            .into_inner()
-            .status
-            .context("no status")?;
-        *states.entry(s.state).or_insert(0) += 1;
-        if s.state == PodSandboxState::SandboxReady as i32 {
-            let ip = s.network.map(|n| n.ip).unwrap_or_default();
-            ensure!(!ip.is_empty(), "ready pod {} without an IP", pod.id);
-        }
-    }
     ensure!(
         pods.len() >= done,
         "{} pods listed, {done} were done",
         pods.len()
     );
+    // Every listed pod is whole: READY with its IP, a live pause process
+    // and an open netns, and a containerd container of its own; anything
+    // else may only be NOTREADY, to be removed.
+    let mut states = HashMap::new();
+    let mut netns_paths = Vec::new();
+    for pod in &pods {
+        let answer = rt
+            .pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: pod.id.clone(),
+                verbose: true,
+            })
+            .await?
+            .into_inner();
+        let status = answer.status.context("no status")?;
+        *states.entry(status.state).or_insert(0) += 1;
+        let info: serde_json::Value =
+            serde_json::from_str(answer.info.get("info").context("verbose info")?)?;
+        if status.state == PodSandboxState::SandboxReady as i32 {
+            let ip = status.network.map(|n| n.ip).unwrap_or_default();
+            ensure!(!ip.is_empty(), "ready pod {} without an IP", pod.id);
+            let pid = info["pid"].as_u64().unwrap_or_default();
+            ensure!(
+                pid > 0 && Path::new(&format!("/proc/{pid}")).exists(),
+                "ready pod {} without a live pause process ({info})",
+                pod.id
+            );
+            ensure!(
+                info["netNamespaceClosed"] == false,
+                "ready pod {} with a closed netns",
+                pod.id
+            );
+        } else {
+            ensure!(
+                status.state == PodSandboxState::SandboxNotready as i32,
+                "pod {} in state {}",
+                pod.id,
+                status.state
+            );
+        }
+        if let Some(path) = info["sandboxMetadata"]["NetNSPath"].as_str() {
+            netns_paths.push(path.to_owned());
+        }
+    }
+    let listed: BTreeSet<String> = pods.iter().map(|p| p.id.clone()).collect();
+    let in_containerd: BTreeSet<String> = env
+        .harness
+        .containerd
+        .ctr_ok(&["containers", "ls", "-q"])
+        .await?
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    ensure!(
+        in_containerd == listed,
+        "containerd holds {in_containerd:?}, the CRI lists {listed:?}"
+    );
+    for pin in dir_names(&netns_dir) {
+        ensure!(
+            netns_paths.iter().any(|p| p.ends_with(&pin)),
+            "netns pin {pin} belongs to no listed pod"
+        );
+    }
     let leftovers = env
         .server
         .log()

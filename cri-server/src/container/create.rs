@@ -19,9 +19,9 @@ use tracing::Instrument;
 
 use super::create_steps::{Steps, UNDO_DELETE_CONTAINER, UNDO_REMOVE_SNAPSHOT};
 use super::live::ContainerHandle;
-use super::metrics::Operation;
 use super::{events, labels};
 use crate::error::{Result, ServerError};
+use crate::metrics::ContainerOp;
 use crate::sandbox::SandboxError;
 use crate::service::ServerState;
 
@@ -159,11 +159,8 @@ pub(crate) async fn create(state: &ServerState, request: CreateContainerRequest)
             .await;
             let elapsed = started.elapsed();
             state
-                .container_metrics
-                .observe(Operation::Create, &steps.runtime_type, elapsed);
-            state
                 .metrics
-                .observe_container_create(&steps.runtime_type, elapsed);
+                .observe_container(ContainerOp::Create, &steps.runtime_type, elapsed);
             state.stats.fs_usage().register(
                 id.as_ref(),
                 crate::stats::WritableLayer {

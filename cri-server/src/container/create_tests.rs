@@ -20,7 +20,6 @@ use mockall::Sequence;
 use tonic::Code;
 
 use super::*;
-use crate::container::metrics::Operation;
 use crate::container::testutil::{
     add_container, add_sandbox, container_config, pod_config, Mocks, TestEnv, BUSYBOX, CHAIN_ID,
     SANDBOX,
@@ -367,11 +366,13 @@ async fn creates_the_container_as_containerd_does() {
         ContainerEventType::ContainerCreatedEvent as i32
     );
     assert_eq!(event.containers_statuses.len(), 1);
-    assert!(env
-        .state
-        .container_metrics
-        .histogram(Operation::Create, "io.containerd.runc.v2")
-        .is_some());
+    let exposition = env.state.metrics.encode_text().unwrap();
+    assert!(
+        exposition.contains(
+            r#"cri_server_container_create_seconds_count{runtime="io.containerd.runc.v2"} 1"#
+        ),
+        "{exposition}"
+    );
 }
 
 #[tokio::test]

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use cri_api::v1::{ContainerEventType, ContainerState};
 use cri_store::container::Container;
 
-use super::metrics::Operation;
 use super::{events, remove_dir_all, state_name, stop, update_status, ContainerPaths};
 use crate::error::{Result, ServerError};
+use crate::metrics::ContainerOp;
 use crate::service::ServerState;
 use cri_metadata::StatusCheckpoints;
 
@@ -48,8 +48,8 @@ pub async fn remove_container(state: &ServerState, id: &str) -> Result<()> {
     }
     result?;
     state
-        .container_metrics
-        .observe(Operation::Remove, "", started.elapsed());
+        .metrics
+        .observe_container(ContainerOp::Remove, "", started.elapsed());
     tracing::info!(container_id = %id, "container removed");
     Ok(())
 }

@@ -16,9 +16,9 @@ use cri_store::container::Container;
 use cri_store::sandbox::SandboxState;
 use tracing::Instrument;
 
-use super::metrics::Operation;
 use super::{events, exit, get, now_nanos, state_name, update_status, update_status_sync};
 use crate::error::{Result, ServerError};
+use crate::metrics::ContainerOp;
 use crate::service::ServerState;
 
 /// The exit code and reason of a container that failed to start.
@@ -76,8 +76,8 @@ async fn start(state: &Arc<ServerState>, id: &str) -> Result<()> {
     .await;
     let runtime_type = runtime_type(state, &container);
     state
-        .container_metrics
-        .observe(Operation::Start, &runtime_type, started.elapsed());
+        .metrics
+        .observe_container(ContainerOp::Start, &runtime_type, started.elapsed());
     tracing::info!(container_id = %id, "container started");
     Ok(())
 }

@@ -10,9 +10,9 @@ use cri_api::v1::ContainerState;
 use cri_store::container::Container;
 
 use super::exit::{handle_container_exit, UNKNOWN_EXIT_CODE};
-use super::metrics::Operation;
 use super::signal::{parse_signal, DEFAULT_STOP_SIGNAL, SIGKILL};
 use crate::error::{Result, ServerError};
+use crate::metrics::ContainerOp;
 use crate::service::ServerState;
 
 /// How long a container may take to exit after SIGKILL.
@@ -31,8 +31,8 @@ pub async fn stop_container(state: &ServerState, id: &str, timeout: Duration) ->
     tracing::Span::current().record("container_id", container.metadata.id.as_ref());
     stop(state, &container, timeout).await?;
     state
-        .container_metrics
-        .observe(Operation::Stop, "", started.elapsed());
+        .metrics
+        .observe_container(ContainerOp::Stop, "", started.elapsed());
     Ok(())
 }
 

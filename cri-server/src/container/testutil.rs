@@ -27,7 +27,7 @@ use cri_store::image::{Image, ImageStore};
 use cri_store::sandbox::{Sandbox, SandboxMetadata, SandboxState, SandboxStatus};
 use tempfile::TempDir;
 
-use super::{ContainerEvents, ContainerHost, ContainerMetrics, LiveContainers};
+use super::{ContainerEvents, ContainerHost, LiveContainers};
 use crate::config::{Config, Overrides};
 use crate::image::{ImageManager, ImageSettings};
 use crate::sandbox::{SandboxManager, SandboxParts};
@@ -160,7 +160,6 @@ impl TestEnv {
             live_containers: Arc::new(LiveContainers::default()),
             container_events: ContainerEvents::default(),
             container_host: host,
-            container_metrics: Arc::new(ContainerMetrics::default()),
             metrics: Arc::default(),
             streaming: Default::default(),
             stats: crate::stats::StatsCollector::host(

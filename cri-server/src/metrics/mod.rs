@@ -5,6 +5,8 @@
 //! containers by state (from a callback), and the process metrics of the
 //! daemon; served as Prometheus text on `GET /v1/metrics` by `http.rs`.
 
+/// A Prometheus text parser for tests (ours and the integration suites').
+#[cfg(any(test, feature = "test-client"))]
 pub mod exposition;
 mod grpc;
 mod http;
@@ -57,13 +59,45 @@ struct RuntimeLabels {
     runtime: String,
 }
 
+/// A container RPC whose latency is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerOp {
+    Create = 0,
+    Start = 1,
+    Stop = 2,
+    Remove = 3,
+}
+
+impl ContainerOp {
+    const ALL: [ContainerOp; 4] = [Self::Create, Self::Start, Self::Stop, Self::Remove];
+
+    fn metric_name(self) -> &'static str {
+        match self {
+            Self::Create => "container_create_seconds",
+            Self::Start => "container_start_seconds",
+            Self::Stop => "container_stop_seconds",
+            Self::Remove => "container_remove_seconds",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Self::Create => "Time to create a container, by runtime.",
+            Self::Start => "Time to start a container, by runtime.",
+            Self::Stop => "Time to stop a container, by runtime.",
+            Self::Remove => "Time to remove a container, by runtime.",
+        }
+    }
+}
+
 /// Every instrument of the daemon, in one registry.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     rpc_seconds: HistogramFamily<RpcLabels>,
     rpc_requests: Family<RpcLabels, Counter>,
-    container_create_seconds: HistogramFamily<RuntimeLabels>,
+    /// Per [`ContainerOp`], in its order.
+    container_seconds: [HistogramFamily<RuntimeLabels>; 4],
     image_pull_bytes: Counter,
     image_pull_seconds: Histogram,
     cni_setup_seconds: Histogram,
@@ -98,14 +132,13 @@ impl Metrics {
             "CRI RPCs by method and gRPC code (errors have a code other than OK).",
             rpc_requests.clone(),
         );
-        let container_create_seconds = HistogramFamily::<RuntimeLabels>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
-        ours.register(
-            "container_create_seconds",
-            "Time to create a container, by runtime.",
-            container_create_seconds.clone(),
-        );
+        let container_seconds = ContainerOp::ALL.map(|op| {
+            let family = HistogramFamily::<RuntimeLabels>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            );
+            ours.register(op.metric_name(), op.help(), family.clone());
+            family
+        });
         let image_pull_bytes = Counter::default();
         ours.register(
             "image_pull_bytes",
@@ -142,7 +175,7 @@ impl Metrics {
             registry,
             rpc_seconds,
             rpc_requests,
-            container_create_seconds,
+            container_seconds,
             image_pull_bytes,
             image_pull_seconds,
             cni_setup_seconds,
@@ -174,13 +207,14 @@ impl Metrics {
         self.rpc_requests.get_or_create(&labels).inc();
     }
 
-    /// containerd's `containerCreateTimer`: labelled with the runtime type
-    /// (`io.containerd.runc.v2`) as the reference records it.
-    pub fn observe_container_create(&self, runtime: &str, elapsed: Duration) {
+    /// containerd's `containerCreateTimer` and its start, stop and remove
+    /// twins: labelled with the runtime type (`io.containerd.runc.v2`) as
+    /// the reference records them.
+    pub fn observe_container(&self, op: ContainerOp, runtime: &str, elapsed: Duration) {
         let labels = RuntimeLabels {
             runtime: runtime.to_owned(),
         };
-        self.container_create_seconds
+        self.container_seconds[op as usize]
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
     }

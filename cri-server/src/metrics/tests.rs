@@ -31,7 +31,11 @@ fn value(samples: &[exposition::Sample], name: &str, labels: &[(&str, &str)]) ->
 #[test]
 fn instruments_are_exported_as_prometheus_text() {
     let metrics = Metrics::new();
-    metrics.observe_container_create("io.containerd.runc.v2", Duration::from_millis(30));
+    metrics.observe_container(
+        ContainerOp::Create,
+        "io.containerd.runc.v2",
+        Duration::from_millis(30),
+    );
     metrics.observe_image_pull(1234, Duration::from_secs(3));
     metrics.observe_image_pull(66, Duration::from_secs(1));
     metrics.observe_cni_setup(Duration::from_millis(200));

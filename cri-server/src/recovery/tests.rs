@@ -19,6 +19,7 @@ use cri_metadata::{
     container_metadata_to_any, sandbox_metadata_to_any, StatusCheckpoints,
     CONTAINER_METADATA_EXTENSION, SANDBOX_METADATA_EXTENSION,
 };
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn not_found(what: &str) -> ContainerdError {
     ContainerdError::NotFound {
@@ -319,18 +320,57 @@ async fn leftover_dirs_of_unknown_objects_are_removed() {
     assert!(summary.orphans_removed >= 3);
 }
 
-#[tokio::test]
-async fn containerd_down_fails_the_pass_and_the_gate_stays_shut() {
+#[tokio::test(start_paused = true)]
+async fn containerd_down_keeps_the_gate_shut_and_the_pass_is_retried_with_backoff() {
+    let calls = Arc::new(AtomicUsize::new(0));
     let mut mocks = Mocks::default();
+    let seen = Arc::clone(&calls);
+    // containerd answers from the fourth try on.
     mocks
         .services
         .namespaces
         .expect_ensure()
-        .returning(|_, _| Err(unavailable()));
+        .returning(move |_, _| {
+            if seen.fetch_add(1, Ordering::SeqCst) < 3 {
+                Err(unavailable())
+            } else {
+                Ok(())
+            }
+        });
+    mocks
+        .services
+        .images
+        .expect_list()
+        .returning(|_| Ok(Vec::new()));
+    mocks
+        .services
+        .containers
+        .expect_list()
+        .returning(|_| Ok(Vec::new()));
+    mocks
+        .services
+        .snapshots
+        .expect_list()
+        .returning(|_, _| Ok(Vec::new()));
     let env = TestEnv::with(mocks, "");
     let readiness = Readiness::new();
     let task = tokio::spawn(recover_then_serve(env.state.clone(), readiness.clone()));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!readiness.is_ready());
-    task.abort();
+    // Backoff 200 ms, 400 ms, 800 ms: closed through each failed pass.
+    for (after, tries) in [
+        (Duration::ZERO, 1),
+        (BACKOFF_INITIAL, 2),
+        (BACKOFF_INITIAL * 2, 3),
+    ] {
+        tokio::time::sleep(after).await;
+        tokio::task::yield_now().await;
+        assert_eq!(calls.load(Ordering::SeqCst), tries, "after {after:?}");
+        assert!(!readiness.is_ready(), "open after {tries} failed tries");
+    }
+    tokio::time::sleep(BACKOFF_INITIAL * 4).await;
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("recovery finishes once containerd answers")
+        .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert!(readiness.is_ready(), "open once a pass succeeded");
 }

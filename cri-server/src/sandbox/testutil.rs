@@ -294,7 +294,6 @@ pub(crate) async fn state_with(
         live_containers: Arc::default(),
         container_events: Default::default(),
         container_host: crate::container::ContainerHost::linux(&server_dir.join("state")),
-        container_metrics: Arc::default(),
         metrics: Arc::default(),
         streaming: Default::default(),
         stats: crate::stats::StatsCollector::host(

@@ -38,8 +38,6 @@ pub struct ServerState {
     pub container_events: crate::container::ContainerEvents,
     /// The OS seams of the container RPCs (spec host, SELinux, user db, ids).
     pub container_host: crate::container::ContainerHost,
-    /// Latencies of the container RPCs.
-    pub container_metrics: Arc<crate::container::ContainerMetrics>,
     /// The daemon's Prometheus instruments (RPC latencies, container
     /// create, image pulls, CNI).
     pub metrics: Arc<crate::metrics::Metrics>,

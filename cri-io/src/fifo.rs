@@ -5,8 +5,9 @@
 //! Layout (`pkg/cri/io/helpers.go` `newFifos`, `cio.NewFIFOSetInDir`):
 //! `<state>/containers/<cid>/io/<random digits>/<id>-stdin|-stdout|-stderr`,
 //! where `<id>` is the container id or the exec id. Dirs and FIFOs are 0700.
-//! We only make the FIFOs a stream uses: stdin only when asked for, stderr
-//! only without a tty (a tty merges both streams into stdout).
+//! stdin is made only when asked for; stdout and stderr always, as
+//! containerd's `newFifos` does, though with a tty the stderr FIFO stays
+//! unused and unopened (the terminal merges both streams into stdout).
 //!
 //! Opening: containerd's `fifo.OpenFifo(O_RDONLY|O_NONBLOCK)` returns at once
 //! and blocks the first read until the shim connects. A tokio
@@ -36,7 +37,8 @@ const TEMP_DIR_ATTEMPTS: usize = 10_000;
 pub struct StdioOptions {
     /// `config.stdin`: make a stdin FIFO.
     pub stdin: bool,
-    /// `config.tty`: one output stream (stdout), no stderr FIFO.
+    /// `config.tty`: one output stream (stdout); the stderr FIFO exists but
+    /// is not read.
     pub tty: bool,
 }
 
@@ -103,7 +105,7 @@ pub struct StdioPipes {
     pub stdin: Option<pipe::Sender>,
     /// Read end of the stdout FIFO.
     pub stdout: Option<pipe::Receiver>,
-    /// Read end of the stderr FIFO (never with a tty).
+    /// Read end of the stderr FIFO (never opened with a tty).
     pub stderr: Option<pipe::Receiver>,
 }
 
@@ -126,7 +128,7 @@ impl FifoSet {
         let paths = FifoPaths {
             stdin: opts.stdin.then(|| fifo("stdin")),
             stdout: Some(fifo("stdout")),
-            stderr: (!opts.tty).then(|| fifo("stderr")),
+            stderr: Some(fifo("stderr")),
             terminal: opts.tty,
         };
         let set = Self {
@@ -187,7 +189,8 @@ impl FifoSet {
         self.paths.stdout.as_deref()
     }
 
-    /// The stderr FIFO, if any (none with a tty).
+    /// The stderr FIFO, if any (one is made for every new set; a record from
+    /// an older task may have none).
     pub fn stderr(&self) -> Option<&Path> {
         self.paths.stderr.as_deref()
     }
@@ -371,7 +374,7 @@ mod tests {
             assert_eq!(mode(&dir.join(name)) & !FIFO_MODE, 0);
         }
         assert_eq!(set.stdin().is_some(), opts.stdin);
-        assert_eq!(set.stderr().is_some(), !opts.tty);
+        assert!(set.stderr().is_some());
         assert_eq!(set.terminal(), opts.tty);
 
         set.remove().unwrap();
@@ -403,20 +406,20 @@ mod tests {
     }
 
     #[test]
-    fn create_tty_has_only_stdout() {
+    fn create_tty_still_makes_stderr_as_containerd_does() {
         check(
             StdioOptions {
                 stdin: false,
                 tty: true,
             },
-            &["stdout"],
+            &["stderr", "stdout"],
         );
         check(
             StdioOptions {
                 stdin: true,
                 tty: true,
             },
-            &["stdin", "stdout"],
+            &["stderr", "stdin", "stdout"],
         );
     }
 

@@ -46,7 +46,9 @@ pub async fn pod_sandbox_status(
         .linux
         .as_ref()
         .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.clone());
+        .and_then(|s| s.namespace_options.clone())
+        // containerd answers an empty NamespaceOption, never none.
+        .or_else(|| Some(Default::default()));
     let mut status = PodSandboxStatus {
         id: meta.id.to_string(),
         metadata: meta.config.metadata.clone(),

@@ -26,6 +26,20 @@ pub fn container_metadata_to_any(metadata: &ContainerMetadata) -> Result<Any> {
     })
 }
 
+/// A container's CRI config as containerd's Go `encoding/json` writes it
+/// (the CRI's field names, `omitempty`): what containerd shows as `config`
+/// in a verbose ContainerStatus, the same bytes as inside the metadata
+/// extension.
+pub fn container_config_json(id: &str, config: &ContainerConfig) -> Result<serde_json::Value> {
+    let encode = |source| MetadataError::Encode {
+        kind: KIND,
+        id: id.to_owned(),
+        source,
+    };
+    let value = cri_value(config).map_err(encode)?;
+    serde_json::from_slice(&value.to_json()).map_err(encode)
+}
+
 /// The metadata in the extension of containerd container `id` (`id` only
 /// names the record in errors).
 pub fn container_metadata_from_any(id: &str, any: &Any) -> Result<ContainerMetadata> {
@@ -124,6 +138,23 @@ mod tests {
     };
 
     use super::*;
+
+    #[test]
+    fn config_json_omits_what_go_omits() {
+        let config = ContainerConfig {
+            metadata: Some(cri_api::v1::ContainerMetadata {
+                name: "app".into(),
+                attempt: 0,
+            }),
+            args: vec!["sleep".into(), "1".into()],
+            ..ContainerConfig::default()
+        };
+        let json = container_config_json("c1", &config).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"metadata": {"name": "app"}, "args": ["sleep", "1"]})
+        );
+    }
 
     const CID: &str = "3f2a5b7c9d1e4f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
     const SID: &str = "9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b";

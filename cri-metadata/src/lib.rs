@@ -23,7 +23,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub use checkpoint::StatusCheckpoints;
-pub use container::{container_metadata_from_any, container_metadata_to_any};
+pub use container::{
+    container_config_json, container_metadata_from_any, container_metadata_to_any,
+};
 pub use error::{MetadataError, RecordKind, Result};
 pub use sandbox::{sandbox_metadata_from_any, sandbox_metadata_to_any};
 pub use status::{decode_status, encode_status};

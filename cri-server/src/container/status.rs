@@ -158,7 +158,7 @@ async fn verbose_info(
         "runtimeType": record.runtime.name,
         "runtimeOptions": runtime_options,
         "runtimeHandler": runtime_handler,
-        "config": meta.config,
+        "config": cri_metadata::container_config_json(meta.id.as_ref(), &meta.config)?,
         "runtimeSpec": runtime_spec,
     });
     Ok(HashMap::from([("info".to_owned(), info.to_string())]))

@@ -192,11 +192,9 @@ impl CniNetwork for LibCni {
             }
         }
         let mut parsed: Vec<PluginResult> = Vec::new();
+        // Every network's result counts, loopback's too: go-cni keeps its
+        // `lo` interface (127.0.0.1, ::1) in the pod's CNI result.
         for (att, _, result) in &done {
-            if att.is_loopback() {
-                parsed.push(PluginResult::default());
-                continue;
-            }
             parsed.push(parse_plugin_result(result).map_err(|reason| {
                 CniError::InvalidNetworkResult {
                     network: att.network.name.clone(),
@@ -411,9 +409,11 @@ fi
             std::fs::read(env.dir.path().join("net.d/10-test.conflist")).unwrap()
         );
         assert_eq!(entry.capability_args["cgroupPath"], "/kubepods/pod1");
+        // The fake plugin answers the same for every attachment; the
+        // loopback network's answer (on `lo`) is kept, as go-cni keeps it.
         assert_eq!(
             serde_json::to_string(&result).unwrap(),
-            r#"{"Interfaces":{"eth0":{"IPConfigs":[{"IP":"10.9.0.2","Gateway":"10.9.0.1"}],"Mac":"","Sandbox":"/var/run/netns/cni-test"}},"DNS":[{},{}],"Routes":null}"#
+            r#"{"Interfaces":{"eth0":{"IPConfigs":[{"IP":"10.9.0.2","Gateway":"10.9.0.1"}],"Mac":"","Sandbox":"/var/run/netns/cni-test"},"lo":{"IPConfigs":[{"IP":"10.9.0.2","Gateway":"10.9.0.1"}],"Mac":"","Sandbox":"/var/run/netns/cni-test"}},"DNS":[{},{}],"Routes":null}"#
         );
         assert_eq!(result.pod_ips("ipv4"), Some(("10.9.0.2".into(), vec![])));
     }

@@ -434,6 +434,34 @@ mod tests {
     }
 
     #[test]
+    fn the_loopback_plugins_lo_interface_is_kept() {
+        // What containernetworking-plugins 1.x's loopback returns.
+        let lo = json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": "lo", "mac": "00:00:00:00:00:00", "sandbox": "/var/run/netns/cni-1"}],
+            "ips": [
+                {"interface": 0, "address": "127.0.0.1/8"},
+                {"interface": 0, "address": "::1/128"}
+            ],
+            "dns": {}
+        });
+        let merged = CniResult::from_results(&[
+            parse_plugin_result(&lo).unwrap(),
+            parse_plugin_result(&bridge_result("1.0.0")).unwrap(),
+        ])
+        .unwrap();
+        let lo = &merged.interfaces["lo"];
+        let ips: Vec<String> = lo
+            .ip_configs
+            .iter()
+            .map(|c| c.ip.unwrap().to_string())
+            .collect();
+        assert_eq!(ips, ["127.0.0.1", "::1"]);
+        assert_eq!(lo.sandbox, "/var/run/netns/cni-1");
+        assert!(merged.interfaces.contains_key("eth0"));
+    }
+
+    #[test]
     fn go_cni_json_for_0_4_0_and_0_3_1() {
         let lo = json!({"cniVersion": "0.3.1"});
         check(&[lo.clone(), bridge_result("0.4.0")], BRIDGE_GO_CNI_JSON);

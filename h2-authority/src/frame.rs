@@ -51,6 +51,21 @@ impl FrameHeader {
     }
 }
 
+/// One whole frame, for tests.
+#[cfg(test)]
+pub(crate) fn frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    FrameHeader {
+        len: payload.len(),
+        kind,
+        flags,
+        stream_id,
+    }
+    .write(&mut out);
+    out.extend_from_slice(payload);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

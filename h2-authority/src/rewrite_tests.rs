@@ -4,7 +4,7 @@ use bytes::BytesMut;
 use httlib_hpack::{Decoder, Encoder};
 
 use super::*;
-use crate::frame::FrameHeader;
+use crate::frame::{frame, FrameHeader};
 
 /// Hand-built HPACK representations (RFC 7541 §6), so each test says which
 /// one it sends.
@@ -108,19 +108,6 @@ fn request(authority: Vec<u8>, extra: &[Vec<u8>]) -> Vec<u8> {
         block.extend_from_slice(e);
     }
     block
-}
-
-fn frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    FrameHeader {
-        len: payload.len(),
-        kind,
-        flags,
-        stream_id,
-    }
-    .write(&mut out);
-    out.extend_from_slice(payload);
-    out
 }
 
 fn headers(stream_id: u32, block: &[u8]) -> Vec<u8> {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
-use crate::frame::{FrameHeader, HEADER_LEN, PREFACE};
+use crate::frame::{frame, FrameHeader, HEADER_LEN, PREFACE};
 
 const RST_STREAM: u8 = 0x3;
 const HEADERS: u8 = 0x1;
@@ -30,19 +30,6 @@ fn request_block(authority: Option<&[u8]>) -> Vec<u8> {
     block.push(16);
     block.extend_from_slice(b"application/grpc");
     block
-}
-
-fn frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    FrameHeader {
-        len: payload.len(),
-        kind,
-        flags,
-        stream_id,
-    }
-    .write(&mut out);
-    out.extend_from_slice(payload);
-    out
 }
 
 async fn read_frame(io: &mut DuplexStream) -> FrameHeader {

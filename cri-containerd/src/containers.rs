@@ -1,5 +1,6 @@
 //! containerd's Containers service: container metadata records.
 
+use crate::traced::TracedChannel;
 use async_trait::async_trait;
 use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::{
@@ -7,7 +8,6 @@ use containerd_client::services::v1::{
     UpdateContainerRequest,
 };
 use cri_api::containerd::{ContainerRecord, Containers, Result};
-use tonic::transport::Channel;
 
 use super::convert::{container_from_proto, container_to_proto, field_mask};
 use super::{ContainerdClient, Deadline, MAX_MESSAGE_SIZE};
@@ -23,7 +23,7 @@ impl ContainerdContainers {
         Self { client }
     }
 
-    fn api(&self) -> ContainersClient<Channel> {
+    fn api(&self) -> ContainersClient<TracedChannel> {
         ContainersClient::new(self.client.channel())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::traced::TracedChannel;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use containerd_client::services::v1::content_client::ContentClient;
@@ -17,7 +18,6 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::Streaming;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::convert::{content_info_from_proto, content_info_to_proto, field_mask};
@@ -40,7 +40,7 @@ impl ContainerdContent {
         Self { client }
     }
 
-    fn api(&self) -> ContentClient<Channel> {
+    fn api(&self) -> ContentClient<TracedChannel> {
         ContentClient::new(self.client.channel())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)

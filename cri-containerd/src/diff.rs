@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 
+use crate::traced::TracedChannel;
 use async_trait::async_trait;
 use containerd_client::services::v1::diff_client::DiffClient;
 use containerd_client::services::v1::ApplyRequest;
 use cri_api::containerd::{Descriptor, Diff, Mount, Result};
-use tonic::transport::Channel;
 
 use super::convert::{descriptor_from_proto, descriptor_to_proto, mounts_to_proto};
 use super::{ContainerdClient, Deadline, MAX_MESSAGE_SIZE};
@@ -22,7 +22,7 @@ impl ContainerdDiff {
         Self { client }
     }
 
-    fn api(&self) -> DiffClient<Channel> {
+    fn api(&self) -> DiffClient<TracedChannel> {
         DiffClient::new(self.client.channel())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)

@@ -1,6 +1,7 @@
 //! containerd's Events service: the subscription stream, scoped to the
 //! client's namespace, and decoding of the event payloads the CRI uses.
 
+use crate::traced::TracedChannel;
 use async_trait::async_trait;
 use containerd_client::events::{
     ContainerCreate, ContainerDelete, ContainerUpdate, TaskCreate, TaskDelete, TaskExit, TaskOom,
@@ -14,7 +15,6 @@ use cri_api::containerd::{Any, Envelope, Events, Result};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use prost::{Message, Name};
-use tonic::transport::Channel;
 
 use super::convert::envelope_from_proto;
 use super::{quote_filter_value, ContainerdClient, Deadline, MAX_MESSAGE_SIZE};
@@ -30,7 +30,7 @@ impl ContainerdEvents {
         Self { client }
     }
 
-    fn api(&self) -> EventsClient<Channel> {
+    fn api(&self) -> EventsClient<TracedChannel> {
         EventsClient::new(self.client.channel())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)

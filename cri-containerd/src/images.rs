@@ -1,12 +1,12 @@
 //! containerd's Images service: image records (names pointing at manifests).
 
+use crate::traced::TracedChannel;
 use async_trait::async_trait;
 use containerd_client::services::v1::images_client::ImagesClient;
 use containerd_client::services::v1::{
     CreateImageRequest, DeleteImageRequest, GetImageRequest, ListImagesRequest, UpdateImageRequest,
 };
 use cri_api::containerd::{ImageRecord, Images, Result};
-use tonic::transport::Channel;
 
 use super::convert::{field_mask, image_from_proto, image_to_proto};
 use super::{ContainerdClient, Deadline, MAX_MESSAGE_SIZE};
@@ -22,7 +22,7 @@ impl ContainerdImages {
         Self { client }
     }
 
-    fn api(&self) -> ImagesClient<Channel> {
+    fn api(&self) -> ImagesClient<TracedChannel> {
         ImagesClient::new(self.client.channel())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::traced::TracedChannel;
 use async_trait::async_trait;
 use containerd_client::services::v1::introspection_client::IntrospectionClient;
 use containerd_client::services::v1::namespaces_client::NamespacesClient;
@@ -13,7 +14,6 @@ use containerd_client::services::v1::{
 use cri_api::containerd::{
     ContainerdError, Introspection, Namespaces, PluginInfo, Result, Version, VersionInfo,
 };
-use tonic::transport::Channel;
 
 use super::convert::plugin_from_proto;
 use super::{ContainerdClient, Deadline, MAX_MESSAGE_SIZE};
@@ -29,7 +29,7 @@ impl ContainerdNamespaces {
         Self { client }
     }
 
-    fn api(&self) -> NamespacesClient<Channel> {
+    fn api(&self) -> NamespacesClient<TracedChannel> {
         NamespacesClient::new(self.client.channel())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)
@@ -117,7 +117,7 @@ impl ContainerdIntrospection {
         Self { client }
     }
 
-    fn api(&self) -> IntrospectionClient<Channel> {
+    fn api(&self) -> IntrospectionClient<TracedChannel> {
         IntrospectionClient::new(self.client.channel())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)

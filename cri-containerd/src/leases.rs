@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 
+use crate::traced::TracedChannel;
 use async_trait::async_trait;
 use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::{
     AddResourceRequest, CreateRequest, DeleteRequest, DeleteResourceRequest, ListRequest,
 };
 use cri_api::containerd::{Lease, LeaseResource, Leases, Result};
-use tonic::transport::Channel;
 
 use super::convert::{lease_from_proto, lease_resource_to_proto};
 use super::{ContainerdClient, Deadline, MAX_MESSAGE_SIZE};
@@ -25,7 +25,7 @@ impl ContainerdLeases {
         Self { client }
     }
 
-    fn api(&self) -> LeasesClient<Channel> {
+    fn api(&self) -> LeasesClient<TracedChannel> {
         LeasesClient::new(self.client.channel())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)

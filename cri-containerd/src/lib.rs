@@ -1,6 +1,7 @@
 //! The containerd client: one lazily connected gRPC channel to containerd's
-//! socket, the request builder that stamps the namespace (and lease) on
-//! every call, and the [`Containerd`] facade built from it.
+//! socket (each call in its own span, its trace context sent along: see
+//! `traced.rs`), the request builder that stamps the namespace (and lease)
+//! on every call, and the [`Containerd`] facade built from it.
 //!
 //! The channel connects on first use and reconnects by itself, so the
 //! daemon starts while containerd is down; until it is back every call
@@ -20,6 +21,7 @@ mod info;
 mod leases;
 mod snapshots;
 mod tasks;
+mod traced;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use hyper_util::rt::TokioIo;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Request;
+use traced::TracedChannel;
 
 pub use containers::ContainerdContainers;
 pub use content::ContainerdContent;
@@ -175,8 +178,9 @@ impl ContainerdClient {
         }
     }
 
-    pub(crate) fn channel(&self) -> Channel {
-        self.channel.clone()
+    /// The shared channel, with a span and the trace context per call.
+    pub(crate) fn channel(&self) -> TracedChannel {
+        TracedChannel::new(self.channel.clone())
     }
 
     /// Wraps `message` with the namespace header and, unless `deadline`

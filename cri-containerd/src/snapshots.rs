@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::traced::TracedChannel;
 use async_trait::async_trait;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::snapshots::{
@@ -10,7 +11,6 @@ use containerd_client::services::v1::snapshots::{
     RemoveSnapshotRequest, StatSnapshotRequest, UsageRequest, ViewSnapshotRequest,
 };
 use cri_api::containerd::{Mount, Result, SnapshotInfo, SnapshotUsage, Snapshots};
-use tonic::transport::Channel;
 
 use super::convert::{mounts_from_proto, snapshot_info_from_proto};
 use super::{ContainerdClient, Deadline, MAX_MESSAGE_SIZE};
@@ -26,7 +26,7 @@ impl ContainerdSnapshots {
         Self { client }
     }
 
-    fn api(&self) -> SnapshotsClient<Channel> {
+    fn api(&self) -> SnapshotsClient<TracedChannel> {
         SnapshotsClient::new(self.client.channel())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)

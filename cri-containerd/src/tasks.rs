@@ -1,6 +1,7 @@
 //! containerd's Tasks service: the processes of containers (create, start,
 //! kill, wait, exec, delete, metrics).
 
+use crate::traced::TracedChannel;
 use async_trait::async_trait;
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
@@ -11,7 +12,6 @@ use containerd_client::services::v1::{
 use cri_api::containerd::{
     Any, CreateTask, ExecProcess, ExitStatus, Result, TaskInfo, TaskMetric, Tasks,
 };
-use tonic::transport::Channel;
 
 use super::convert::{from_timestamp, metric_from_proto, mounts_to_proto, task_from_proto};
 use super::{quote_filter_value, ContainerdClient, Deadline, MAX_MESSAGE_SIZE};
@@ -27,7 +27,7 @@ impl ContainerdTasks {
         Self { client }
     }
 
-    fn api(&self) -> TasksClient<Channel> {
+    fn api(&self) -> TasksClient<TracedChannel> {
         TasksClient::new(self.client.channel())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE)

@@ -46,13 +46,19 @@ async fn main() -> anyhow::Result<ExitCode> {
             }
         }
         Some(Command::Config(ConfigCommand::Default)) | None => {
-            telemetry::init(&config.server.log_level, config.server.log_format)?;
+            let telemetry = telemetry::init(
+                &config.server.log_level,
+                config.server.log_format,
+                &config.tracing,
+            )?;
             tracing::info!(config = %source.describe(), version = env!("CARGO_PKG_VERSION"), "config file");
             for warning in warnings {
                 tracing::warn!(key = %warning, "unknown config key ignored");
             }
             let shutdown = daemon::termination_signal()?;
-            daemon::run(config, shutdown).await?;
+            let result = daemon::run(config, shutdown).await;
+            telemetry.shutdown().await;
+            result?;
             Ok(ExitCode::SUCCESS)
         }
     }

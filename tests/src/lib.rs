@@ -25,6 +25,7 @@ pub mod differential;
 pub mod http;
 pub mod images;
 pub mod network;
+pub mod otlp;
 pub mod proxy;
 pub mod registry;
 pub mod server;

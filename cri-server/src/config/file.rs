@@ -77,6 +77,12 @@ impl Source<'_> {
             .path()
             .iter()
             .filter_map(|segment| match segment {
+                // `toml::Spanned` decodes through a private inner key.
+                serde_path_to_error::Segment::Map { key }
+                    if key.starts_with("$__serde_spanned") =>
+                {
+                    None
+                }
                 serde_path_to_error::Segment::Map { key } => Some(key.clone()),
                 serde_path_to_error::Segment::Seq { index } => Some(format!("[{index}]")),
                 serde_path_to_error::Segment::Enum { variant } => Some(variant.clone()),

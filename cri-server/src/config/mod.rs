@@ -30,6 +30,7 @@ mod sections;
 mod server;
 mod status_json;
 mod toml_out;
+mod tracing_plugins;
 mod validate;
 mod values;
 
@@ -54,6 +55,7 @@ pub use server::{
     DEFAULT_CONTAINERD_ADDRESS, DEFAULT_CONTAINERD_NAMESPACE, DEFAULT_CONTAINERD_STATE,
     DEFAULT_LISTEN, DEFAULT_LOG_LEVEL,
 };
+pub use tracing_plugins::{OtlpProtocol, TracingConfig, DEFAULT_TRACING_SERVICE_NAME};
 
 use file::{Layout, PluginSections, Source};
 use plugin_v2::{RawPluginsV1, RawPluginsV2};
@@ -68,6 +70,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The CRI plugin settings, in containerd's vocabulary.
     pub cri: CriConfig,
+    /// containerd's tracing plugins: OTLP export of our spans.
+    pub tracing: TracingConfig,
 }
 
 impl Config {
@@ -110,7 +114,15 @@ impl Config {
         }
         let server = server::resolve(section, &top, overrides, origin)?;
         validate::validate(&mut cri, &source, &origins, &mut warnings)?;
-        Ok((Config { server, cri }, warnings))
+        let tracing = tracing_plugins::read(&source)?;
+        Ok((
+            Config {
+                server,
+                cri,
+                tracing,
+            },
+            warnings,
+        ))
     }
 
     /// `cri-server config default`: a complete, commented containerd
@@ -706,6 +718,24 @@ disabled_plugins = ["io.containerd.snapshotter.v1.zfs"]
   whatever = 1
 "#;
         assert_eq!(warnings(text), Vec::<String>::new());
+    }
+
+    #[test]
+    fn tracing_sections_are_read_without_warnings() {
+        for version in [2, 3] {
+            let text = format!(
+                "version = {version}\n\
+                 [plugins.\"io.containerd.tracing.processor.v1.otlp\"]\n\
+                 endpoint = \"127.0.0.1:4317\"\nprotocol = \"grpc\"\ninsecure = true\n\
+                 [plugins.\"io.containerd.internal.v1.tracing\"]\n\
+                 sampling_ratio = 1.0\nservice_name = \"cri\"\n"
+            );
+            let (config, warnings) = load(&text, Overrides::default()).unwrap();
+            assert_eq!(warnings, Vec::<String>::new());
+            assert_eq!(config.tracing.endpoint.as_deref(), Some("127.0.0.1:4317"));
+            assert!(config.tracing.insecure);
+            assert_eq!(config.tracing.service_name, "cri");
+        }
     }
 
     #[test]

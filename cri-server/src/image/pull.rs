@@ -12,6 +12,7 @@ use futures::future::{BoxFuture, Shared};
 use futures::FutureExt;
 use oci_spec::image::{ImageConfiguration, ImageManifest};
 use sha2::{Digest as _, Sha256};
+use tracing::Instrument;
 
 use super::error::{ImageError, Result};
 use super::fetch::Remote;
@@ -123,14 +124,20 @@ impl Puller {
                     let this = Arc::clone(self);
                     let task_key = key.clone();
                     let shown = reference.to_string();
-                    let handle = tokio::spawn(async move {
-                        let result = this.run(reference, auth).await.map_err(Arc::new);
-                        this.inflight
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .remove(&task_key);
-                        result
-                    });
+                    // A child of the caller that started the pull; callers
+                    // that join it are not linked.
+                    let span = tracing::info_span!("image.pull", image = %shown);
+                    let handle = tokio::spawn(
+                        async move {
+                            let result = this.run(reference, auth).await.map_err(Arc::new);
+                            this.inflight
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .remove(&task_key);
+                            result
+                        }
+                        .instrument(span),
+                    );
                     let shared = async move {
                         handle.await.unwrap_or_else(|e| {
                             Err(Arc::new(ImageError::Task {

@@ -19,7 +19,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Starts watching `id`, which must be in the sandbox store.
 pub fn spawn_exit_monitor(state: Arc<ServerState>, id: SandboxId) {
-    let span = tracing::info_span!("sandbox_exit_monitor", pod_sandbox_id = %id);
+    // Its own root: as a child it would keep the RPC's span open (and
+    // unexported) for the sandbox's whole life.
+    let span = tracing::info_span!(parent: None, "sandbox_exit_monitor", pod_sandbox_id = %id);
+    span.follows_from(tracing::Span::current());
     tokio::spawn(monitor(state, id).instrument(span));
 }
 

@@ -265,11 +265,16 @@ async fn setup(
         // Registered before setup: a failed ADD may leave allocations behind.
         undo.push("tear down pod network", {
             let (cni, network) = (Arc::clone(&cni), network.clone());
-            async move { cni.teardown(&network).await }
+            async move {
+                cni.teardown(&network)
+                    .instrument(tracing::info_span!("cni.teardown"))
+                    .await
+            }
         });
         let cni_started = std::time::Instant::now();
         let result = cni
             .setup(&network)
+            .instrument(tracing::info_span!("cni.setup"))
             .await
             .map_err(|source| SandboxError::NetworkSetup {
                 id: id.to_string(),

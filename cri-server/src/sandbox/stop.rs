@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use cri_sandbox::cni::SandboxNetwork;
 use cri_store::sandbox::Sandbox;
+use tracing::Instrument;
 
 use super::error::SandboxError;
 use super::exit_monitor::mark_not_ready;
@@ -82,6 +83,7 @@ pub(crate) async fn stop_sandbox(state: &ServerState, sandbox: &Sandbox) -> Resu
             .sandbox
             .cni_for(&meta.runtime_handler)
             .teardown(&network)
+            .instrument(tracing::info_span!("cni.teardown"))
             .await
             .map_err(|source| SandboxError::NetworkTeardown {
                 id: id.to_string(),

@@ -32,19 +32,6 @@ pub struct Attachment {
     pub if_name: String,
 }
 
-impl Attachment {
-    /// The dedicated `lo` attachment (go-cni's loopback network), not a
-    /// network that merely chains the loopback plugin after others.
-    fn is_loopback(&self) -> bool {
-        self.if_name == "lo"
-            && self
-                .network
-                .plugins
-                .iter()
-                .all(|p| p.get("type").and_then(Value::as_str) == Some("loopback"))
-    }
-}
-
 /// Builds a [`LibCni`].
 #[derive(Clone, Debug)]
 pub struct LibCniBuilder {

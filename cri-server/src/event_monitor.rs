@@ -37,8 +37,10 @@ const FILTERS: [&str; 3] = [
     r#"topic~="^/images/""#,
     r#"topic=="/cri-server/subscribed""#,
 ];
-/// How often the marker is published until the subscription answers.
+/// How often the marker is published until the subscription answers, and
+/// at most how many times (then the first real event has to answer it).
 const MARKER_EVERY: Duration = Duration::from_millis(100);
+const MARKER_LIMIT: u32 = 50;
 const RESUBSCRIBE_INITIAL: Duration = Duration::from_millis(200);
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(30);
 const RETRY_INITIAL: Duration = Duration::from_millis(500);
@@ -86,10 +88,12 @@ async fn subscribe(
     let filters = FILTERS.iter().map(|f| (*f).to_owned()).collect();
     let subscription = state.containerd.events.subscribe(filters);
     tokio::pin!(subscription);
+    let mut published = 0;
     loop {
         tokio::select! {
             result = &mut subscription => return result,
-            () = tokio::time::sleep(MARKER_EVERY) => {
+            () = tokio::time::sleep(MARKER_EVERY), if published < MARKER_LIMIT => {
+                published += 1;
                 let marker = prost_types::Any {
                     type_url: "google.protobuf.Empty".to_owned(),
                     value: Vec::new(),

@@ -45,3 +45,13 @@ pub trait IdGenerator: Send + Sync {
     /// containerd's `util.GenerateID` makes them.
     fn generate(&self) -> String;
 }
+
+/// containerd's `util.GenerateID`: 32 random bytes as 64 hex chars.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RandomIds;
+
+impl IdGenerator for RandomIds {
+    fn generate(&self) -> String {
+        hex::encode(rand::random::<[u8; 32]>())
+    }
+}

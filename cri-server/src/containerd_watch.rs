@@ -66,7 +66,7 @@ pub fn spawn_containerd_watch(state: Arc<ServerState>) -> tokio::task::JoinHandl
 /// task is left to the exit monitor, which may be deleting it right now),
 /// and turns READY sandboxes whose pause task stopped or vanished NOTREADY.
 pub(crate) async fn recheck_tasks(state: &Arc<ServerState>) {
-    for container in state.containers.list() {
+    for container in state.containers.store.list() {
         if container.status.state() != ContainerState::ContainerRunning {
             continue;
         }
@@ -85,11 +85,13 @@ pub(crate) async fn recheck_tasks(state: &Arc<ServerState>) {
             }
         };
         tracing::info!(container_id = %id, exit_code = exit.code, "container exited while containerd was away");
-        if let Err(e) = crate::container::exit::handle_container_exit(state, id, exit).await {
+        if let Err(e) =
+            crate::container::exit::handle_container_exit(&state.containers, id, exit).await
+        {
             tracing::warn!(container_id = %id, error = %e, "record exit; the exit monitor retries");
         }
     }
-    for sandbox in state.sandboxes.list() {
+    for sandbox in state.sandboxes.store.list() {
         if sandbox.status.state != SandboxState::Ready {
             continue;
         }
@@ -100,7 +102,7 @@ pub(crate) async fn recheck_tasks(state: &Arc<ServerState>) {
         };
         if gone {
             tracing::info!(pod_sandbox_id = %id, "sandbox exited while containerd was away");
-            crate::sandbox::exit_monitor::mark_not_ready(state, id);
+            crate::sandbox::exit_monitor::mark_not_ready(&state.sandboxes, id);
         }
     }
 }
@@ -151,13 +153,13 @@ mod tests {
         for id in ["stopped", "vanished", "alive"] {
             add_live_container(&env, id, "s-alive", running_status());
         }
-        recheck_tasks(&env.state).await;
-        let status = |id: &str| env.state.containers.get(id).unwrap().status;
+        recheck_tasks(&env.server).await;
+        let status = |id: &str| env.server.containers.store.get(id).unwrap().status;
         assert_eq!(status("stopped").exit_code, 7);
         assert_eq!(status("stopped").state(), ContainerState::ContainerExited);
         assert_eq!(status("vanished").state(), ContainerState::ContainerRunning);
         assert_eq!(status("alive").state(), ContainerState::ContainerRunning);
-        let sandbox = |id: &str| env.state.sandboxes.get(id).unwrap().status.state;
+        let sandbox = |id: &str| env.server.sandboxes.store.get(id).unwrap().status.state;
         assert_eq!(sandbox("s-alive"), SandboxState::Ready);
         assert_eq!(sandbox("s-gone"), SandboxState::NotReady);
     }

@@ -17,7 +17,7 @@ use crate::image::{ImageManager, ImageSettings};
 use crate::metrics::{self, Metrics, MetricsError};
 use crate::passthrough::{Forwarder, PassthroughLayer};
 use crate::preflight::{self, ContainerdProbe, Report};
-use crate::service::{CriImageService, CriRuntimeService, ServerState};
+use crate::service::{CriImageService, CriRuntimeService, ServerParts, ServerState};
 use crate::socket::{BoundSocket, SocketError};
 use cri_containerd as containerd;
 
@@ -138,21 +138,14 @@ pub async fn run(
         std::time::Duration::from_secs(u64::from(config.cri.stats_collect_period)),
         stop_stats.clone(),
     );
-    let state = Arc::new(ServerState {
+    let state = ServerState::new(ServerParts {
         config: config.clone(),
         containerd,
         images,
-        sandboxes: Arc::new(cri_store::sandbox::SandboxStore::default()),
-        sandbox_names: cri_store::name_index::NameIndex::default(),
-        sandbox: Arc::new(sandbox),
-        containers: Arc::new(cri_store::container::ContainerStore::default()),
-        container_names: cri_store::name_index::NameIndex::default(),
-        live_containers: Arc::new(crate::container::LiveContainers::default()),
-        container_events: crate::container::ContainerEvents::default(),
+        sandbox_manager: sandbox,
         container_host: crate::container::ContainerHost::linux(&server.state_dir),
         metrics: Arc::clone(&metrics),
         stats,
-        streaming: Default::default(),
     });
     crate::streaming_runtime::start_streaming(&state)
         .await
@@ -160,7 +153,10 @@ pub async fn run(
     crate::event_monitor::spawn_event_monitor(Arc::clone(&state));
     crate::containerd_watch::spawn_containerd_watch(Arc::clone(&state));
     metrics.set_object_counts({
-        let (sandboxes, containers) = (state.sandboxes.clone(), state.containers.clone());
+        let (sandboxes, containers) = (
+            Arc::clone(&state.sandboxes.store),
+            Arc::clone(&state.containers.store),
+        );
         move || metrics::count_objects(&sandboxes, &containers)
     });
     let stop_metrics = tokio_util::sync::CancellationToken::new();

@@ -8,7 +8,6 @@ pub mod config;
 pub mod container;
 pub mod containerd_watch;
 pub mod daemon;
-pub mod error;
 pub mod event_monitor;
 pub mod image;
 pub mod metrics;

@@ -1,63 +1,119 @@
-//! The one place that turns a [`ServerError`] into a gRPC status, and
-//! logs it once.
+//! The tonic layer's one mapping from the services' errors to gRPC
+//! statuses: each concern's error enum gets its code here, and is logged
+//! once, with its chain of causes.
 
 use cri_api::containerd::ContainerdError;
 use tonic::{Code, Status};
 
-use crate::error::ServerError;
+use crate::container::ContainerError;
 use crate::image::ImageError;
+use crate::sandbox::SandboxError;
+use crate::stats::StatsError;
+use crate::streaming_runtime::StreamRequestError;
 
-impl From<ServerError> for Status {
-    fn from(err: ServerError) -> Self {
-        let code = code_of(&err);
-        let message = error_chain(&err);
-        match code {
-            Code::Internal | Code::Unknown | Code::Unavailable => {
-                tracing::error!(code = ?code, error = %message, "rpc failed")
-            }
-            _ => tracing::info!(code = ?code, error = %message, "rpc failed"),
+/// The status of a failed RPC, logged once.
+fn status(code: Code, err: &dyn std::error::Error) -> Status {
+    let message = error_chain(err);
+    match code {
+        Code::Internal | Code::Unknown | Code::Unavailable => {
+            tracing::error!(code = ?code, error = %message, "rpc failed")
         }
-        Status::new(code, message)
+        _ => tracing::info!(code = ?code, error = %message, "rpc failed"),
+    }
+    Status::new(code, message)
+}
+
+/// The answer to an RPC this version does not serve.
+pub(crate) fn not_implemented(rpc: &'static str) -> Status {
+    Status::unimplemented(format!(
+        "{rpc} is not implemented by this version of cri-server"
+    ))
+}
+
+impl From<ContainerError> for Status {
+    fn from(err: ContainerError) -> Self {
+        status(container_code(&err), &err)
     }
 }
 
-fn code_of(err: &ServerError) -> Code {
+impl From<SandboxError> for Status {
+    fn from(err: SandboxError) -> Self {
+        status(sandbox_code(&err), &err)
+    }
+}
+
+impl From<ImageError> for Status {
+    fn from(err: ImageError) -> Self {
+        status(image_code(&err), &err)
+    }
+}
+
+impl From<StatsError> for Status {
+    fn from(err: StatsError) -> Self {
+        status(stats_code(&err), &err)
+    }
+}
+
+impl From<StreamRequestError> for Status {
+    fn from(err: StreamRequestError) -> Self {
+        let code = match &err {
+            StreamRequestError::Refused(e) => match e.kind() {
+                cri_streaming::StreamingErrorKind::InvalidArgument => Code::InvalidArgument,
+                cri_streaming::StreamingErrorKind::ResourceExhausted => Code::ResourceExhausted,
+                cri_streaming::StreamingErrorKind::Internal => Code::Internal,
+            },
+            StreamRequestError::NotStarted => Code::Internal,
+            StreamRequestError::Container(e) => container_code(e),
+            StreamRequestError::Sandbox(e) => sandbox_code(e),
+            StreamRequestError::SandboxNotReady { .. } => Code::FailedPrecondition,
+        };
+        status(code, &err)
+    }
+}
+
+fn container_code(err: &ContainerError) -> Code {
     match err {
-        ServerError::InvalidArgument(_) => Code::InvalidArgument,
-        ServerError::NotImplemented { .. } => Code::Unimplemented,
-        ServerError::Containerd(e) => containerd_code(e),
-        ServerError::Image(e) => image_code(e),
-        ServerError::ContainerStore(e) => store_code(e),
-        ServerError::ContainerState { .. } | ServerError::ContainerSandboxNotReady { .. } => {
+        ContainerError::InvalidArgument(_) => Code::InvalidArgument,
+        ContainerError::Containerd(e) => containerd_code(e),
+        ContainerError::Image(e) => image_code(e),
+        ContainerError::ContainerStore(e) => store_code(e),
+        ContainerError::ContainerState { .. } | ContainerError::ContainerSandboxNotReady { .. } => {
             Code::FailedPrecondition
         }
-        ServerError::UnknownRuntimeHandler { .. } => Code::NotFound,
-        ServerError::ContainerSpec { source, .. } => spec_code(source),
-        ServerError::ContainerIo { source, .. } => match source {
+        ContainerError::UnknownRuntimeHandler { .. } => Code::NotFound,
+        ContainerError::ContainerSpec { source, .. } => spec_code(source),
+        ContainerError::ContainerIo { source, .. } => match source {
             cri_io::Error::InvalidLogPath { .. } => Code::InvalidArgument,
             _ => Code::Internal,
         },
-        ServerError::Metadata(_)
-        | ServerError::HostPath { .. }
-        | ServerError::TaskFailed { .. }
-        | ServerError::SpecJson { .. }
-        | ServerError::ImageUserDb { .. } => Code::Internal,
-        ServerError::CreateContainer { source, .. } => code_of(source),
-        ServerError::StopTimeout { .. } => Code::DeadlineExceeded,
-        ServerError::Sandbox(e) => sandbox_code(e),
-        ServerError::Stats(e) if e.is_not_found() => Code::NotFound,
-        ServerError::Stats(_) => Code::Internal,
-        ServerError::Streaming(e) => match e.kind() {
-            cri_streaming::StreamingErrorKind::InvalidArgument => Code::InvalidArgument,
-            cri_streaming::StreamingErrorKind::ResourceExhausted => Code::ResourceExhausted,
-            cri_streaming::StreamingErrorKind::Internal => Code::Internal,
-        },
-        ServerError::ExecTimeout { .. } => Code::DeadlineExceeded,
-        ServerError::SandboxNotReady { .. } => Code::FailedPrecondition,
-        ServerError::StreamingNotStarted
-        | ServerError::ExecIoDrain { .. }
-        | ServerError::PortForward { .. } => Code::Internal,
+        ContainerError::Metadata(_)
+        | ContainerError::HostPath { .. }
+        | ContainerError::TaskFailed { .. }
+        | ContainerError::SpecJson { .. }
+        | ContainerError::ImageUserDb { .. }
+        | ContainerError::ExecIoDrain { .. } => Code::Internal,
+        ContainerError::CreateContainer { source, .. } => container_code(source),
+        ContainerError::StopTimeout { .. } | ContainerError::ExecTimeout { .. } => {
+            Code::DeadlineExceeded
+        }
+        ContainerError::Sandbox(e) => sandbox_code(e),
     }
+}
+
+fn stats_code(err: &StatsError) -> Code {
+    match err {
+        StatsError::Lookup(e) => store_code(e),
+        e if e.is_not_found() => Code::NotFound,
+        _ => Code::Internal,
+    }
+}
+
+/// A pod's container that failed to stop or be removed: the container
+/// side's code.
+fn pod_container_code(err: &crate::sandbox::PodContainerError) -> Code {
+    err.source
+        .downcast_ref::<ContainerError>()
+        .map_or(Code::Internal, container_code)
 }
 
 /// Sandbox errors. A reused name is AlreadyExists (containerd answers
@@ -80,7 +136,9 @@ fn sandbox_code(err: &crate::sandbox::SandboxError) -> Code {
             C::Spec { source, .. } => spec_code(source),
             other => other.containerd().map_or(Code::Internal, containerd_code),
         },
-        E::StopContainer { source, .. } | E::RemoveContainer { source, .. } => code_of(source),
+        E::StopContainer { source, .. } | E::RemoveContainer { source, .. } => {
+            pod_container_code(source)
+        }
         E::ConfTemplate(cri_sandbox::cni::TemplateError::InvalidCidr { .. }) => {
             Code::InvalidArgument
         }
@@ -92,7 +150,8 @@ fn sandbox_code(err: &crate::sandbox::SandboxError) -> Code {
         | E::Store { .. }
         | E::VerboseInfo { .. }
         | E::ConfTemplate(_)
-        | E::Aborted { .. } => Code::Internal,
+        | E::Aborted { .. }
+        | E::PortForward { .. } => Code::Internal,
     }
 }
 
@@ -190,8 +249,8 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
-    fn check(err: ServerError, code: Code, fragment: &str) {
-        let status = Status::from(err);
+    fn check(err: impl Into<Status>, code: Code, fragment: &str) {
+        let status: Status = err.into();
         assert_eq!(status.code(), code, "{status:?}");
         assert!(status.message().contains(fragment), "{status:?}");
     }
@@ -199,7 +258,7 @@ mod tests {
     #[test]
     fn unavailable_containerd_names_address() {
         check(
-            ServerError::Containerd(ContainerdError::Unavailable {
+            ContainerError::Containerd(ContainerdError::Unavailable {
                 address: "/run/c.sock".into(),
                 message: "connection refused".into(),
             }),
@@ -211,7 +270,7 @@ mod tests {
     #[test]
     fn not_found_and_invalid() {
         check(
-            ServerError::Containerd(ContainerdError::NotFound {
+            ContainerError::Containerd(ContainerdError::NotFound {
                 op: "get container",
                 what: "abc".into(),
             }),
@@ -219,15 +278,13 @@ mod tests {
             "abc",
         );
         check(
-            ServerError::InvalidArgument("bad".into()),
+            ContainerError::InvalidArgument("bad".into()),
             Code::InvalidArgument,
             "bad",
         );
-        check(
-            ServerError::NotImplemented { rpc: "Attach" },
-            Code::Unimplemented,
-            "Attach",
-        );
+        let status = not_implemented("CheckpointContainer");
+        assert_eq!(status.code(), Code::Unimplemented);
+        assert!(status.message().contains("CheckpointContainer"));
     }
 
     #[test]
@@ -237,8 +294,7 @@ mod tests {
             ImageError::InvalidReference {
                 reference: "Bad".into(),
                 reason: "must be lowercase".into(),
-            }
-            .into(),
+            },
             Code::InvalidArgument,
             "Bad",
         );
@@ -246,8 +302,7 @@ mod tests {
             ImageError::RemoteNotFound {
                 reference: reference.clone(),
                 hosts: "r.io".into(),
-            }
-            .into(),
+            },
             Code::NotFound,
             "busybox",
         );
@@ -256,8 +311,7 @@ mod tests {
                 reference: reference.clone(),
                 registry: "r.io:5000".into(),
                 message: "401".into(),
-            }
-            .into(),
+            },
             Code::Unauthenticated,
             "r.io:5000",
         );
@@ -266,8 +320,7 @@ mod tests {
                 reference: reference.clone(),
                 host: "10.0.0.9:5000".into(),
                 message: "refused".into(),
-            }
-            .into(),
+            },
             Code::Unavailable,
             "10.0.0.9:5000",
         );
@@ -276,7 +329,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(2),
         };
         check(
-            ImageError::Shared(std::sync::Arc::new(timeout)).into(),
+            ImageError::Shared(std::sync::Arc::new(timeout)),
             Code::DeadlineExceeded,
             "no progress",
         );

@@ -1,62 +1,86 @@
 //! The streaming server's view of the containers: [`CriStreamRuntime`]
 //! implements `StreamRuntime` (exec, attach, port forward) over the
-//! server state, and [`start_streaming`] binds the server from the
+//! container and sandbox services, and [`start_streaming`] binds the server from the
 //! `stream_server_*` config keys. The CRI `Exec`/`Attach`/`PortForward`
 //! handlers check the target and hand out URLs through [`streaming_server`].
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use cri_store::sandbox::SandboxState;
 
-use crate::container::{attach_container, exec_in_container, AttachOptions, ExecEnd, ExecOptions};
-use crate::error::{Result, ServerError};
+use crate::container::{
+    attach_container, exec_in_container, AttachOptions, ContainerError, ContainerService, ExecEnd,
+    ExecOptions,
+};
+use crate::sandbox::{SandboxError, SandboxService};
 use crate::service::ServerState;
 use cri_streaming::{
     ExitCode, PortStream, ResizeReceiver, StreamIo, StreamRuntime, StreamRuntimeError,
     StreamingConfig, StreamingError, StreamingServer, TlsSource,
 };
 
-/// Runs exec, attach and port forwarding against the live server state.
-/// Holds the state weakly: the state owns the streaming server.
+/// Why an Exec, Attach or PortForward RPC got no URL.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamRequestError {
+    /// The streaming server refused the request.
+    #[error(transparent)]
+    Refused(#[from] StreamingError),
+    /// The streaming server is not running.
+    #[error("the streaming server is not running")]
+    NotStarted,
+    /// The target container is not there or not running.
+    #[error(transparent)]
+    Container(Box<ContainerError>),
+    /// The target pod sandbox is not there.
+    #[error(transparent)]
+    Sandbox(Box<SandboxError>),
+    /// The pod sandbox is not ready (PortForward).
+    #[error("sandbox {id} is not ready")]
+    SandboxNotReady { id: String },
+}
+
+impl From<ContainerError> for StreamRequestError {
+    fn from(e: ContainerError) -> Self {
+        Self::Container(Box::new(e))
+    }
+}
+
+impl From<SandboxError> for StreamRequestError {
+    fn from(e: SandboxError) -> Self {
+        Self::Sandbox(Box::new(e))
+    }
+}
+
+/// Runs exec, attach and port forwarding against the container and sandbox
+/// services. The services do not hold the streaming server, so holding
+/// them here makes no cycle.
 #[derive(Debug, Clone)]
 pub struct CriStreamRuntime {
-    state: Weak<ServerState>,
+    containers: Arc<ContainerService>,
+    sandboxes: Arc<SandboxService>,
 }
 
 impl CriStreamRuntime {
-    /// A runtime for `state`.
-    pub fn new(state: &Arc<ServerState>) -> Self {
+    /// A runtime over the services of `state`.
+    pub fn new(state: &ServerState) -> Self {
         Self {
-            state: Arc::downgrade(state),
+            containers: Arc::clone(&state.containers),
+            sandboxes: Arc::clone(&state.sandboxes),
         }
-    }
-
-    fn state(
-        &self,
-        operation: &'static str,
-        id: &str,
-    ) -> Result<Arc<ServerState>, StreamRuntimeError> {
-        self.state
-            .upgrade()
-            .ok_or_else(|| StreamRuntimeError::Failed {
-                operation,
-                id: id.to_owned(),
-                source: "the server is shutting down".into(),
-            })
     }
 }
 
 /// A server error as the streaming protocols report it.
-fn runtime_error(operation: &'static str, id: &str, e: ServerError) -> StreamRuntimeError {
+fn runtime_error(operation: &'static str, id: &str, e: ContainerError) -> StreamRuntimeError {
     match e {
-        ServerError::ContainerStore(cri_store::StoreError::NotFound { .. }) => {
+        ContainerError::ContainerStore(cri_store::StoreError::NotFound { .. }) => {
             StreamRuntimeError::NotFound {
                 kind: "container",
                 id: id.to_owned(),
             }
         }
-        ServerError::ContainerState { .. } => StreamRuntimeError::NotRunning(id.to_owned()),
+        ContainerError::ContainerState { .. } => StreamRuntimeError::NotRunning(id.to_owned()),
         other => StreamRuntimeError::Failed {
             operation,
             id: id.to_owned(),
@@ -75,7 +99,6 @@ impl StreamRuntime for CriStreamRuntime {
         tty: bool,
         resize: Option<ResizeReceiver>,
     ) -> Result<ExitCode, StreamRuntimeError> {
-        let state = self.state("exec", container_id)?;
         let opts = ExecOptions {
             cmd: cmd.to_vec(),
             tty,
@@ -85,7 +108,7 @@ impl StreamRuntime for CriStreamRuntime {
             resize,
             timeout: None,
         };
-        match exec_in_container(state, container_id, opts).await {
+        match exec_in_container(Arc::clone(&self.containers), container_id, opts).await {
             Ok(ExecEnd::Exited(code)) => Ok(ExitCode(i32::try_from(code).unwrap_or(i32::MAX))),
             Ok(ExecEnd::TimedOut) => Err(StreamRuntimeError::Failed {
                 operation: "exec",
@@ -103,7 +126,6 @@ impl StreamRuntime for CriStreamRuntime {
         tty: bool,
         resize: Option<ResizeReceiver>,
     ) -> Result<(), StreamRuntimeError> {
-        let state = self.state("attach", container_id)?;
         let opts = AttachOptions {
             stdin: io.stdin,
             stdout: io.stdout,
@@ -111,7 +133,7 @@ impl StreamRuntime for CriStreamRuntime {
             tty,
             resize,
         };
-        attach_container(&state, container_id, opts)
+        attach_container(&self.containers, container_id, opts)
             .await
             .map_err(|e| runtime_error("attach", container_id, e))
     }
@@ -122,8 +144,7 @@ impl StreamRuntime for CriStreamRuntime {
         port: u16,
         stream: PortStream,
     ) -> Result<(), StreamRuntimeError> {
-        let state = self.state("port forward", pod_sandbox_id)?;
-        crate::sandbox::port_forward(&state, pod_sandbox_id, port, stream)
+        crate::sandbox::port_forward(&self.sandboxes, pod_sandbox_id, port, stream)
             .await
             .map_err(|e| StreamRuntimeError::Failed {
                 operation: "port forward",
@@ -157,19 +178,16 @@ pub async fn start_streaming(state: &Arc<ServerState>) -> Result<(), StreamingEr
 }
 
 /// The running streaming server.
-pub fn streaming_server(state: &ServerState) -> Result<&StreamingServer> {
-    state
-        .streaming
-        .get()
-        .ok_or(ServerError::StreamingNotStarted)
+pub fn streaming_server(state: &ServerState) -> Result<&StreamingServer, StreamRequestError> {
+    state.streaming.get().ok_or(StreamRequestError::NotStarted)
 }
 
 /// The sandbox `id` must be ready to forward ports into (containerd:
 /// "sandbox container is not running").
-pub fn ready_sandbox(state: &ServerState, id: &str) -> Result<()> {
-    let sandbox = crate::sandbox::lookup(state, id).map_err(ServerError::from)?;
+pub fn ready_sandbox(state: &ServerState, id: &str) -> Result<(), StreamRequestError> {
+    let sandbox = crate::sandbox::lookup(&state.sandboxes, id)?;
     if sandbox.status.state != SandboxState::Ready {
-        return Err(ServerError::SandboxNotReady {
+        return Err(StreamRequestError::SandboxNotReady {
             id: sandbox.metadata.id.to_string(),
         });
     }

@@ -2,6 +2,8 @@
 //! `io.cri-containerd.container.metadata`, the status kept in the
 //! `status` checkpoint, and the in-memory store of both.
 
+use std::sync::Arc;
+
 use cri_api::ids::{ContainerId, SandboxId};
 use cri_api::v1::{ContainerConfig, ContainerResources, ContainerState};
 
@@ -85,13 +87,17 @@ impl ContainerStatus {
 /// A snapshot of one stored container.
 pub type Container = Record<ContainerMetadata, ContainerStatus>;
 
-/// The container store. All methods take `&self`; share it behind an `Arc`.
+/// The container store: one record per container holding its metadata,
+/// its status and the runtime's handle `H` (open IO, stop signal; `()`
+/// where nothing runs). The handle is added and removed with the record,
+/// so the two cannot drift. All methods take `&self`; share it behind an
+/// `Arc`.
 #[derive(Debug)]
-pub struct ContainerStore {
-    records: Records<ContainerMetadata, ContainerStatus>,
+pub struct ContainerStore<H = ()> {
+    records: Records<ContainerMetadata, ContainerStatus, H>,
 }
 
-impl Default for ContainerStore {
+impl<H> Default for ContainerStore<H> {
     fn default() -> Self {
         Self {
             records: Records::new(KIND),
@@ -99,15 +105,26 @@ impl Default for ContainerStore {
     }
 }
 
-impl ContainerStore {
-    /// Adds a container; fails with `AlreadyExists` if its id is taken.
-    pub fn add(&self, container: Container) -> Result<()> {
-        self.records.add(container)
+impl<H> ContainerStore<H> {
+    /// Adds a container with its handle; fails with `AlreadyExists` if its
+    /// id is taken. Returns the stored handle.
+    pub fn add(&self, container: Container, handle: H) -> Result<Arc<H>> {
+        self.records.add(container, handle)
     }
 
     /// The container with this full id or unique id prefix.
     pub fn get(&self, id_or_prefix: &str) -> Result<Container> {
         self.records.get(id_or_prefix)
+    }
+
+    /// The container with this full id or unique id prefix and its handle.
+    pub fn get_with_handle(&self, id_or_prefix: &str) -> Result<(Container, Arc<H>)> {
+        self.records.get_attached(id_or_prefix)
+    }
+
+    /// The handle of the container with this full id, while it is stored.
+    pub fn handle(&self, id: &str) -> Option<Arc<H>> {
+        self.records.attached(id)
     }
 
     /// Every container, sorted by id.
@@ -162,13 +179,13 @@ mod tests {
     }
 
     fn store_with(ids: &[(&str, &str)]) -> ContainerStore {
-        let store = ContainerStore::default();
+        let store: ContainerStore = ContainerStore::default();
         for (id, sandbox_id) in ids {
             store
-                .add(Container::new(
-                    metadata(id, sandbox_id),
-                    ContainerStatus::default(),
-                ))
+                .add(
+                    Container::new(metadata(id, sandbox_id), ContainerStatus::default()),
+                    (),
+                )
                 .unwrap();
         }
         store
@@ -224,10 +241,10 @@ mod tests {
     fn add_twice_fails() {
         let store = store_with(&[("abc1", "s1")]);
         let err = store
-            .add(Container::new(
-                metadata("abc1", "s2"),
-                ContainerStatus::default(),
-            ))
+            .add(
+                Container::new(metadata("abc1", "s2"), ContainerStatus::default()),
+                (),
+            )
             .unwrap_err();
         assert_eq!(
             err,
@@ -240,12 +257,12 @@ mod tests {
 
     #[test]
     fn add_empty_id_fails() {
-        let store = ContainerStore::default();
+        let store: ContainerStore = ContainerStore::default();
         let err = store
-            .add(Container::new(
-                metadata("", "s1"),
-                ContainerStatus::default(),
-            ))
+            .add(
+                Container::new(metadata("", "s1"), ContainerStatus::default()),
+                (),
+            )
             .unwrap_err();
         assert_eq!(err, StoreError::EmptyId { kind: "container" });
     }
@@ -291,7 +308,7 @@ mod tests {
 
     #[test]
     fn update_status_of_missing_container() {
-        let store = ContainerStore::default();
+        let store: ContainerStore = ContainerStore::default();
         let err = store
             .update_status(&ContainerId::from("c1"), |_| Ok::<_, StoreError>(()))
             .unwrap_err();
@@ -302,6 +319,31 @@ mod tests {
                 id: "c1".into()
             }
         );
+    }
+
+    #[test]
+    fn handles_live_and_die_with_their_records() {
+        let store: ContainerStore<String> = ContainerStore::default();
+        let meta = metadata("c1", "s1");
+        let handle = store
+            .add(
+                Container::new(meta, ContainerStatus::default()),
+                "io".into(),
+            )
+            .unwrap();
+        assert_eq!(*handle, "io");
+        assert_eq!(
+            store.handle("c1").as_deref().map(String::as_str),
+            Some("io")
+        );
+        let (record, by_prefix) = store.get_with_handle("c").unwrap();
+        assert_eq!(record.metadata.id.as_ref(), "c1");
+        assert!(Arc::ptr_eq(&handle, &by_prefix));
+        // A prefix names the record, never a handle alone.
+        assert!(store.handle("c").is_none());
+        store.remove(&ContainerId::from("c1")).unwrap();
+        assert!(store.handle("c1").is_none());
+        assert!(store.get_with_handle("c1").is_err());
     }
 
     #[test]
@@ -332,10 +374,10 @@ mod tests {
         assert!(store.list().is_empty());
         // The id is free again.
         store
-            .add(Container::new(
-                metadata("c1", "s1"),
-                ContainerStatus::default(),
-            ))
+            .add(
+                Container::new(metadata("c1", "s1"), ContainerStatus::default()),
+                (),
+            )
             .unwrap();
     }
 

@@ -33,14 +33,17 @@ pub(crate) trait Keyed {
 }
 
 #[derive(Debug)]
-struct Entry<M, S> {
+struct Entry<M, S, A> {
     metadata: Arc<M>,
     /// Per record, so a slow update (one that writes a checkpoint) does not
     /// block lookups of other records.
     status: Mutex<S>,
+    /// What the owner keeps with the record (the container store: the
+    /// runtime handle); added and removed with it, so the two cannot drift.
+    attached: Arc<A>,
 }
 
-impl<M, S: Clone> Entry<M, S> {
+impl<M, S: Clone, A> Entry<M, S, A> {
     fn snapshot(&self) -> Record<M, S> {
         Record {
             metadata: Arc::clone(&self.metadata),
@@ -53,20 +56,24 @@ impl<M, S: Clone> Entry<M, S> {
     }
 }
 
+/// An id and its entry.
+type IdEntry<M, S, A> = (String, Arc<Entry<M, S, A>>);
+
 #[derive(Debug)]
-struct Inner<M, S> {
-    entries: HashMap<String, Arc<Entry<M, S>>>,
+struct Inner<M, S, A> {
+    entries: HashMap<String, Arc<Entry<M, S, A>>>,
     ids: PrefixIndex,
 }
 
-/// Records by id. No lock is held across a call boundary.
+/// Records by id, each with an attachment of type `A`. No lock is held
+/// across a call boundary.
 #[derive(Debug)]
-pub(crate) struct Records<M, S> {
+pub(crate) struct Records<M, S, A = ()> {
     kind: &'static str,
-    inner: RwLock<Inner<M, S>>,
+    inner: RwLock<Inner<M, S, A>>,
 }
 
-impl<M: Keyed, S: Clone> Records<M, S> {
+impl<M: Keyed, S: Clone, A> Records<M, S, A> {
     pub(crate) fn new(kind: &'static str) -> Self {
         Self {
             kind,
@@ -77,7 +84,7 @@ impl<M: Keyed, S: Clone> Records<M, S> {
         }
     }
 
-    pub(crate) fn add(&self, record: Record<M, S>) -> Result<()> {
+    pub(crate) fn add(&self, record: Record<M, S>, attached: A) -> Result<Arc<A>> {
         let id = record.metadata.key().to_owned();
         if id.is_empty() {
             return Err(StoreError::EmptyId { kind: self.kind });
@@ -90,28 +97,48 @@ impl<M: Keyed, S: Clone> Records<M, S> {
             });
         }
         inner.ids.insert(&id);
+        let attached = Arc::new(attached);
         let entry = Entry {
             metadata: record.metadata,
             status: Mutex::new(record.status),
+            attached: Arc::clone(&attached),
         };
         inner.entries.insert(id, Arc::new(entry));
-        Ok(())
+        Ok(attached)
     }
 
-    pub(crate) fn get(&self, id_or_prefix: &str) -> Result<Record<M, S>> {
+    fn entry(&self, id_or_prefix: &str) -> Result<Arc<Entry<M, S, A>>> {
         let entry = {
             let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
             let id = inner.ids.resolve(self.kind, id_or_prefix)?;
             inner.entries.get(&id).cloned()
         };
-        entry
-            .map(|e| e.snapshot())
-            .ok_or_else(|| self.not_found(id_or_prefix))
+        entry.ok_or_else(|| self.not_found(id_or_prefix))
+    }
+
+    pub(crate) fn get(&self, id_or_prefix: &str) -> Result<Record<M, S>> {
+        self.entry(id_or_prefix).map(|e| e.snapshot())
+    }
+
+    /// The record with this full id or unique prefix and its attachment.
+    pub(crate) fn get_attached(&self, id_or_prefix: &str) -> Result<(Record<M, S>, Arc<A>)> {
+        self.entry(id_or_prefix)
+            .map(|e| (e.snapshot(), Arc::clone(&e.attached)))
+    }
+
+    /// The attachment of the record with this full id.
+    pub(crate) fn attached(&self, id: &str) -> Option<Arc<A>> {
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries
+            .get(id)
+            .map(|e| Arc::clone(&e.attached))
     }
 
     /// Every record matching `keep`, sorted by id.
     pub(crate) fn list_where(&self, keep: impl Fn(&M) -> bool) -> Vec<Record<M, S>> {
-        let mut entries: Vec<(String, Arc<Entry<M, S>>)> = {
+        let mut entries: Vec<IdEntry<M, S, A>> = {
             let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
             inner
                 .entries

@@ -91,7 +91,7 @@ impl Default for SandboxStore {
 impl SandboxStore {
     /// Adds a sandbox; fails with `AlreadyExists` if its id is taken.
     pub fn add(&self, sandbox: Sandbox) -> Result<()> {
-        self.records.add(sandbox)
+        self.records.add(sandbox, ()).map(|_| ())
     }
 
     /// The sandbox with this full id or unique id prefix.

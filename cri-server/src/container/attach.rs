@@ -10,10 +10,10 @@ use std::sync::Arc;
 use cri_api::v1::ContainerState;
 use cri_io::{AttachStreams, BoxReader, BoxWriter};
 
+use super::error::{ContainerError, Result};
 use super::exec::spawn_task_resizer;
+use super::ContainerService;
 use super::{get, state_name};
-use crate::error::{Result, ServerError};
-use crate::service::ServerState;
 use cri_streaming::ResizeReceiver;
 
 /// The client's side of an attach.
@@ -33,11 +33,14 @@ pub struct AttachOptions {
 
 /// The running container `id` (or unique prefix), or why it cannot be
 /// attached to or exec'd in.
-pub fn running_container(state: &ServerState, id: &str) -> Result<cri_store::container::Container> {
+pub fn running_container(
+    state: &ContainerService,
+    id: &str,
+) -> Result<cri_store::container::Container> {
     let container = get(state, id)?;
     let current = container.status.state();
     if current != ContainerState::ContainerRunning {
-        return Err(ServerError::ContainerState {
+        return Err(ContainerError::ContainerState {
             id: container.metadata.id.to_string(),
             state: state_name(current),
             reason: "the container is not running".into(),
@@ -47,14 +50,18 @@ pub fn running_container(state: &ServerState, id: &str) -> Result<cri_store::con
 }
 
 /// Attaches the client until it leaves or the container's IO closes.
-pub async fn attach_container(state: &ServerState, id: &str, opts: AttachOptions) -> Result<()> {
+pub async fn attach_container(
+    state: &ContainerService,
+    id: &str,
+    opts: AttachOptions,
+) -> Result<()> {
     let container = running_container(state, id)?;
     let id = container.metadata.id.to_string();
     let io = state
-        .live_containers
-        .get(&id)
+        .store
+        .handle(&id)
         .and_then(|h| h.io())
-        .ok_or_else(|| ServerError::ContainerState {
+        .ok_or_else(|| ContainerError::ContainerState {
             id: id.clone(),
             state: state_name(container.status.state()),
             reason: "the container has no io to attach to".into(),

@@ -18,30 +18,29 @@ use cri_store::sandbox::{Sandbox, SandboxState};
 use tracing::Instrument;
 
 use super::create_steps::{Steps, UNDO_DELETE_CONTAINER, UNDO_REMOVE_SNAPSHOT};
+use super::error::{ContainerError, Result};
 use super::live::ContainerHandle;
+use super::ContainerService;
 use super::{events, labels};
-use crate::error::{Result, ServerError};
 use crate::metrics::ContainerOp;
-use crate::sandbox::SandboxError;
-use crate::service::ServerState;
 
 /// CreateContainer: runs the create in its own task and waits for it, so a
 /// cancelled RPC still completes or unwinds.
 pub async fn create_container(
-    state: Arc<ServerState>,
+    state: Arc<ContainerService>,
     request: CreateContainerRequest,
 ) -> Result<String> {
     let span = tracing::Span::current();
     tokio::spawn(async move { create(&state, request).await }.instrument(span))
         .await
-        .map_err(|e| ServerError::TaskFailed {
+        .map_err(|e| ContainerError::TaskFailed {
             rpc: "CreateContainer",
             message: e.to_string(),
         })?
 }
 
-fn invalid(message: &str) -> ServerError {
-    ServerError::InvalidArgument(message.to_owned())
+fn invalid(message: &str) -> ContainerError {
+    ContainerError::InvalidArgument(message.to_owned())
 }
 
 /// The request, checked, with the sandbox it names and what its
@@ -54,7 +53,7 @@ pub(crate) struct Checked {
     pub platform: cri_spec::Platform,
 }
 
-async fn check(state: &ServerState, request: CreateContainerRequest) -> Result<Checked> {
+async fn check(state: &ContainerService, request: CreateContainerRequest) -> Result<Checked> {
     let CreateContainerRequest {
         pod_sandbox_id,
         config,
@@ -67,9 +66,9 @@ async fn check(state: &ServerState, request: CreateContainerRequest) -> Result<C
     let sandbox = state
         .sandboxes
         .get(&pod_sandbox_id)
-        .map_err(ServerError::ContainerStore)?;
+        .map_err(ContainerError::ContainerStore)?;
     if sandbox.status.state != SandboxState::Ready {
-        return Err(ServerError::ContainerSandboxNotReady {
+        return Err(ContainerError::ContainerSandboxNotReady {
             id: sandbox.metadata.id.to_string(),
         });
     }
@@ -80,49 +79,35 @@ async fn check(state: &ServerState, request: CreateContainerRequest) -> Result<C
         return Err(invalid("container config must include an image"));
     }
     // The sandbox's controller status: the pid to join and the platform.
-    let sandbox_id = &sandbox.metadata.id;
-    let controller = state
-        .sandbox
-        .controller_of(&state.config, &sandbox.metadata.runtime_handler)?;
-    let controller_error = |source| {
-        ServerError::from(SandboxError::Controller {
-            id: sandbox_id.to_string(),
-            source,
-        })
-    };
-    let status = controller
-        .status(sandbox_id, false)
-        .await
-        .map_err(controller_error)?;
-    let platform = controller
-        .platform(sandbox_id)
-        .await
-        .map_err(controller_error)?;
+    let (sandbox_pid, platform) = state.sandboxes.runtime(&sandbox).await?;
     // The kubelet always sends the pod config; fall back to the stored one.
     let sandbox_config = sandbox_config.unwrap_or_else(|| sandbox.metadata.config.clone());
     Ok(Checked {
         config,
         sandbox_config,
-        sandbox_pid: status.pid,
+        sandbox_pid,
         platform,
         sandbox,
     })
 }
 
 /// CreateContainer's body.
-pub(crate) async fn create(state: &ServerState, request: CreateContainerRequest) -> Result<String> {
+pub(crate) async fn create(
+    state: &ContainerService,
+    request: CreateContainerRequest,
+) -> Result<String> {
     let checked = check(state, request).await?;
     let config = &checked.config;
     let sandbox_id = checked.sandbox.metadata.id.clone();
-    let id = ContainerId(state.container_host.ids.generate());
+    let id = ContainerId(state.host.ids.generate());
     tracing::Span::current().record("container_id", id.as_ref());
     let pod_metadata = checked.sandbox_config.metadata.as_ref();
     let container_metadata = config.metadata.clone().unwrap_or_default();
     let name = labels::container_name(&container_metadata, pod_metadata);
     let reservation = state
-        .container_names
+        .names
         .reserve(&name, id.as_ref())
-        .map_err(ServerError::ContainerStore)?;
+        .map_err(ContainerError::ContainerStore)?;
     tracing::debug!(container_id = %id, name = %name, "reserved container name");
 
     let mut meta = ContainerMetadata {
@@ -180,7 +165,7 @@ pub(crate) async fn create(state: &ServerState, request: CreateContainerRequest)
                 keep_unknown(state, meta, &steps.snapshotter);
                 reservation.keep();
             }
-            Err(ServerError::CreateContainer {
+            Err(ContainerError::CreateContainer {
                 id: id.0,
                 source: Box::new(cause),
                 undo_failures,
@@ -191,17 +176,15 @@ pub(crate) async fn create(state: &ServerState, request: CreateContainerRequest)
 
 /// Keeps a container whose containerd objects could not be removed, in
 /// UNKNOWN state, so that RemoveContainer retries the removal.
-fn keep_unknown(state: &ServerState, meta: ContainerMetadata, snapshotter: &str) {
+fn keep_unknown(state: &ContainerService, meta: ContainerMetadata, snapshotter: &str) {
     let id = meta.id.clone();
     let status = ContainerStatus {
         created_at: super::now_nanos(),
         unknown: true,
         ..ContainerStatus::default()
     };
-    state
-        .live_containers
-        .insert(id.as_ref(), ContainerHandle::new(None, snapshotter, ""));
-    if let Err(e) = state.containers.add(Container::new(meta, status)) {
+    let handle = ContainerHandle::new(None, snapshotter, "");
+    if let Err(e) = state.store.add(Container::new(meta, status), handle) {
         tracing::error!(container_id = %id, error = %e, "keep half-created container as unknown");
     } else {
         tracing::warn!(container_id = %id, "containerd objects left behind; container kept as unknown for RemoveContainer");

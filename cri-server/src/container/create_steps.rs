@@ -17,11 +17,11 @@ use cri_io::{ContainerIo, FifoSet, StdioOptions};
 use cri_store::container::{Container, ContainerMetadata, ContainerStatus};
 
 use super::create::Checked;
+use super::error::{ContainerError, Result};
 use super::live::ContainerHandle;
 use super::spec::{self, SpecRequest};
+use super::ContainerService;
 use super::{labels, resources, volumes, ContainerPaths};
-use crate::error::{Result, ServerError};
-use crate::service::ServerState;
 use cri_metadata::{container_metadata_to_any, StatusCheckpoints, CONTAINER_METADATA_EXTENSION};
 
 /// Undo names; failures of these leave containerd objects behind.
@@ -32,7 +32,7 @@ const LEASE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
 /// The steps after the name reservation, and what they learn on the way.
 pub(crate) struct Steps<'a> {
-    pub state: &'a ServerState,
+    pub state: &'a ContainerService,
     pub id: &'a ContainerId,
     pub checked: &'a Checked,
     /// The snapshotter of the rootfs snapshot, once known.
@@ -92,7 +92,7 @@ impl Steps<'_> {
                 &paths.root_dir,
                 &config.mounts,
                 &image.config,
-                state.container_host.ids.as_ref(),
+                state.host.ids.as_ref(),
             )
         };
 
@@ -104,7 +104,7 @@ impl Steps<'_> {
         // The runtime handler of the sandbox.
         let handler = sandbox.metadata.runtime_handler.clone();
         let runtime = state.config.cri.runtime(&handler).ok_or_else(|| {
-            ServerError::UnknownRuntimeHandler {
+            ContainerError::UnknownRuntimeHandler {
                 handler: handler.clone(),
             }
         })?;
@@ -118,7 +118,7 @@ impl Steps<'_> {
         let options = crate::sandbox::spec_options(
             &state.config.cri,
             runtime,
-            state.container_host.daemon_oom_score_adj,
+            state.host.daemon_oom_score_adj,
         );
         let request = SpecRequest {
             id: id.clone(),
@@ -136,13 +136,13 @@ impl Steps<'_> {
             volumes: volume_mounts,
             target_pid,
         };
-        let files = crate::sandbox::sandbox_files(state, &sandbox.metadata);
-        let labeled = spec::build(&state.container_host, files, users, request).await?;
+        let files = state.sandboxes.files(&sandbox.metadata);
+        let labeled = spec::build(&state.host, files, users, request).await?;
         // The label is recorded (also for privileged containers, whose spec
         // carries none) and released if the create fails.
         meta.process_label = labeled.process_label.clone();
         if !labeled.process_label.is_empty() {
-            let selinux = Arc::clone(&state.container_host.selinux);
+            let selinux = Arc::clone(&state.host.selinux);
             let label = labeled.process_label.clone();
             undo.push("release selinux label", async move {
                 selinux.release_label(&label);
@@ -185,11 +185,11 @@ impl Steps<'_> {
                 super::rootfs::copy_image_volumes(&rootfs, &tmp, &volume_paths)
             })
             .await
-            .map_err(|e| ServerError::TaskFailed {
+            .map_err(|e| ContainerError::TaskFailed {
                 rpc: "CreateContainer",
                 message: e.to_string(),
             })?
-            .map_err(|source| ServerError::HostPath {
+            .map_err(|source| ContainerError::HostPath {
                 op: "copy image volume contents into",
                 path: paths.root_dir.join("volumes"),
                 source,
@@ -206,7 +206,7 @@ impl Steps<'_> {
             .unwrap_or_default();
         let log_directory = &self.checked.sandbox_config.log_directory;
         meta.log_path = cri_io::log_path(log_directory, &config.log_path)
-            .map_err(|source| ServerError::ContainerIo {
+            .map_err(|source| ContainerError::ContainerIo {
                 id: id.to_string(),
                 source,
             })?
@@ -279,19 +279,10 @@ impl Steps<'_> {
         }
         let handle = ContainerHandle::new(Some(io), &snapshotter, &spec::cgroups_path(&spec))
             .with_user(super::status::spec_user(&spec));
-        state.live_containers.insert(id.as_ref(), handle);
-        {
-            let live = Arc::clone(&state.live_containers);
-            let key = id.to_string();
-            undo.push("forget container handle", async move {
-                live.remove(&key);
-                Ok::<(), String>(())
-            });
-        }
         state
-            .containers
-            .add(Container::new(meta.clone(), status))
-            .map_err(ServerError::ContainerStore)?;
+            .store
+            .add(Container::new(meta.clone(), status), handle)
+            .map_err(ContainerError::ContainerStore)?;
         Ok(())
     }
 
@@ -314,7 +305,7 @@ impl Steps<'_> {
 /// The pid of the target container for pid namespace mode TARGET, which
 /// must run in the same sandbox (`validateTargetContainer`).
 fn target_pid(
-    state: &ServerState,
+    state: &ContainerService,
     sandbox_id: &SandboxId,
     config: &ContainerConfig,
 ) -> Result<Option<u32>> {
@@ -335,7 +326,7 @@ fn make_dir(path: &std::path::Path, op: &'static str) -> Result<()> {
         .recursive(true)
         .mode(0o755)
         .create(path)
-        .map_err(|source| ServerError::HostPath {
+        .map_err(|source| ContainerError::HostPath {
             op,
             path: path.to_path_buf(),
             source,
@@ -347,7 +338,7 @@ fn push_remove_dir(undo: &mut Rollback, step: &'static str, path: &std::path::Pa
     undo.push(step, async move { super::remove_dir_all(&path) });
 }
 
-fn push_delete_lease(undo: &mut Rollback, state: &ServerState, lease_id: &str) {
+fn push_delete_lease(undo: &mut Rollback, state: &ContainerService, lease_id: &str) {
     let leases = Arc::clone(&state.containerd.leases);
     let lease_id = lease_id.to_owned();
     // Deleted on success too: gone is fine.
@@ -364,7 +355,7 @@ fn create_io(
     paths: &ContainerPaths,
     config: &ContainerConfig,
 ) -> Result<ContainerIo> {
-    let io_err = |source| ServerError::ContainerIo {
+    let io_err = |source| ContainerError::ContainerIo {
         id: id.to_string(),
         source,
     };

@@ -262,11 +262,7 @@ fn root(env: &TestEnv) -> &Path {
 
 /// Nothing of the container is left: name, dirs, store, handle.
 fn assert_nothing_left(env: &TestEnv) {
-    assert_eq!(
-        env.state.container_names.owner(NAME),
-        None,
-        "name still reserved"
-    );
+    assert_eq!(env.state.names.owner(NAME), None, "name still reserved");
     assert!(
         !root(env).join("root/containers").join(ID).exists(),
         "root dir left"
@@ -275,15 +271,15 @@ fn assert_nothing_left(env: &TestEnv) {
         !root(env).join("state/containers").join(ID).exists(),
         "volatile dir left"
     );
-    assert!(env.state.containers.get(ID).is_err(), "store entry left");
-    assert!(env.state.live_containers.get(ID).is_none(), "handle left");
+    assert!(env.state.store.get(ID).is_err(), "store entry left");
+    assert!(env.state.store.handle(ID).is_none(), "handle left");
 }
 
-async fn create_err(env: &TestEnv, request: CreateContainerRequest) -> ServerError {
+async fn create_err(env: &TestEnv, request: CreateContainerRequest) -> ContainerError {
     create(&env.state, request).await.unwrap_err()
 }
 
-fn code(err: ServerError) -> Code {
+fn code(err: ContainerError) -> Code {
     tonic::Status::from(err).code()
 }
 
@@ -294,12 +290,12 @@ async fn creates_the_container_as_containerd_does() {
     let created = expect_until(&mut mocks.services, &mut seq, Step::Done);
     let env = TestEnv::with(mocks, "");
     add_sandbox(&env, SANDBOX, true);
-    let mut events = env.state.container_events.subscribe();
+    let mut events = env.state.events.subscribe();
 
     let id = create(&env.state, request()).await.unwrap();
     assert_eq!(id, ID);
 
-    let stored = env.state.containers.get(ID).unwrap();
+    let stored = env.state.store.get(ID).unwrap();
     assert_eq!(stored.status.state(), ContainerState::ContainerCreated);
     assert_eq!(stored.metadata.name, NAME);
     assert_eq!(
@@ -312,7 +308,7 @@ async fn creates_the_container_as_containerd_does() {
         "/var/log/pods/ns_pod_uid1/web/1.log"
     );
     assert!(stored.status.resources.is_some());
-    assert_eq!(env.state.container_names.owner(NAME).as_deref(), Some(ID));
+    assert_eq!(env.state.names.owner(NAME).as_deref(), Some(ID));
     assert!(root(&env).join("root/containers/c0/status").is_file());
     let io_dir = root(&env).join("state/containers/c0/io");
     let fifo_dir = std::fs::read_dir(&io_dir)
@@ -323,7 +319,7 @@ async fn creates_the_container_as_containerd_does() {
         .path();
     assert!(fifo_dir.join("c0-stdout").exists() && fifo_dir.join("c0-stderr").exists());
     assert!(!fifo_dir.join("c0-stdin").exists());
-    let handle = env.state.live_containers.get(ID).unwrap();
+    let handle = env.state.store.handle(ID).unwrap();
     assert!(handle.io().is_some());
     assert_eq!(handle.snapshotter, "overlayfs");
 
@@ -415,16 +411,9 @@ async fn sandbox_not_ready_is_failed_precondition() {
 async fn reused_name_is_already_exists() {
     let env = TestEnv::new();
     add_sandbox(&env, SANDBOX, true);
-    env.state
-        .container_names
-        .reserve(NAME, "other")
-        .unwrap()
-        .keep();
+    env.state.names.reserve(NAME, "other").unwrap().keep();
     assert_eq!(code(create_err(&env, request()).await), Code::AlreadyExists);
-    assert_eq!(
-        env.state.container_names.owner(NAME).as_deref(),
-        Some("other")
-    );
+    assert_eq!(env.state.names.owner(NAME).as_deref(), Some("other"));
 }
 
 #[tokio::test]
@@ -444,7 +433,7 @@ async fn root_dir_failure_releases_the_name() {
     std::fs::create_dir_all(root(&env).join("root")).unwrap();
     std::fs::write(root(&env).join("root/containers"), "not a dir").unwrap();
     assert_eq!(code(create_err(&env, request()).await), Code::Internal);
-    assert_eq!(env.state.container_names.owner(NAME), None);
+    assert_eq!(env.state.names.owner(NAME), None);
 }
 
 #[tokio::test]
@@ -454,7 +443,7 @@ async fn volatile_dir_failure_removes_the_root_dir() {
     std::fs::create_dir_all(root(&env).join("state")).unwrap();
     std::fs::write(root(&env).join("state/containers"), "not a dir").unwrap();
     assert_eq!(code(create_err(&env, request()).await), Code::Internal);
-    assert_eq!(env.state.container_names.owner(NAME), None);
+    assert_eq!(env.state.names.owner(NAME), None);
     assert!(!root(&env).join("root/containers/c0").exists());
 }
 
@@ -600,7 +589,7 @@ async fn store_failure_deletes_the_checkpoint() {
     // The entry that was there stays; everything of the new one is gone.
     assert_eq!(
         env.state
-            .containers
+            .store
             .get(ID)
             .unwrap()
             .metadata
@@ -608,9 +597,14 @@ async fn store_failure_deletes_the_checkpoint() {
             .as_ref(),
         "elsewhere"
     );
-    assert!(env.state.live_containers.get(ID).is_none());
+    // Its handle too: the new container's (with its snapshotter) never
+    // replaced it.
+    assert_eq!(
+        env.state.store.handle(ID).map(|h| h.snapshotter.clone()),
+        Some(String::new())
+    );
     assert!(!root(&env).join("root/containers/c0").exists());
-    assert_eq!(env.state.container_names.owner(NAME), None);
+    assert_eq!(env.state.names.owner(NAME), None);
 }
 
 #[tokio::test]
@@ -640,13 +634,10 @@ async fn a_failed_containerd_undo_keeps_an_unknown_record() {
         message.contains("cleanup failed") && message.contains("delete containerd container"),
         "{message}"
     );
-    let kept = env.state.containers.get(ID).unwrap();
+    let kept = env.state.store.get(ID).unwrap();
     assert_eq!(kept.status.state(), ContainerState::ContainerUnknown);
-    assert_eq!(env.state.container_names.owner(NAME).as_deref(), Some(ID));
-    assert_eq!(
-        env.state.live_containers.get(ID).unwrap().snapshotter,
-        "overlayfs"
-    );
+    assert_eq!(env.state.names.owner(NAME).as_deref(), Some(ID));
+    assert_eq!(env.state.store.handle(ID).unwrap().snapshotter, "overlayfs");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -674,9 +665,9 @@ async fn a_cancelled_rpc_still_unwinds() {
         .await
         .is_err());
     // The name is still held while the create runs, then released.
-    assert_eq!(env.state.container_names.owner(NAME).as_deref(), Some(ID));
+    assert_eq!(env.state.names.owner(NAME).as_deref(), Some(ID));
     for _ in 0..100 {
-        if env.state.container_names.owner(NAME).is_none() {
+        if env.state.names.owner(NAME).is_none() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -11,7 +11,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::broadcast;
 
-use crate::service::ServerState;
+use super::ContainerService;
 
 /// Events buffered per subscriber (containerd buffers 1000).
 pub const EVENT_BUFFER: usize = 1000;
@@ -78,21 +78,20 @@ impl ContainerEvents {
 /// `container_id` with its pod's status and the statuses of every
 /// container of the pod.
 pub(crate) async fn emit(
-    state: &ServerState,
+    state: &ContainerService,
     container_id: &str,
     sandbox_id: &str,
     kind: ContainerEventType,
 ) {
-    let pod_sandbox_status =
-        match crate::sandbox::pod_sandbox_status(state, sandbox_id, false).await {
-            Ok(response) => response.status,
-            Err(e) => {
-                tracing::warn!(sandbox_id, error = %e, "no pod status for container event");
-                None
-            }
-        };
+    let pod_sandbox_status = match state.sandboxes.status(sandbox_id).await {
+        Ok(status) => Some(status),
+        Err(e) => {
+            tracing::warn!(sandbox_id, error = %e, "no pod status for container event");
+            None
+        }
+    };
     let containers_statuses = super::status::sandbox_container_statuses(state, sandbox_id);
-    state.container_events.send(ContainerEventResponse {
+    state.events.send(ContainerEventResponse {
         container_id: container_id.to_owned(),
         container_event_type: kind as i32,
         created_at: super::now_nanos(),

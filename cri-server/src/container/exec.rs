@@ -18,10 +18,10 @@ use oci_spec::runtime::Process;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::error::{ContainerError, Result};
 use super::signal::SIGKILL;
 use super::spec::spec_from_any;
-use crate::error::{Result, ServerError};
-use crate::service::ServerState;
+use super::ContainerService;
 use cri_streaming::ResizeReceiver;
 
 /// The type URL containerd sends an exec's process spec under.
@@ -59,14 +59,14 @@ pub enum ExecEnd {
 
 /// Runs `opts.cmd` in the running container `id` (or unique prefix).
 pub async fn exec_in_container(
-    state: Arc<ServerState>,
+    state: Arc<ContainerService>,
     id: &str,
     opts: ExecOptions,
 ) -> Result<ExecEnd> {
     let container = super::running_container(&state, id)?;
     let id = container.metadata.id.to_string();
     if opts.cmd.is_empty() {
-        return Err(ServerError::InvalidArgument(format!(
+        return Err(ContainerError::InvalidArgument(format!(
             "exec in container {id}: missing command"
         )));
     }
@@ -75,7 +75,7 @@ pub async fn exec_in_container(
     let span = tracing::Span::current();
     tokio::spawn(async move { exec_internal(&state, &id, opts, cancel).await }.instrument(span))
         .await
-        .map_err(|e| ServerError::TaskFailed {
+        .map_err(|e| ContainerError::TaskFailed {
             rpc: "Exec",
             message: e.to_string(),
         })?
@@ -83,7 +83,12 @@ pub async fn exec_in_container(
 
 /// The container's process spec with `cmd`, `tty` and (with a tty)
 /// `TERM=xterm`, as containerd's `execInternal` makes it.
-async fn process_spec(state: &ServerState, id: &str, cmd: &[String], tty: bool) -> Result<Any> {
+async fn process_spec(
+    state: &ContainerService,
+    id: &str,
+    cmd: &[String],
+    tty: bool,
+) -> Result<Any> {
     let record = state.containerd.containers.get(id).await?;
     let spec = spec_from_any(id, record.spec.as_ref())?;
     let mut process = spec.process().clone().unwrap_or_default();
@@ -92,7 +97,7 @@ async fn process_spec(state: &ServerState, id: &str, cmd: &[String], tty: bool) 
     if tty {
         set_env(&mut process, "TERM", "xterm");
     }
-    let value = serde_json::to_vec(&process).map_err(|source| ServerError::SpecJson {
+    let value = serde_json::to_vec(&process).map_err(|source| ContainerError::SpecJson {
         id: id.to_owned(),
         op: "encode exec process of",
         source,
@@ -113,15 +118,15 @@ fn set_env(process: &mut Process, key: &str, value: &str) {
 }
 
 async fn exec_internal(
-    state: &ServerState,
+    state: &ContainerService,
     id: &str,
     opts: ExecOptions,
     cancel: CancellationToken,
 ) -> Result<ExecEnd> {
     let spec = process_spec(state, id, &opts.cmd, opts.tty).await?;
-    let exec_id = state.container_host.ids.generate();
+    let exec_id = state.host.ids.generate();
     let volatile_dir = state.config.server.state_dir.join("containers").join(id);
-    let io_err = |source| ServerError::ContainerIo {
+    let io_err = |source| ContainerError::ContainerIo {
         id: id.to_owned(),
         source,
     };
@@ -172,7 +177,7 @@ async fn exec_internal(
 
 /// Starts the created process and sees it through to its end.
 async fn run(
-    state: &ServerState,
+    state: &ContainerService,
     id: &str,
     exec_id: &str,
     io: &mut ExecIo,
@@ -201,7 +206,7 @@ async fn run(
             tty: opts.tty,
             close_stdin: Some(close_stdin),
         })
-        .map_err(|source| ServerError::ContainerIo {
+        .map_err(|source| ContainerError::ContainerIo {
             id: id.to_owned(),
             source,
         })?;
@@ -223,7 +228,7 @@ async fn run(
     let drain_timeout = state.config.cri.drain_exec_sync_io_timeout;
     tokio::select! {
         exit = &mut waiter.0 => {
-            let exit = exit.map_err(|e| ServerError::TaskFailed {
+            let exit = exit.map_err(|e| ContainerError::TaskFailed {
                 rpc: "Exec",
                 message: e.to_string(),
             })??;
@@ -240,7 +245,7 @@ async fn run(
         }
         () = cancel.cancelled() => {
             kill_and_wait(tasks.as_ref(), id, exec_id, &mut waiter).await?;
-            Err(ServerError::TaskFailed { rpc: "Exec", message: "cancelled".into() })
+            Err(ContainerError::TaskFailed { rpc: "Exec", message: "cancelled".into() })
         }
     }
 }
@@ -273,7 +278,7 @@ async fn kill_and_wait(
 /// after `timeout` (zero: no limit) the process is deleted to release IO
 /// that other processes still hold.
 async fn drain(
-    state: &ServerState,
+    state: &ContainerService,
     id: &str,
     exec_id: &str,
     timeout: Duration,
@@ -287,7 +292,7 @@ async fn drain(
         return Ok(());
     }
     delete_process(state.containerd.tasks.as_ref(), id, exec_id).await;
-    Err(ServerError::ExecIoDrain {
+    Err(ContainerError::ExecIoDrain {
         id: id.to_owned(),
         exec_id: exec_id.to_owned(),
         timeout,

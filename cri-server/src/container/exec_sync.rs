@@ -10,9 +10,9 @@ use std::time::Duration;
 use cri_api::v1::{ExecSyncRequest, ExecSyncResponse};
 use cri_io::CappedBuffer;
 
+use super::error::{ContainerError, Result};
 use super::exec::{exec_in_container, ExecEnd, ExecOptions};
-use crate::error::{Result, ServerError};
-use crate::service::ServerState;
+use super::ContainerService;
 
 /// containerd's `maxStreamSize`: the most of each stream ExecSync returns.
 pub const MAX_EXEC_SYNC_OUTPUT: usize = 16 << 20;
@@ -20,7 +20,10 @@ pub const MAX_EXEC_SYNC_OUTPUT: usize = 16 << 20;
 const QUOTED_OUTPUT: usize = 1024;
 
 /// ExecSync.
-pub async fn exec_sync(state: Arc<ServerState>, req: ExecSyncRequest) -> Result<ExecSyncResponse> {
+pub async fn exec_sync(
+    state: Arc<ContainerService>,
+    req: ExecSyncRequest,
+) -> Result<ExecSyncResponse> {
     let (stdout, stderr) = (
         CappedBuffer::new(MAX_EXEC_SYNC_OUTPUT),
         CappedBuffer::new(MAX_EXEC_SYNC_OUTPUT),
@@ -45,7 +48,7 @@ pub async fn exec_sync(state: Arc<ServerState>, req: ExecSyncRequest) -> Result<
             stderr: err.data,
             exit_code: i32::try_from(code).unwrap_or(i32::MAX),
         }),
-        ExecEnd::TimedOut => Err(ServerError::ExecTimeout {
+        ExecEnd::TimedOut => Err(ContainerError::ExecTimeout {
             id: req.container_id,
             timeout,
             stdout: quote(&out.data),
@@ -152,7 +155,7 @@ mod tests {
         add_live_container(&env, "c1", "s1", running_status());
         let before = exec_fifo_dirs(&env);
         let e = exec_sync(env.state.clone(), request(1)).await.unwrap_err();
-        assert!(matches!(e, ServerError::ExecTimeout { .. }), "{e:?}");
+        assert!(matches!(e, ContainerError::ExecTimeout { .. }), "{e:?}");
         assert_eq!(tonic::Status::from(e).code(), Code::DeadlineExceeded);
         assert!(killed.load(Ordering::SeqCst));
         assert_eq!(exec_fifo_dirs(&env), before, "exec fifos left behind");

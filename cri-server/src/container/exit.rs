@@ -14,10 +14,10 @@ use cri_api::containerd::ExitStatus;
 use cri_api::ids::ContainerId;
 use cri_api::v1::ContainerEventType;
 
+use super::error::Result;
 use super::status::REASON_OOM_KILLED;
+use super::ContainerService;
 use super::{events, to_nanos, update_status_sync};
-use crate::error::Result;
-use crate::service::ServerState;
 
 /// The exit code recorded when the real one is unknown.
 pub const UNKNOWN_EXIT_CODE: u32 = 255;
@@ -29,8 +29,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// Waits for the task of container `id` to exit, then handles the exit,
 /// in a task of its own. Only one monitor runs per container.
-pub(crate) fn spawn_exit_monitor(state: Arc<ServerState>, id: ContainerId) {
-    if let Some(handle) = state.live_containers.get(id.as_ref()) {
+pub(crate) fn spawn_exit_monitor(state: Arc<ContainerService>, id: ContainerId) {
+    if let Some(handle) = state.store.handle(id.as_ref()) {
         if !handle.claim_exit_monitor() {
             return;
         }
@@ -41,7 +41,7 @@ pub(crate) fn spawn_exit_monitor(state: Arc<ServerState>, id: ContainerId) {
     });
 }
 
-async fn wait_for_exit(state: &ServerState, id: &ContainerId) -> ExitStatus {
+async fn wait_for_exit(state: &ContainerService, id: &ContainerId) -> ExitStatus {
     let mut delay = BACKOFF_INITIAL;
     loop {
         match state.containerd.tasks.wait(id.as_ref(), "").await {
@@ -63,7 +63,7 @@ async fn wait_for_exit(state: &ServerState, id: &ContainerId) -> ExitStatus {
     }
 }
 
-async fn handle_exit_with_retry(state: &ServerState, id: &ContainerId, exit: ExitStatus) {
+async fn handle_exit_with_retry(state: &ContainerService, id: &ContainerId, exit: ExitStatus) {
     let mut delay = BACKOFF_INITIAL;
     loop {
         match handle_container_exit(state, id, exit).await {
@@ -80,17 +80,17 @@ async fn handle_exit_with_retry(state: &ServerState, id: &ContainerId, exit: Exi
 /// containerd's `handleContainerExit`. Idempotent: the first recorded
 /// exit wins, and a container no longer stored is ignored.
 pub(crate) async fn handle_container_exit(
-    state: &ServerState,
+    state: &ContainerService,
     id: &ContainerId,
     exit: ExitStatus,
 ) -> Result<()> {
-    let Ok(container) = state.containers.get(id.as_ref()) else {
+    let Ok(container) = state.store.get(id.as_ref()) else {
         return Ok(());
     };
-    let handle = state.live_containers.get(id.as_ref());
+    let handle = state.store.handle(id.as_ref());
     let oom = handle
         .as_ref()
-        .is_some_and(|h| cgroup_oom_killed(&state.container_host.cgroup_root, &h.cgroups_path));
+        .is_some_and(|h| cgroup_oom_killed(&state.host.cgroup_root, &h.cgroups_path));
     let io = handle.as_ref().and_then(|h| h.io());
     if let Some(io) = &io {
         if tokio::time::timeout(DRAIN_TIMEOUT, io.drained())
@@ -173,8 +173,8 @@ pub(crate) fn cgroup_oom_killed(cgroup_root: &Path, cgroups_path: &str) -> bool 
 }
 
 /// The TaskOOM handler: the container's reason becomes `OOMKilled`.
-pub fn record_oom(state: &ServerState, container_id: &str) {
-    let Ok(container) = state.containers.get(container_id) else {
+pub fn record_oom(state: &ContainerService, container_id: &str) {
+    let Ok(container) = state.store.get(container_id) else {
         return;
     };
     if container.metadata.id.as_ref() != container_id {
@@ -247,14 +247,14 @@ mod tests {
     async fn the_first_exit_is_recorded_once() {
         let env = env();
         let id = ContainerId::from("c1");
-        let mut events = env.state.container_events.subscribe();
+        let mut events = env.state.events.subscribe();
         handle_container_exit(&env.state, &id, exit(1, 100))
             .await
             .unwrap();
         handle_container_exit(&env.state, &id, exit(255, 200))
             .await
             .unwrap();
-        let status = env.state.containers.get("c1").unwrap().status;
+        let status = env.state.store.get("c1").unwrap().status;
         assert_eq!(status.state(), ContainerState::ContainerExited);
         assert_eq!((status.exit_code, status.pid), (1, 0));
         assert_eq!(status.finished_at, 100_000_000_000);
@@ -266,8 +266,8 @@ mod tests {
         );
         assert!(
             env.state
-                .live_containers
-                .get("c1")
+                .store
+                .handle("c1")
                 .unwrap()
                 .wait_stopped(Duration::from_millis(1))
                 .await
@@ -286,7 +286,7 @@ mod tests {
         handle_container_exit(&env.state, &ContainerId::from("c1"), exit(137, 5))
             .await
             .unwrap();
-        let status = env.state.containers.get("c1").unwrap().status;
+        let status = env.state.store.get("c1").unwrap().status;
         assert_eq!(status.reason, REASON_OOM_KILLED);
         assert_eq!(checkpointed(&env, "c1").reason, REASON_OOM_KILLED);
     }
@@ -298,7 +298,7 @@ mod tests {
         record_oom(&env.state, "c1");
         record_oom(&env.state, "unknown");
         assert_eq!(
-            env.state.containers.get("c1").unwrap().status.reason,
+            env.state.store.get("c1").unwrap().status.reason,
             REASON_OOM_KILLED
         );
         assert_eq!(checkpointed(&env, "c1").reason, REASON_OOM_KILLED);

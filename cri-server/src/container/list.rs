@@ -5,11 +5,14 @@
 use cri_api::v1::{Container as CriContainer, ContainerFilter, ListContainersRequest};
 use cri_store::container::Container;
 
-use crate::service::ServerState;
+use super::ContainerService;
 
 /// ListContainers.
-pub fn list_containers(state: &ServerState, request: &ListContainersRequest) -> Vec<CriContainer> {
-    let containers = state.containers.list().iter().map(to_cri).collect();
+pub fn list_containers(
+    state: &ContainerService,
+    request: &ListContainersRequest,
+) -> Vec<CriContainer> {
+    let containers = state.store.list().iter().map(to_cri).collect();
     match &request.filter {
         Some(filter) => filter_containers(state, containers, filter),
         None => containers,
@@ -36,7 +39,7 @@ fn to_cri(container: &Container) -> CriContainer {
 /// containerd's `filterCRIContainers`: short ids are expanded when they
 /// match exactly one container or sandbox, else compared as given.
 fn filter_containers(
-    state: &ServerState,
+    state: &ContainerService,
     containers: Vec<CriContainer>,
     filter: &ContainerFilter,
 ) -> Vec<CriContainer> {
@@ -51,7 +54,7 @@ fn filter_containers(
     let id = match filter.id.as_str() {
         "" => String::new(),
         prefix => state
-            .containers
+            .store
             .get(prefix)
             .map(|c| c.metadata.id.to_string())
             .unwrap_or_else(|_| prefix.to_owned()),

@@ -1,12 +1,12 @@
 //! What the runtime keeps per container besides its store record: the
 //! open IO, the snapshot it was made with, its cgroup, and the "stopped"
 //! signal StopContainer waits on (containerd's `Container.IO`,
-//! `Container.Stopped()` and `IsStopSignaledWithTimeout`). The store holds
-//! plain records only, so these live here, keyed by container id.
+//! `Container.Stopped()` and `IsStopSignaledWithTimeout`). The container
+//! store keeps one with each record (`ContainerStore<ContainerHandle>`), so
+//! a handle is added and removed with its container.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use cri_api::v1::ContainerUser;
@@ -90,46 +90,15 @@ impl ContainerHandle {
     }
 }
 
-/// Handles by container id.
-#[derive(Debug, Default)]
-pub struct LiveContainers {
-    handles: Mutex<HashMap<String, Arc<ContainerHandle>>>,
-}
-
-impl LiveContainers {
-    pub fn insert(&self, id: &str, handle: ContainerHandle) -> Arc<ContainerHandle> {
-        let handle = Arc::new(handle);
-        self.handles
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id.to_owned(), Arc::clone(&handle));
-        handle
-    }
-
-    pub fn get(&self, id: &str) -> Option<Arc<ContainerHandle>> {
-        self.handles
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .cloned()
-    }
-
-    pub fn remove(&self, id: &str) -> Option<Arc<ContainerHandle>> {
-        self.handles
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[tokio::test]
     async fn waiters_wake_on_stop() {
-        let live = LiveContainers::default();
-        let handle = live.insert("c1", ContainerHandle::new(None, "overlayfs", ""));
+        let handle = Arc::new(ContainerHandle::new(None, "overlayfs", ""));
         assert!(!handle.wait_stopped(Duration::from_millis(10)).await);
         let waiter = {
             let h = Arc::clone(&handle);
@@ -146,17 +115,5 @@ mod tests {
         let handle = ContainerHandle::new(None, "overlayfs", "");
         assert!(handle.take_stop_signal());
         assert!(!handle.take_stop_signal());
-    }
-
-    #[test]
-    fn insert_get_remove() {
-        let live = LiveContainers::default();
-        live.insert("c1", ContainerHandle::new(None, "native", "/k8s.io/c1"));
-        assert_eq!(
-            live.get("c1").map(|h| h.snapshotter.clone()),
-            Some("native".into())
-        );
-        assert!(live.remove("c1").is_some());
-        assert!(live.get("c1").is_none());
     }
 }

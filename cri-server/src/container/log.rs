@@ -4,36 +4,37 @@
 
 use cri_api::v1::ContainerState;
 
+use super::error::{ContainerError, Result};
+use super::ContainerService;
 use super::{get, state_name};
-use crate::error::{Result, ServerError};
-use crate::service::ServerState;
 
 /// ReopenContainerLog.
-pub fn reopen_container_log(state: &ServerState, id: &str) -> Result<()> {
+pub fn reopen_container_log(state: &ContainerService, id: &str) -> Result<()> {
     let container = get(state, id)?;
     let id = &container.metadata.id;
     tracing::Span::current().record("container_id", id.as_ref());
     let current = container.status.state();
     if current != ContainerState::ContainerRunning {
-        return Err(ServerError::ContainerState {
+        return Err(ContainerError::ContainerState {
             id: id.to_string(),
             state: state_name(current),
             reason: "only a running container's log can be reopened".into(),
         });
     }
     let io = state
-        .live_containers
-        .get(id.as_ref())
+        .store
+        .handle(id.as_ref())
         .and_then(|h| h.io())
-        .ok_or_else(|| ServerError::ContainerState {
+        .ok_or_else(|| ContainerError::ContainerState {
             id: id.to_string(),
             state: state_name(current),
             reason: "the container has no io".into(),
         })?;
-    io.reopen_log().map_err(|source| ServerError::ContainerIo {
-        id: id.to_string(),
-        source,
-    })
+    io.reopen_log()
+        .map_err(|source| ContainerError::ContainerIo {
+            id: id.to_string(),
+            source,
+        })
 }
 
 #[cfg(test)]

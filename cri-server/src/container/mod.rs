@@ -2,12 +2,13 @@
 //! remove, status, list, resource updates, log reopening, exit handling
 //! and the CRI container event stream).
 //!
-//! The sandbox RPCs call [`stop_container`] and [`remove_container`] for
-//! the containers of a pod.
+//! [`ContainerService`] holds their state; the sandbox RPCs reach the
+//! containers of a pod through its `PodContainers` implementation.
 
 mod attach;
 mod create;
 mod create_steps;
+pub mod error;
 pub mod events;
 mod exec;
 mod exec_sync;
@@ -19,6 +20,7 @@ mod log;
 mod remove;
 pub mod resources;
 mod rootfs;
+mod service;
 pub mod signal;
 pub(crate) mod spec;
 mod start;
@@ -31,37 +33,38 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cri_api::ids::{ContainerId, IdGenerator, SandboxId};
+use cri_api::ids::{ContainerId, IdGenerator, RandomIds, SandboxId};
 use cri_api::v1::ContainerState;
 use cri_sandbox::host::{LinuxHostOs, LinuxRootfsUserDb, NoSeLinux, RootfsUserDb};
 use cri_spec::{HostOs, SeLinux};
 use cri_store::container::{Container, ContainerStatus};
 
-use crate::error::{Result, ServerError};
-use crate::service::ServerState;
 use cri_metadata::StatusCheckpoints;
+use error::Result;
 
 pub use attach::{attach_container, running_container, AttachOptions};
 pub use create::create_container;
+pub use error::ContainerError;
 pub use events::ContainerEvents;
 pub use exec::{exec_in_container, ExecEnd, ExecOptions, PROCESS_TYPE_URL};
 pub use exec_sync::{exec_sync, MAX_EXEC_SYNC_OUTPUT};
 pub use exit::record_oom;
 pub use list::list_containers;
-pub use live::{ContainerHandle, LiveContainers};
+pub use live::ContainerHandle;
 pub use log::reopen_container_log;
+pub use service::ContainerService;
 pub use start::start_container;
 pub use status::container_status;
 pub use update::update_container_resources;
 
 /// Stops a container: its stop signal, then SIGKILL after `timeout`.
 /// Idempotent on stopped or exited containers and on unknown ids.
-pub async fn stop_container(state: &ServerState, id: &str, timeout: Duration) -> Result<()> {
+pub async fn stop_container(state: &ContainerService, id: &str, timeout: Duration) -> Result<()> {
     stop::stop_container(state, id, timeout).await
 }
 
 /// Removes a container (force-stopping a running one). Idempotent.
-pub async fn remove_container(state: &ServerState, id: &str) -> Result<()> {
+pub async fn remove_container(state: &ContainerService, id: &str) -> Result<()> {
     remove::remove_container(state, id).await
 }
 
@@ -108,16 +111,6 @@ impl ContainerHost {
     }
 }
 
-/// containerd's `util.GenerateID`: 32 random bytes as 64 hex chars.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RandomIds;
-
-impl IdGenerator for RandomIds {
-    fn generate(&self) -> String {
-        hex::encode(rand::random::<[u8; 32]>())
-    }
-}
-
 /// The directories of one container (compat.md §4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerPaths {
@@ -128,7 +121,7 @@ pub struct ContainerPaths {
 }
 
 impl ContainerPaths {
-    pub fn new(state: &ServerState, id: &ContainerId) -> Self {
+    pub fn new(state: &ContainerService, id: &ContainerId) -> Self {
         let server = &state.config.server;
         Self {
             root_dir: server.root_dir.join("containers").join(id.as_ref()),
@@ -158,17 +151,14 @@ pub(crate) fn remove_dir_all(path: &Path) -> std::io::Result<()> {
 }
 
 /// The container with this id or unique id prefix.
-pub(crate) fn get(state: &ServerState, id: &str) -> Result<Container> {
-    state
-        .containers
-        .get(id)
-        .map_err(ServerError::ContainerStore)
+pub(crate) fn get(state: &ContainerService, id: &str) -> Result<Container> {
+    state.store.get(id).map_err(ContainerError::ContainerStore)
 }
 
 /// A failure inside a status update: the store's own or the update's.
 enum UpdateError {
     Store(cri_store::StoreError),
-    Update(ServerError),
+    Update(ContainerError),
 }
 
 impl From<cri_store::StoreError> for UpdateError {
@@ -180,15 +170,15 @@ impl From<cri_store::StoreError> for UpdateError {
 /// containerd's `Status.Update`: applies `update` to the status of the
 /// container with this full id, in memory only (Starting, Removing).
 pub(crate) fn update_status(
-    state: &ServerState,
+    state: &ContainerService,
     id: &ContainerId,
     update: impl FnOnce(&mut ContainerStatus) -> Result<()>,
 ) -> Result<ContainerStatus> {
     state
-        .containers
+        .store
         .update_status(id, |s| update(s).map_err(UpdateError::Update))
         .map_err(|e| match e {
-            UpdateError::Store(e) => ServerError::ContainerStore(e),
+            UpdateError::Store(e) => ContainerError::ContainerStore(e),
             UpdateError::Update(e) => e,
         })
 }
@@ -196,7 +186,7 @@ pub(crate) fn update_status(
 /// containerd's `Status.UpdateSync`: as [`update_status`], and the new
 /// status is written to the checkpoint before it is stored.
 pub(crate) fn update_status_sync(
-    state: &ServerState,
+    state: &ContainerService,
     id: &ContainerId,
     update: impl FnOnce(&mut ContainerStatus) -> Result<()>,
 ) -> Result<ContainerStatus> {
@@ -221,20 +211,20 @@ pub(crate) fn state_name(state: ContainerState) -> &'static str {
 /// containerd's `validateTargetContainer`: the target of a TARGET pid
 /// namespace must exist, run, and belong to the same sandbox.
 pub(crate) fn validate_target(
-    state: &ServerState,
+    state: &ContainerService,
     sandbox_id: &SandboxId,
     target_id: &str,
 ) -> Result<Container> {
     let target = get(state, target_id)?;
     if target.metadata.sandbox_id != *sandbox_id {
-        return Err(ServerError::InvalidArgument(format!(
+        return Err(ContainerError::InvalidArgument(format!(
             "container {target_id} (sandbox {}) does not belong to sandbox {sandbox_id}",
             target.metadata.sandbox_id
         )));
     }
     let current = target.status.state();
     if current != ContainerState::ContainerRunning {
-        return Err(ServerError::ContainerState {
+        return Err(ContainerError::ContainerState {
             id: target_id.to_owned(),
             state: state_name(current),
             reason: "the pid namespace target must be running".into(),

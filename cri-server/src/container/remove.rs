@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 use cri_api::v1::{ContainerEventType, ContainerState};
 use cri_store::container::Container;
 
+use super::error::{ContainerError, Result};
+use super::ContainerService;
 use super::{events, remove_dir_all, state_name, stop, update_status, ContainerPaths};
-use crate::error::{Result, ServerError};
 use crate::metrics::ContainerOp;
-use crate::service::ServerState;
 use cri_metadata::StatusCheckpoints;
 
 /// Removes container `id` (an id or unique prefix); an unknown id is fine.
-pub async fn remove_container(state: &ServerState, id: &str) -> Result<()> {
+pub async fn remove_container(state: &ContainerService, id: &str) -> Result<()> {
     let started = Instant::now();
-    let container = match state.containers.get(id) {
+    let container = match state.store.get(id) {
         Ok(c) => c,
         Err(cri_store::StoreError::NotFound { .. }) => {
             tracing::debug!(
@@ -27,7 +27,7 @@ pub async fn remove_container(state: &ServerState, id: &str) -> Result<()> {
             );
             return Ok(());
         }
-        Err(e) => return Err(ServerError::ContainerStore(e)),
+        Err(e) => return Err(ContainerError::ContainerStore(e)),
     };
     let id = container.metadata.id.clone();
     tracing::Span::current().record("container_id", id.as_ref());
@@ -55,10 +55,10 @@ pub async fn remove_container(state: &ServerState, id: &str) -> Result<()> {
 }
 
 /// containerd's `setContainerRemoving`.
-fn set_removing(state: &ServerState, id: &cri_api::ids::ContainerId) -> Result<()> {
+fn set_removing(state: &ContainerService, id: &cri_api::ids::ContainerId) -> Result<()> {
     update_status(state, id, |s| {
         let current = s.state();
-        let refuse = |reason: &str| ServerError::ContainerState {
+        let refuse = |reason: &str| ContainerError::ContainerState {
             id: id.to_string(),
             state: state_name(current),
             reason: reason.to_owned(),
@@ -81,9 +81,9 @@ fn set_removing(state: &ServerState, id: &cri_api::ids::ContainerId) -> Result<(
     .map(|_| ())
 }
 
-async fn remove(state: &ServerState, container: &Container) -> Result<()> {
+async fn remove(state: &ContainerService, container: &Container) -> Result<()> {
     let id = &container.metadata.id;
-    let handle = state.live_containers.get(id.as_ref());
+    let handle = state.store.handle(id.as_ref());
     // `Container.Delete(WithSnapshotCleanup)`: the snapshot, then the record.
     let (snapshotter, key) = match state.containerd.containers.get(id.as_ref()).await {
         Ok(record) => (record.snapshotter, record.snapshot_key),
@@ -120,18 +120,17 @@ async fn remove(state: &ServerState, container: &Container) -> Result<()> {
             &paths.volatile_dir,
         ),
     ] {
-        remove_dir_all(dir).map_err(|source| ServerError::HostPath {
+        remove_dir_all(dir).map_err(|source| ContainerError::HostPath {
             op,
             path: dir.clone(),
             source,
         })?;
     }
-    if let Err(e) = state.containers.remove(id) {
+    if let Err(e) = state.store.remove(id) {
         tracing::debug!(container_id = %id, error = %e, "container already gone from the store");
     }
-    state.live_containers.remove(id.as_ref());
     state.stats.forget(id.as_ref());
-    state.container_names.release(&container.metadata.name);
+    state.names.release(&container.metadata.name);
     events::emit(
         state,
         id.as_ref(),
@@ -205,11 +204,11 @@ mod tests {
             .returning(|_| Ok(()));
         let env = TestEnv::with(mocks, "");
         add_live_container(&env, "c1", "s1", exited());
-        let mut events = env.state.container_events.subscribe();
+        let mut events = env.state.events.subscribe();
         remove_container(&env.state, "c1").await.unwrap();
-        assert!(env.state.containers.get("c1").is_err());
-        assert!(env.state.live_containers.get("c1").is_none());
-        assert_eq!(env.state.container_names.owner("name-c1"), None);
+        assert!(env.state.store.get("c1").is_err());
+        assert!(env.state.store.handle("c1").is_none());
+        assert_eq!(env.state.names.owner("name-c1"), None);
         assert!(!env.dir.path().join("root/containers/c1").exists());
         assert!(!env.dir.path().join("state/containers/c1").exists());
         let event = events.next().await.unwrap();
@@ -246,7 +245,7 @@ mod tests {
         let env = TestEnv::with(mocks, "");
         add_live_container(&env, "c1", "s1", exited());
         remove_container(&env.state, "c1").await.unwrap();
-        assert!(env.state.containers.get("c1").is_err());
+        assert!(env.state.store.get("c1").is_err());
     }
 
     #[tokio::test]
@@ -290,10 +289,10 @@ mod tests {
         add_live_container(&env, "c1", "s1", exited());
         let err = remove_container(&env.state, "c1").await.unwrap_err();
         assert_eq!(tonic::Status::from(err).code(), Code::FailedPrecondition);
-        let kept = env.state.containers.get("c1").unwrap();
+        let kept = env.state.store.get("c1").unwrap();
         assert!(!kept.status.removing, "removing flag not reset");
         remove_container(&env.state, "c1").await.unwrap();
-        assert!(env.state.containers.get("c1").is_err());
+        assert!(env.state.store.get("c1").is_err());
     }
 
     #[tokio::test]

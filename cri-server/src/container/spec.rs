@@ -17,9 +17,9 @@ use cri_spec::{
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::Spec;
 
+use super::error::{ContainerError, Result};
 use super::ContainerHost;
-use crate::error::{Result, ServerError};
-use crate::service::ServerState;
+use super::ContainerService;
 
 /// The type URL containerd stores container specs under.
 pub const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
@@ -46,7 +46,7 @@ pub(crate) struct SpecRequest {
 /// `chain_id`, through a temporary view snapshot `<id>-userdb` that is
 /// removed again.
 pub(crate) async fn image_users(
-    state: &ServerState,
+    state: &ContainerService,
     id: &ContainerId,
     snapshotter: &str,
     chain_id: &str,
@@ -54,10 +54,10 @@ pub(crate) async fn image_users(
     let snapshots = &state.containerd.snapshots;
     let key = format!("{id}-userdb");
     let mounts = snapshots.view(snapshotter, &key, chain_id, None).await?;
-    let db = Arc::clone(&state.container_host.user_db);
+    let db = Arc::clone(&state.host.user_db);
     let users = tokio::task::spawn_blocking(move || db.load(&mounts))
         .await
-        .map_err(|e| ServerError::TaskFailed {
+        .map_err(|e| ContainerError::TaskFailed {
             rpc: "CreateContainer",
             message: e.to_string(),
         });
@@ -66,7 +66,7 @@ pub(crate) async fn image_users(
             tracing::warn!(key = %key, error = %e, "remove user database view");
         }
     }
-    users?.map_err(|source| ServerError::ImageUserDb {
+    users?.map_err(|source| ContainerError::ImageUserDb {
         id: id.to_string(),
         source,
     })
@@ -110,11 +110,11 @@ pub(crate) async fn build(
         builder.build_labeled()
     })
     .await
-    .map_err(|e| ServerError::TaskFailed {
+    .map_err(|e| ContainerError::TaskFailed {
         rpc: "CreateContainer",
         message: e.to_string(),
     })?
-    .map_err(|source| ServerError::ContainerSpec {
+    .map_err(|source| ContainerError::ContainerSpec {
         id: id.to_string(),
         source,
     })
@@ -122,7 +122,7 @@ pub(crate) async fn build(
 
 /// The spec as containerd stores it on the container record.
 pub(crate) fn spec_any(id: &str, spec: &Spec) -> Result<Any> {
-    let value = cri_spec::spec_to_json(spec).map_err(|source| ServerError::SpecJson {
+    let value = cri_spec::spec_to_json(spec).map_err(|source| ContainerError::SpecJson {
         id: id.to_owned(),
         op: "encode",
         source,
@@ -136,12 +136,12 @@ pub(crate) fn spec_any(id: &str, spec: &Spec) -> Result<Any> {
 /// The spec stored on a container record.
 pub(crate) fn spec_from_any(id: &str, any: Option<&Any>) -> Result<Spec> {
     let any = any.ok_or_else(|| {
-        ServerError::Containerd(cri_api::containerd::ContainerdError::Decode {
+        ContainerError::Containerd(cri_api::containerd::ContainerdError::Decode {
             op: "get container",
             message: format!("container {id} has no spec"),
         })
     })?;
-    serde_json::from_slice(&any.value).map_err(|source| ServerError::SpecJson {
+    serde_json::from_slice(&any.value).map_err(|source| ContainerError::SpecJson {
         id: id.to_owned(),
         op: "decode",
         source,

@@ -16,10 +16,10 @@ use cri_store::container::Container;
 use cri_store::sandbox::SandboxState;
 use tracing::Instrument;
 
+use super::error::{ContainerError, Result};
+use super::ContainerService;
 use super::{events, exit, get, now_nanos, state_name, update_status, update_status_sync};
-use crate::error::{Result, ServerError};
 use crate::metrics::ContainerOp;
-use crate::service::ServerState;
 
 /// The exit code and reason of a container that failed to start.
 pub const START_ERROR_EXIT_CODE: i32 = 128;
@@ -28,17 +28,17 @@ pub const START_ERROR_REASON: &str = "StartError";
 const KILL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// StartContainer, in its own task so a cancelled RPC still finishes.
-pub async fn start_container(state: Arc<ServerState>, id: String) -> Result<()> {
+pub async fn start_container(state: Arc<ContainerService>, id: String) -> Result<()> {
     let span = tracing::Span::current();
     tokio::spawn(async move { start(&state, &id).await }.instrument(span))
         .await
-        .map_err(|e| ServerError::TaskFailed {
+        .map_err(|e| ContainerError::TaskFailed {
             rpc: "StartContainer",
             message: e.to_string(),
         })?
 }
 
-async fn start(state: &Arc<ServerState>, id: &str) -> Result<()> {
+async fn start(state: &Arc<ContainerService>, id: &str) -> Result<()> {
     let started = Instant::now();
     let container = get(state, id)?;
     let id = container.metadata.id.clone();
@@ -83,10 +83,10 @@ async fn start(state: &Arc<ServerState>, id: &str) -> Result<()> {
 }
 
 /// containerd's `setContainerStarting`.
-fn set_starting(state: &ServerState, id: &ContainerId) -> Result<()> {
+fn set_starting(state: &ContainerService, id: &ContainerId) -> Result<()> {
     update_status(state, id, |s| {
         let current = s.state();
-        let refuse = |reason: &str| ServerError::ContainerState {
+        let refuse = |reason: &str| ContainerError::ContainerState {
             id: id.to_string(),
             state: state_name(current),
             reason: reason.to_owned(),
@@ -106,7 +106,7 @@ fn set_starting(state: &ServerState, id: &ContainerId) -> Result<()> {
     .map(|_| ())
 }
 
-fn runtime_type(state: &ServerState, container: &Container) -> String {
+fn runtime_type(state: &ContainerService, container: &Container) -> String {
     state
         .sandboxes
         .get(container.metadata.sandbox_id.as_ref())
@@ -121,15 +121,15 @@ fn runtime_type(state: &ServerState, container: &Container) -> String {
         .unwrap_or_default()
 }
 
-async fn start_task(state: &ServerState, container: &Container) -> Result<()> {
+async fn start_task(state: &ContainerService, container: &Container) -> Result<()> {
     let meta = &container.metadata;
     let id = &meta.id;
     let sandbox = state
         .sandboxes
         .get(meta.sandbox_id.as_ref())
-        .map_err(ServerError::ContainerStore)?;
+        .map_err(ContainerError::ContainerStore)?;
     if sandbox.status.state != SandboxState::Ready {
-        return Err(ServerError::ContainerSandboxNotReady {
+        return Err(ContainerError::ContainerSandboxNotReady {
             id: meta.sandbox_id.to_string(),
         });
     }
@@ -143,16 +143,17 @@ async fn start_task(state: &ServerState, container: &Container) -> Result<()> {
     if let Some(ns) = ns.filter(|n| n.pid == NamespaceMode::Target as i32) {
         super::validate_target(state, &meta.sandbox_id, &ns.target_id)?;
     }
-    let handle = state.live_containers.get(id.as_ref());
-    let io = handle
-        .as_ref()
-        .and_then(|h| h.io())
-        .ok_or_else(|| ServerError::ContainerState {
-            id: id.to_string(),
-            state: state_name(container.status.state()),
-            reason: "the container has no io to start with".into(),
-        })?;
-    let io_err = |source| ServerError::ContainerIo {
+    let handle = state.store.handle(id.as_ref());
+    let io =
+        handle
+            .as_ref()
+            .and_then(|h| h.io())
+            .ok_or_else(|| ContainerError::ContainerState {
+                id: id.to_string(),
+                state: state_name(container.status.state()),
+                reason: "the container has no io to start with".into(),
+            })?;
+    let io_err = |source| ContainerError::ContainerIo {
         id: id.to_string(),
         source,
     };
@@ -211,7 +212,7 @@ async fn start_task(state: &ServerState, container: &Container) -> Result<()> {
             s.started_at = now_nanos();
             Ok(())
         })?;
-        Ok::<(), ServerError>(())
+        Ok::<(), ContainerError>(())
     };
     match run.await {
         Ok(()) => {
@@ -255,7 +256,7 @@ mod tests {
 
     async fn wait_for(env: &TestEnv, id: &str, want: ContainerState) -> ContainerStatus {
         for _ in 0..200 {
-            let status = env.state.containers.get(id).unwrap().status;
+            let status = env.state.store.get(id).unwrap().status;
             if status.state() == want {
                 return status;
             }
@@ -326,12 +327,12 @@ mod tests {
         let env = TestEnv::with(mocks, "");
         add_sandbox(&env, "s1", true);
         add_live_container(&env, "c1", "s1", created_status());
-        let mut events = env.state.container_events.subscribe();
+        let mut events = env.state.events.subscribe();
         start_container(Arc::clone(&env.state), "c1".into())
             .await
             .unwrap();
         // The shim's side: open the output FIFOs and close them at exit.
-        let io = env.state.live_containers.get("c1").unwrap().io().unwrap();
+        let io = env.state.store.handle("c1").unwrap().io().unwrap();
         for fifo in [io.fifos().stdout(), io.fifos().stderr()]
             .into_iter()
             .flatten()
@@ -354,7 +355,7 @@ mod tests {
                 ContainerEventType::ContainerStoppedEvent as i32
             ]
         );
-        let handle = env.state.live_containers.get("c1").unwrap();
+        let handle = env.state.store.handle("c1").unwrap();
         assert!(handle.wait_stopped(Duration::from_secs(1)).await);
     }
 
@@ -379,7 +380,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(tonic::Status::from(err).code(), Code::Internal);
-        let status = env.state.containers.get("c1").unwrap().status;
+        let status = env.state.store.get("c1").unwrap().status;
         assert_eq!(status.state(), ContainerState::ContainerExited);
         assert_eq!(status.reason, START_ERROR_REASON);
         assert_eq!(status.exit_code, START_ERROR_EXIT_CODE);
@@ -454,7 +455,7 @@ mod tests {
         assert!(start_container(Arc::clone(&env.state), "c1".into())
             .await
             .is_err());
-        let status = env.state.containers.get("c1").unwrap().status;
+        let status = env.state.store.get("c1").unwrap().status;
         assert_eq!(status.reason, START_ERROR_REASON);
     }
 
@@ -476,9 +477,9 @@ mod tests {
             );
         }
         // The running one is untouched; the other failed to start.
-        let running = env.state.containers.get("running").unwrap().status;
+        let running = env.state.store.get("running").unwrap().status;
         assert_eq!(running.state(), ContainerState::ContainerRunning);
-        let orphan = env.state.containers.get("orphan").unwrap().status;
+        let orphan = env.state.store.get("orphan").unwrap().status;
         assert_eq!(orphan.reason, START_ERROR_REASON);
         let err = start_container(Arc::clone(&env.state), "nosuch".into())
             .await

@@ -13,9 +13,9 @@ use cri_store::container::Container;
 use oci_spec::runtime::Spec;
 use serde_json::json;
 
+use super::error::Result;
+use super::ContainerService;
 use super::{get, spec};
-use crate::error::Result;
-use crate::service::ServerState;
 
 /// `Reason` of a container that exited 0 without another reason.
 pub const REASON_COMPLETED: &str = "Completed";
@@ -26,7 +26,7 @@ pub const REASON_OOM_KILLED: &str = "OOMKilled";
 
 /// ContainerStatus.
 pub async fn container_status(
-    state: &ServerState,
+    state: &ContainerService,
     request: ContainerStatusRequest,
 ) -> Result<ContainerStatusResponse> {
     let container = get(state, &request.container_id)?;
@@ -44,7 +44,7 @@ pub async fn container_status(
 
 /// The image a status shows: the first repo tag and repo digest of the
 /// image when it is still known, else the config's image and the id.
-fn image_of(state: &ServerState, container: &Container) -> (Option<ImageSpec>, String) {
+fn image_of(state: &ContainerService, container: &Container) -> (Option<ImageSpec>, String) {
     let meta = &container.metadata;
     let mut spec = meta.config.image.clone();
     let mut image_ref = meta.image_ref.clone();
@@ -63,7 +63,7 @@ fn image_of(state: &ServerState, container: &Container) -> (Option<ImageSpec>, S
 }
 
 /// containerd's `toCRIContainerStatus`.
-pub(crate) fn to_cri_status(state: &ServerState, container: &Container) -> CriStatus {
+pub(crate) fn to_cri_status(state: &ContainerService, container: &Container) -> CriStatus {
     let meta = &container.metadata;
     let status = &container.status;
     let current = status.state();
@@ -85,8 +85,8 @@ pub(crate) fn to_cri_status(state: &ServerState, container: &Container) -> CriSt
     };
     let (image, image_ref) = image_of(state, container);
     let user = state
-        .live_containers
-        .get(meta.id.as_ref())
+        .store
+        .handle(meta.id.as_ref())
         .and_then(|h| h.user.clone());
     CriStatus {
         id: meta.id.to_string(),
@@ -130,7 +130,7 @@ pub(crate) fn spec_user(spec: &Spec) -> Option<ContainerUser> {
 /// containerd's `toCRIContainerInfo` (`ContainerInfo` as JSON), plus the
 /// sandbox's runtime handler.
 async fn verbose_info(
-    state: &ServerState,
+    state: &ContainerService,
     container: &Container,
 ) -> Result<HashMap<String, String>> {
     let meta = &container.metadata;
@@ -165,9 +165,12 @@ async fn verbose_info(
 }
 
 /// The CRI status of every container of a sandbox, for container events.
-pub(crate) fn sandbox_container_statuses(state: &ServerState, sandbox_id: &str) -> Vec<CriStatus> {
+pub(crate) fn sandbox_container_statuses(
+    state: &ContainerService,
+    sandbox_id: &str,
+) -> Vec<CriStatus> {
     state
-        .containers
+        .store
         .list_by_sandbox(&sandbox_id.into())
         .iter()
         .map(|c| to_cri_status(state, c))

@@ -9,11 +9,11 @@ use cri_api::containerd::ExitStatus;
 use cri_api::v1::ContainerState;
 use cri_store::container::Container;
 
+use super::error::{ContainerError, Result};
 use super::exit::{handle_container_exit, UNKNOWN_EXIT_CODE};
 use super::signal::{parse_signal, DEFAULT_STOP_SIGNAL, SIGKILL};
-use crate::error::{Result, ServerError};
+use super::ContainerService;
 use crate::metrics::ContainerOp;
-use crate::service::ServerState;
 
 /// How long a container may take to exit after SIGKILL.
 const KILL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -21,12 +21,12 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(120);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Stops container `id` (an id or unique prefix); an unknown id is fine.
-pub async fn stop_container(state: &ServerState, id: &str, timeout: Duration) -> Result<()> {
+pub async fn stop_container(state: &ContainerService, id: &str, timeout: Duration) -> Result<()> {
     let started = Instant::now();
-    let container = match state.containers.get(id) {
+    let container = match state.store.get(id) {
         Ok(c) => c,
         Err(cri_store::StoreError::NotFound { .. }) => return Ok(()),
-        Err(e) => return Err(ServerError::ContainerStore(e)),
+        Err(e) => return Err(ContainerError::ContainerStore(e)),
     };
     tracing::Span::current().record("container_id", container.metadata.id.as_ref());
     stop(state, &container, timeout).await?;
@@ -38,7 +38,7 @@ pub async fn stop_container(state: &ServerState, id: &str, timeout: Duration) ->
 
 /// containerd's `stopContainer`.
 pub(crate) async fn stop(
-    state: &ServerState,
+    state: &ContainerService,
     container: &Container,
     timeout: Duration,
 ) -> Result<()> {
@@ -65,11 +65,11 @@ pub(crate) async fn stop(
     }
     // An unknown container has no exit monitor: wait for its task here.
     let inline = current == ContainerState::ContainerUnknown;
-    let handle = state.live_containers.get(id.as_ref());
+    let handle = state.store.handle(id.as_ref());
     if timeout > Duration::ZERO {
         let name = stop_signal(state, container);
         let signal = parse_signal(&name).ok_or_else(|| {
-            ServerError::InvalidArgument(format!(
+            ContainerError::InvalidArgument(format!(
                 "failed to parse stop signal {name:?} of container {id}"
             ))
         })?;
@@ -89,7 +89,7 @@ pub(crate) async fn stop(
     if wait_exit(state, container, KILL_TIMEOUT, inline).await? {
         Ok(())
     } else {
-        Err(ServerError::StopTimeout {
+        Err(ContainerError::StopTimeout {
             id: id.to_string(),
             timeout: KILL_TIMEOUT,
         })
@@ -97,7 +97,7 @@ pub(crate) async fn stop(
 }
 
 /// The recorded stop signal, else the image's, else SIGTERM.
-fn stop_signal(state: &ServerState, container: &Container) -> String {
+fn stop_signal(state: &ContainerService, container: &Container) -> String {
     let meta = &container.metadata;
     if !meta.stop_signal.is_empty() {
         return meta.stop_signal.clone();
@@ -117,7 +117,7 @@ fn stop_signal(state: &ServerState, container: &Container) -> String {
         .unwrap_or_else(|| DEFAULT_STOP_SIGNAL.to_owned())
 }
 
-async fn kill(state: &ServerState, id: &str, signal: u32) -> Result<()> {
+async fn kill(state: &ContainerService, id: &str, signal: u32) -> Result<()> {
     match state.containerd.tasks.kill(id, "", signal, false).await {
         Err(e) if !e.is_not_found() => Err(e.into()),
         _ => Ok(()),
@@ -127,7 +127,7 @@ async fn kill(state: &ServerState, id: &str, signal: u32) -> Result<()> {
 /// Waits at most `timeout` for the exit: recorded by the exit monitor, or
 /// (`inline`, for a container without one) waited for and handled here.
 async fn wait_exit(
-    state: &ServerState,
+    state: &ContainerService,
     container: &Container,
     timeout: Duration,
     inline: bool,
@@ -151,13 +151,13 @@ async fn wait_exit(
 }
 
 /// Waits until the exit of container `id` is recorded, at most `timeout`.
-pub(crate) async fn wait_stopped(state: &ServerState, id: &str, timeout: Duration) -> bool {
-    if let Some(handle) = state.live_containers.get(id) {
+pub(crate) async fn wait_stopped(state: &ContainerService, id: &str, timeout: Duration) -> bool {
+    if let Some(handle) = state.store.handle(id) {
         return handle.wait_stopped(timeout).await;
     }
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let stopped = state.containers.get(id).map_or(true, |c| {
+        let stopped = state.store.get(id).map_or(true, |c| {
             c.status.state() == ContainerState::ContainerExited
         });
         if stopped {
@@ -298,11 +298,11 @@ mod tests {
         let mut unknown = running_status();
         unknown.unknown = true;
         add_live_container(&env, "c1", "s1", unknown);
-        let mut events = env.state.container_events.subscribe();
+        let mut events = env.state.events.subscribe();
         stop_container(&env.state, "c1", Duration::from_secs(1))
             .await
             .unwrap();
-        let status = env.state.containers.get("c1").unwrap().status;
+        let status = env.state.store.get("c1").unwrap().status;
         assert_eq!(status.state(), ContainerState::ContainerExited);
         assert_eq!(status.exit_code, 255);
         use futures::StreamExt;

@@ -1,4 +1,4 @@
-//! Test fixtures of the container RPCs: a [`ServerState`] over mocked
+//! Test fixtures of the container RPCs: a [`ContainerService`] over mocked
 //! containerd, sandbox controller, SELinux and image user database, with
 //! its root and state dirs in a temp dir, a busybox image in the image
 //! store and deterministic ids.
@@ -27,11 +27,12 @@ use cri_store::image::{Image, ImageStore};
 use cri_store::sandbox::{Sandbox, SandboxMetadata, SandboxState, SandboxStatus};
 use tempfile::TempDir;
 
-use super::{ContainerEvents, ContainerHost, LiveContainers};
+use super::ContainerHost;
+use super::ContainerService;
 use crate::config::{Config, Overrides};
 use crate::image::{ImageManager, ImageSettings};
 use crate::sandbox::{SandboxManager, SandboxParts};
-use crate::service::ServerState;
+use crate::service::{ServerParts, ServerState};
 
 pub(crate) const BUSYBOX: &str = "docker.io/library/busybox:latest";
 pub(crate) const BUSYBOX_ID: &str =
@@ -92,7 +93,10 @@ impl Default for Mocks {
 /// A state and the temp dir holding its root and state dirs.
 pub(crate) struct TestEnv {
     pub dir: TempDir,
-    pub state: Arc<ServerState>,
+    /// Both services, as the tonic layer holds them.
+    pub server: Arc<ServerState>,
+    /// The container service under test.
+    pub state: Arc<ContainerService>,
 }
 
 impl TestEnv {
@@ -148,26 +152,20 @@ impl TestEnv {
             daemon_oom_score_adj: 0,
             cgroup_root: dir.path().join("cgroup"),
         };
-        let state = Arc::new(ServerState {
+        let server = ServerState::new(ServerParts {
             config,
             containerd,
             images: Arc::new(images),
-            sandboxes: Arc::default(),
-            sandbox_names: Default::default(),
-            sandbox: Arc::new(sandbox),
-            containers: Arc::default(),
-            container_names: Default::default(),
-            live_containers: Arc::new(LiveContainers::default()),
-            container_events: ContainerEvents::default(),
+            sandbox_manager: sandbox,
             container_host: host,
             metrics: Arc::default(),
-            streaming: Default::default(),
             stats: crate::stats::StatsCollector::host(
                 containerd_snapshots,
                 &dir.path().join("containerd"),
             ),
         });
-        Self { dir, state }
+        let state = Arc::clone(&server.containers);
+        Self { dir, server, state }
     }
 }
 
@@ -240,8 +238,9 @@ fn add_sandbox_full(env: &TestEnv, id: &str, ready: bool, handler: &str) {
         pid: 4242,
         created_at: 1,
     };
-    env.state
+    env.server
         .sandboxes
+        .store
         .add(Sandbox::new(metadata, status))
         .unwrap();
 }
@@ -283,11 +282,13 @@ pub(crate) fn container(id: &str, sandbox_id: &str, status: ContainerStatus) -> 
     )
 }
 
-/// Adds a container to the store.
+/// Adds a container to the store, with a handle that has no IO (as
+/// recovery leaves a container whose FIFOs are gone).
 pub(crate) fn add_container(env: &TestEnv, id: &str, sandbox_id: &str, status: ContainerStatus) {
+    let handle = super::ContainerHandle::new(None, "", "");
     env.state
-        .containers
-        .add(container(id, sandbox_id, status))
+        .store
+        .add(container(id, sandbox_id, status), handle)
         .unwrap();
 }
 
@@ -313,12 +314,10 @@ pub(crate) fn add_live_container(
     let mut record = container(id, sandbox_id, status);
     let name = record.metadata.name.clone();
     std::sync::Arc::make_mut(&mut record.metadata).image_ref = BUSYBOX_ID.into();
-    env.state.containers.add(record).unwrap();
-    env.state.container_names.reserve(&name, id).unwrap().keep();
-    env.state.live_containers.insert(
-        id,
-        super::ContainerHandle::new(Some(io), "overlayfs", &format!("/k8s.io/{id}")),
-    )
+    let handle = super::ContainerHandle::new(Some(io), "overlayfs", &format!("/k8s.io/{id}"));
+    let handle = env.state.store.add(record, handle).unwrap();
+    env.state.names.reserve(&name, id).unwrap().keep();
+    handle
 }
 
 /// A running container's status.

@@ -10,9 +10,9 @@ use cri_api::containerd::Any;
 use cri_api::v1::{ContainerState, UpdateContainerResourcesRequest};
 use oci_spec::runtime::Spec;
 
+use super::error::{ContainerError, Result};
+use super::ContainerService;
 use super::{get, resources, spec, state_name, update_status_sync};
-use crate::error::{Result, ServerError};
-use crate::service::ServerState;
 
 /// The type URL containerd sends task resource updates under.
 pub const LINUX_RESOURCES_TYPE_URL: &str =
@@ -22,7 +22,7 @@ const RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// UpdateContainerResources.
 pub async fn update_container_resources(
-    state: &ServerState,
+    state: &ContainerService,
     request: UpdateContainerResourcesRequest,
 ) -> Result<()> {
     let container = get(state, &request.container_id)?;
@@ -32,19 +32,19 @@ pub async fn update_container_resources(
         // Nothing for Linux to change (Windows resources are not served).
         return Ok(());
     };
-    let handle = state.live_containers.get(id.as_ref());
+    let handle = state.store.handle(id.as_ref());
     let _guard = match &handle {
         Some(h) => Some(h.update_lock.lock().await),
         None => None,
     };
     let current = state
-        .containers
+        .store
         .get(id.as_ref())
-        .map_err(ServerError::ContainerStore)?
+        .map_err(ContainerError::ContainerStore)?
         .status
         .state();
     if current != ContainerState::ContainerCreated && current != ContainerState::ContainerRunning {
-        return Err(ServerError::ContainerState {
+        return Err(ContainerError::ContainerState {
             id: id.to_string(),
             state: state_name(current),
             reason: "only created or running containers can be updated".into(),
@@ -54,7 +54,7 @@ pub async fn update_container_resources(
     let mut record = state.containerd.containers.get(id.as_ref()).await?;
     let old_spec = spec::spec_from_any(id.as_ref(), record.spec.as_ref())?;
     let mut new_spec = old_spec.clone();
-    let swap = state.container_host.os.swap_controller_available();
+    let swap = state.host.os.swap_controller_available();
     resources::apply_linux_resources(&mut new_spec, linux, swap);
     record.spec = Some(spec::spec_any(id.as_ref(), &new_spec)?);
     state
@@ -81,9 +81,9 @@ pub async fn update_container_resources(
 
 /// `task.Update(WithResources)`; a task that is gone (the container
 /// exited meanwhile) is not an error.
-async fn update_task(state: &ServerState, id: &str, spec: &Spec) -> Result<()> {
+async fn update_task(state: &ContainerService, id: &str, spec: &Spec) -> Result<()> {
     let value = serde_json::to_vec(&resources::linux_resources(spec)).map_err(|source| {
-        ServerError::SpecJson {
+        ContainerError::SpecJson {
             id: id.to_owned(),
             op: "encode the resources in",
             source,
@@ -100,7 +100,7 @@ async fn update_task(state: &ServerState, id: &str, spec: &Spec) -> Result<()> {
 }
 
 async fn restore_spec(
-    state: &ServerState,
+    state: &ContainerService,
     mut record: cri_api::containerd::ContainerRecord,
     old: &Spec,
 ) {

@@ -72,7 +72,7 @@ impl ObjectGauges {
 
 /// Counts the stores by CRI state; every state is reported, zeros too, so
 /// the series do not come and go.
-pub fn count_objects(sandboxes: &SandboxStore, containers: &ContainerStore) -> ObjectCounts {
+pub fn count_objects<H>(sandboxes: &SandboxStore, containers: &ContainerStore<H>) -> ObjectCounts {
     let (mut ready, mut notready) = (0, 0);
     for sandbox in sandboxes.list() {
         match sandbox.status.state.to_cri() {
@@ -110,7 +110,7 @@ mod tests {
 
     #[test]
     fn empty_stores_report_zeros_for_every_state() {
-        let counts = count_objects(&SandboxStore::default(), &ContainerStore::default());
+        let counts = count_objects(&SandboxStore::default(), &ContainerStore::<()>::default());
         assert_eq!(counts.pods, [("ready", 0), ("notready", 0)]);
         assert_eq!(counts.containers.len(), 4);
         assert!(counts.containers.iter().all(|(_, n)| *n == 0));
@@ -141,7 +141,7 @@ mod tests {
             };
             store.add(Sandbox::new(metadata, status)).unwrap();
         }
-        let counts = count_objects(&store, &ContainerStore::default());
+        let counts = count_objects(&store, &ContainerStore::<()>::default());
         assert_eq!(counts.pods, [("ready", 1), ("notready", 2)]);
     }
 }

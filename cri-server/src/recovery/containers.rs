@@ -38,6 +38,7 @@ pub(super) async fn load(
     let id = ContainerId::from(record.id.as_str());
     if state
         .containers
+        .store
         .get(id.as_ref())
         .is_ok_and(|c| c.metadata.id == id)
     {
@@ -49,7 +50,7 @@ pub(super) async fn load(
         .map(crate::container::spec::cgroups_path)
         .unwrap_or_default();
     let user = spec.as_ref().and_then(crate::container::status::spec_user);
-    let paths = ContainerPaths::new(state, &id);
+    let paths = ContainerPaths::new(&state.containers, &id);
     let decoded = match record.extensions.get(CONTAINER_METADATA_EXTENSION) {
         Some(any) => container_metadata_from_any(&record.id, any).map_err(|e| e.to_string()),
         None => Err(format!("no {CONTAINER_METADATA_EXTENSION} extension")),
@@ -70,12 +71,10 @@ pub(super) async fn load(
                 ..ContainerStatus::default()
             };
             let handle = ContainerHandle::new(None, &record.snapshotter, &cgroups_path);
-            state
-                .live_containers
-                .insert(id.as_ref(), handle.with_user(user));
             add(
                 state,
                 Container::new(degraded_metadata(record, spec.as_ref()), status),
+                handle.with_user(user),
             );
             return Ok(Outcome::Degraded);
         }
@@ -144,7 +143,7 @@ pub(super) async fn load(
             }
             TaskStatus::Stopped | TaskStatus::Unknown => {
                 let oom = crate::container::exit::cgroup_oom_killed(
-                    &state.container_host.cgroup_root,
+                    &state.containers.host.cgroup_root,
                     &cgroups_path,
                 );
                 kill_and_delete_task(state, &record.id).await?;
@@ -172,18 +171,17 @@ pub(super) async fn load(
         tracing::warn!(container_id = %id, image = %metadata.image_ref, "image of recovered container is not in the image store");
     }
     let handle = ContainerHandle::new(io, &record.snapshotter, &cgroups_path).with_user(user);
-    let handle = state.live_containers.insert(id.as_ref(), handle);
     if !matches!(status.state(), ContainerState::ContainerRunning) {
         handle.mark_stopped();
     }
-    match state.container_names.reserve(&metadata.name, id.as_ref()) {
+    match state.containers.names.reserve(&metadata.name, id.as_ref()) {
         Ok(reservation) => reservation.keep(),
         Err(e) => tracing::warn!(container_id = %id, error = %e, "re-reserve container name"),
     }
     let current = status.state();
-    add(state, Container::new(metadata, status));
+    add(state, Container::new(metadata, status), handle);
     if watch && current == ContainerState::ContainerRunning {
-        crate::container::exit::spawn_exit_monitor(Arc::clone(state), id.clone());
+        crate::container::exit::spawn_exit_monitor(Arc::clone(&state.containers), id.clone());
     }
     tracing::info!(container_id = %id, state = ?current, "recovered container");
     Ok(if current == ContainerState::ContainerUnknown {
@@ -193,9 +191,9 @@ pub(super) async fn load(
     })
 }
 
-fn add(state: &ServerState, container: Container) {
+fn add(state: &ServerState, container: Container, handle: ContainerHandle) {
     let id = container.metadata.id.clone();
-    if let Err(e) = state.containers.add(container) {
+    if let Err(e) = state.containers.store.add(container, handle) {
         tracing::error!(container_id = %id, error = %e, "add recovered container");
     }
 }

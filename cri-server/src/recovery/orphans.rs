@@ -20,11 +20,12 @@ pub(super) async fn clean(state: &ServerState, records: &[&ContainerRecord]) -> 
     let server = &state.config.server;
     let containers: HashSet<String> = state
         .containers
+        .store
         .list()
         .into_iter()
         .map(|c| c.metadata.id.to_string())
         .collect();
-    let sandboxes = state.sandboxes.list();
+    let sandboxes = state.sandboxes.store.list();
     let sandbox_ids: HashSet<String> = sandboxes
         .iter()
         .map(|s| s.metadata.id.to_string())
@@ -52,7 +53,7 @@ pub(super) async fn clean(state: &ServerState, records: &[&ContainerRecord]) -> 
         .collect();
     for name in orphan_sandboxes {
         tracing::info!(pod_sandbox_id = %name, "removing leftover sandbox files");
-        let files = state.sandbox.files().clone();
+        let files = state.sandboxes.manager.files().clone();
         let id = SandboxId::from(name.as_str());
         match tokio::task::spawn_blocking(move || files.remove(&id)).await {
             Ok(Ok(())) => removed += 1,
@@ -80,11 +81,11 @@ pub(super) async fn clean(state: &ServerState, records: &[&ContainerRecord]) -> 
             // frees the pod's IP.
             for id in cni_cache_ids_for(Path::new(DEFAULT_CACHE_DIR), &path) {
                 let network = SandboxNetwork::new(SandboxId::from(id.as_str()), &path);
-                if let Err(e) = state.sandbox.cni().teardown(&network).await {
+                if let Err(e) = state.sandboxes.manager.cni().teardown(&network).await {
                     tracing::warn!(pod_sandbox_id = %id, error = %e, "tear down network of leftover netns");
                 }
             }
-            match state.sandbox.netns().remove(&path).await {
+            match state.sandboxes.manager.netns().remove(&path).await {
                 Ok(()) => removed += 1,
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "remove leftover netns")

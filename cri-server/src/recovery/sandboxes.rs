@@ -30,6 +30,7 @@ pub(super) async fn load(
     let id = SandboxId::from(record.id.as_str());
     if state
         .sandboxes
+        .store
         .get(id.as_ref())
         .is_ok_and(|s| s.metadata.id == id)
     {
@@ -69,18 +70,22 @@ pub(super) async fn load(
     if let Some(reason) = &degraded {
         tracing::error!(pod_sandbox_id = %id, %reason, "cannot load sandbox metadata; keeping the sandbox NOTREADY for removal");
     }
-    if let Err(e) = state.sandboxes.add(Sandbox::new(metadata, status.clone())) {
+    if let Err(e) = state
+        .sandboxes
+        .store
+        .add(Sandbox::new(metadata, status.clone()))
+    {
         tracing::error!(pod_sandbox_id = %id, error = %e, "add recovered sandbox");
         return Ok(Outcome::Degraded);
     }
     if degraded.is_none() {
-        match state.sandbox_names.reserve(&name, id.as_ref()) {
+        match state.sandboxes.names.reserve(&name, id.as_ref()) {
             Ok(reservation) => reservation.keep(),
             Err(e) => tracing::warn!(pod_sandbox_id = %id, error = %e, "re-reserve sandbox name"),
         }
     }
     if watch {
-        crate::sandbox::exit_monitor::spawn_exit_monitor(Arc::clone(state), id.clone());
+        crate::sandbox::exit_monitor::spawn_exit_monitor(Arc::clone(&state.sandboxes), id.clone());
     }
     tracing::info!(pod_sandbox_id = %id, state = ?status.state, "recovered sandbox");
     Ok(if degraded.is_some() {

@@ -212,35 +212,32 @@ fn env() -> TestEnv {
 }
 
 fn state_of(env: &TestEnv, id: &str) -> ContainerStatus {
-    env.state.containers.get(id).unwrap().status
+    env.server.containers.store.get(id).unwrap().status
 }
 
 #[tokio::test]
 async fn every_record_is_loaded_and_reconciled_with_its_task() {
     let env = env();
-    let summary = recover(&env.state).await.unwrap();
+    let summary = recover(&env.server).await.unwrap();
     assert_eq!((summary.sandboxes, summary.containers), (1, 6));
     assert_eq!(summary.degraded, 2, "bad and nostatus");
 
-    let sandbox = env.state.sandboxes.get("s1").unwrap();
+    let sandbox = env.server.sandboxes.store.get("s1").unwrap();
     assert_eq!(sandbox.status.state, SandboxState::Ready);
     assert_eq!(
         (sandbox.status.pid, sandbox.status.created_at),
         (777, 5_000_000_000)
     );
     assert_eq!(
-        env.state.sandbox_names.owner("pod_ns_uid_s1").as_deref(),
+        env.server.sandboxes.names.owner("pod_ns_uid_s1").as_deref(),
         Some("s1")
     );
 
     let run = state_of(&env, "run");
     assert_eq!(run.state(), ContainerState::ContainerRunning);
-    let handle = env.state.live_containers.get("run").unwrap();
+    let handle = env.state.store.handle("run").unwrap();
     assert!(handle.io().is_some(), "running container io re-attached");
-    assert_eq!(
-        env.state.container_names.owner("name-run").as_deref(),
-        Some("run")
-    );
+    assert_eq!(env.state.names.owner("name-run").as_deref(), Some("run"));
 
     let down = state_of(&env, "down");
     assert_eq!(down.state(), ContainerState::ContainerExited);
@@ -256,15 +253,9 @@ async fn every_record_is_loaded_and_reconciled_with_its_task() {
 
     let made = state_of(&env, "made");
     assert_eq!(made.state(), ContainerState::ContainerCreated);
-    assert!(env
-        .state
-        .live_containers
-        .get("made")
-        .unwrap()
-        .io()
-        .is_some());
+    assert!(env.state.store.handle("made").unwrap().io().is_some());
 
-    let bad = env.state.containers.get("bad").unwrap();
+    let bad = env.server.containers.store.get("bad").unwrap();
     assert_eq!(bad.status.state(), ContainerState::ContainerUnknown);
     assert_eq!(bad.metadata.sandbox_id.as_ref(), "s1");
     assert_eq!(
@@ -276,19 +267,19 @@ async fn every_record_is_loaded_and_reconciled_with_its_task() {
 #[tokio::test]
 async fn a_second_pass_changes_nothing() {
     let env = env();
-    recover(&env.state).await.unwrap();
+    recover(&env.server).await.unwrap();
     let before: Vec<_> = env
         .state
-        .containers
+        .store
         .list()
         .into_iter()
         .map(|c| c.status)
         .collect();
-    let summary = recover(&env.state).await.unwrap();
+    let summary = recover(&env.server).await.unwrap();
     assert_eq!(summary.degraded, 0);
     let after: Vec<_> = env
         .state
-        .containers
+        .store
         .list()
         .into_iter()
         .map(|c| c.status)
@@ -311,7 +302,7 @@ async fn leftover_dirs_of_unknown_objects_are_removed() {
     }
     let kept = server.state_dir.join("sandboxes/s1");
     std::fs::create_dir_all(&kept).unwrap();
-    let summary = recover(&env.state).await.unwrap();
+    let summary = recover(&env.server).await.unwrap();
     for dir in &stray {
         assert!(!dir.exists(), "{} left", dir.display());
     }
@@ -354,7 +345,7 @@ async fn containerd_down_keeps_the_gate_shut_and_the_pass_is_retried_with_backof
         .returning(|_, _| Ok(Vec::new()));
     let env = TestEnv::with(mocks, "");
     let readiness = Readiness::new();
-    let task = tokio::spawn(recover_then_serve(env.state.clone(), readiness.clone()));
+    let task = tokio::spawn(recover_then_serve(env.server.clone(), readiness.clone()));
     // Backoff 200 ms, 400 ms, 800 ms: closed through each failed pass.
     for (after, tries) in [
         (Duration::ZERO, 1),

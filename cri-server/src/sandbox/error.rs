@@ -7,7 +7,6 @@ use cri_sandbox::controller::ControllerError;
 use cri_sandbox::files::FilesError;
 use cri_sandbox::netns::NetnsError;
 
-use crate::error::ServerError;
 use crate::image::ImageError;
 use cri_metadata::MetadataError;
 
@@ -81,14 +80,22 @@ pub enum SandboxError {
         id: String,
         container_id: String,
         #[source]
-        source: Box<ServerError>,
+        source: super::PodContainerError,
     },
     #[error("failed to remove container {container_id:?} of sandbox {id}")]
     RemoveContainer {
         id: String,
         container_id: String,
         #[source]
-        source: Box<ServerError>,
+        source: super::PodContainerError,
+    },
+    /// Connecting to or copying from a port in the pod failed.
+    #[error("forward port {port} of sandbox {sandbox_id}")]
+    PortForward {
+        sandbox_id: String,
+        port: u16,
+        #[source]
+        source: std::io::Error,
     },
     #[error("add sandbox {id} to the store: {message}")]
     Store { id: String, message: String },
@@ -115,11 +122,5 @@ impl SandboxError {
             Self::WithUndo { source, .. } => source.root(),
             other => other,
         }
-    }
-}
-
-impl From<SandboxError> for ServerError {
-    fn from(e: SandboxError) -> Self {
-        ServerError::Sandbox(Box::new(e))
     }
 }

@@ -12,13 +12,13 @@ use cri_store::sandbox::SandboxState;
 use cri_store::StoreError;
 use tracing::Instrument;
 
-use crate::service::ServerState;
+use super::SandboxService;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Starts watching `id`, which must be in the sandbox store.
-pub fn spawn_exit_monitor(state: Arc<ServerState>, id: SandboxId) {
+pub fn spawn_exit_monitor(state: Arc<SandboxService>, id: SandboxId) {
     // Its own root: as a child it would keep the RPC's span open (and
     // unexported) for the sandbox's whole life.
     let span = tracing::info_span!(parent: None, "sandbox_exit_monitor", pod_sandbox_id = %id);
@@ -26,15 +26,15 @@ pub fn spawn_exit_monitor(state: Arc<ServerState>, id: SandboxId) {
     tokio::spawn(monitor(state, id).instrument(span));
 }
 
-async fn monitor(state: Arc<ServerState>, id: SandboxId) {
+async fn monitor(state: Arc<SandboxService>, id: SandboxId) {
     let mut delay = MIN_BACKOFF;
     loop {
-        let Ok(sandbox) = state.sandboxes.get(id.as_ref()) else {
+        let Ok(sandbox) = state.store.get(id.as_ref()) else {
             tracing::debug!("sandbox removed; exit monitor done");
             return;
         };
         let controller = match state
-            .sandbox
+            .manager
             .controller_of(&state.config, &sandbox.metadata.runtime_handler)
         {
             Ok(c) => Arc::clone(c),
@@ -64,8 +64,8 @@ async fn monitor(state: Arc<ServerState>, id: SandboxId) {
 }
 
 /// NOTREADY without a pid; a sandbox removed meanwhile is fine.
-pub(crate) fn mark_not_ready(state: &ServerState, id: &SandboxId) {
-    let updated = state.sandboxes.update_status(id, |s| {
+pub(crate) fn mark_not_ready(state: &SandboxService, id: &SandboxId) {
+    let updated = state.store.update_status(id, |s| {
         s.state = SandboxState::NotReady;
         s.pid = 0;
         Ok::<(), StoreError>(())

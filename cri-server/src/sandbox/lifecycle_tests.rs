@@ -19,11 +19,12 @@ use super::testutil::{
     entries, mocks, pod, request, state, state_with, Fail, Log, Mocks, NETNS, SANDBOX_ID,
 };
 use super::*;
+use crate::service::ServerState;
 
 async fn running(m: Mocks, log: &Log) -> (tempfile::TempDir, Arc<ServerState>) {
     let dir = tempfile::tempdir().unwrap();
     let state = state(dir.path(), m, "").await;
-    run_pod_sandbox(Arc::clone(&state), request(pod("web"), ""))
+    run_pod_sandbox(Arc::clone(&state.sandboxes), request(pod("web"), ""))
         .await
         .unwrap();
     log.lock().unwrap().clear();
@@ -44,7 +45,9 @@ fn check(log: &Log, expected: &[&str]) {
 async fn stop_stops_the_sandbox_then_the_network_and_is_idempotent() {
     let log: Log = Arc::default();
     let (_dir, state) = running(mocks(&log, Fail::Nothing), &log).await;
-    stop_pod_sandbox(&state, SANDBOX_ID).await.unwrap();
+    stop_pod_sandbox(&state.sandboxes, &*state.containers, SANDBOX_ID)
+        .await
+        .unwrap();
     check(
         &log,
         &[
@@ -54,7 +57,7 @@ async fn stop_stops_the_sandbox_then_the_network_and_is_idempotent() {
             &format!("remove netns {NETNS}"),
         ],
     );
-    let sandbox = state.sandboxes.get(SANDBOX_ID).unwrap();
+    let sandbox = state.sandboxes.store.get(SANDBOX_ID).unwrap();
     assert_eq!(sandbox.status.state, SandboxState::NotReady);
     assert_eq!(sandbox.status.pid, 0);
     assert_eq!(
@@ -63,7 +66,9 @@ async fn stop_stops_the_sandbox_then_the_network_and_is_idempotent() {
     );
 
     log.lock().unwrap().clear();
-    stop_pod_sandbox(&state, &SANDBOX_ID[..12]).await.unwrap();
+    stop_pod_sandbox(&state.sandboxes, &*state.containers, &SANDBOX_ID[..12])
+        .await
+        .unwrap();
     // The netns is gone: CNI DEL runs with an empty netns path.
     check(
         &log,
@@ -80,7 +85,9 @@ async fn stop_stops_the_sandbox_then_the_network_and_is_idempotent() {
 async fn remove_stops_first_then_shuts_down_and_forgets() {
     let log: Log = Arc::default();
     let (_dir, state) = running(mocks(&log, Fail::Nothing), &log).await;
-    remove_pod_sandbox(&state, SANDBOX_ID).await.unwrap();
+    remove_pod_sandbox(&state.sandboxes, &*state.containers, SANDBOX_ID)
+        .await
+        .unwrap();
     check(
         &log,
         &[
@@ -92,13 +99,15 @@ async fn remove_stops_first_then_shuts_down_and_forgets() {
             "controller shutdown",
         ],
     );
-    assert!(state.sandboxes.list().is_empty());
-    assert_eq!(state.sandbox_names.owner("web_default_uid-web_1"), None);
+    assert!(state.sandboxes.store.list().is_empty());
+    assert_eq!(state.sandboxes.names.owner("web_default_uid-web_1"), None);
     log.lock().unwrap().clear();
-    remove_pod_sandbox(&state, SANDBOX_ID).await.unwrap();
+    remove_pod_sandbox(&state.sandboxes, &*state.containers, SANDBOX_ID)
+        .await
+        .unwrap();
     check(&log, &[]);
     // The name can be used again.
-    run_pod_sandbox(Arc::clone(&state), request(pod("web"), ""))
+    run_pod_sandbox(Arc::clone(&state.sandboxes), request(pod("web"), ""))
         .await
         .unwrap();
 }
@@ -114,9 +123,11 @@ async fn remove_refuses_while_the_netns_is_open() {
     m.netns.expect_remove().returning(|_| Ok(()));
     m.netns.expect_is_closed().returning(|_| Ok(false));
     let (_dir, state) = running(m, &log).await;
-    let err = remove_pod_sandbox(&state, SANDBOX_ID).await.unwrap_err();
+    let err = remove_pod_sandbox(&state.sandboxes, &*state.containers, SANDBOX_ID)
+        .await
+        .unwrap_err();
     assert!(matches!(err, SandboxError::NetnsNotClosed { .. }), "{err}");
-    assert_eq!(state.sandboxes.list().len(), 1);
+    assert_eq!(state.sandboxes.store.list().len(), 1);
 }
 
 #[tokio::test]
@@ -124,20 +135,28 @@ async fn unknown_ids_are_not_found_for_stop_and_status() {
     let log: Log = Arc::default();
     let dir = tempfile::tempdir().unwrap();
     let state = state(dir.path(), mocks(&log, Fail::Nothing), "").await;
-    let err = stop_pod_sandbox(&state, "nope").await.unwrap_err();
-    let status = tonic::Status::from(crate::error::ServerError::from(err));
+    let err = stop_pod_sandbox(&state.sandboxes, &*state.containers, "nope")
+        .await
+        .unwrap_err();
+    let status = tonic::Status::from(err);
     assert_eq!(status.code(), tonic::Code::NotFound);
     assert!(status.message().contains("nope"), "{status:?}");
-    let err = pod_sandbox_status(&state, "nope", false).await.unwrap_err();
+    let err = pod_sandbox_status(&state.sandboxes, "nope", false)
+        .await
+        .unwrap_err();
     assert!(matches!(err, SandboxError::NotFound { .. }));
-    remove_pod_sandbox(&state, "nope").await.unwrap();
+    remove_pod_sandbox(&state.sandboxes, &*state.containers, "nope")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn status_reports_ips_until_the_netns_is_gone() {
     let log: Log = Arc::default();
     let (_dir, state) = running(mocks(&log, Fail::Nothing), &log).await;
-    let resp = pod_sandbox_status(&state, SANDBOX_ID, false).await.unwrap();
+    let resp = pod_sandbox_status(&state.sandboxes, SANDBOX_ID, false)
+        .await
+        .unwrap();
     let status = resp.status.unwrap();
     assert_eq!(status.state, PodSandboxState::SandboxReady as i32);
     let network = status.network.unwrap();
@@ -148,8 +167,10 @@ async fn status_reports_ips_until_the_netns_is_gone() {
     assert!(status.created_at > 0);
     assert!(resp.info.is_empty());
 
-    stop_pod_sandbox(&state, SANDBOX_ID).await.unwrap();
-    let status = pod_sandbox_status(&state, SANDBOX_ID, false)
+    stop_pod_sandbox(&state.sandboxes, &*state.containers, SANDBOX_ID)
+        .await
+        .unwrap();
+    let status = pod_sandbox_status(&state.sandboxes, SANDBOX_ID, false)
         .await
         .unwrap()
         .status
@@ -184,7 +205,9 @@ async fn verbose_status_carries_containerds_info_json() {
         })
     });
     let (_dir, state) = running(m, &log).await;
-    let resp = pod_sandbox_status(&state, SANDBOX_ID, true).await.unwrap();
+    let resp = pod_sandbox_status(&state.sandboxes, SANDBOX_ID, true)
+        .await
+        .unwrap();
     let info: serde_json::Value = serde_json::from_str(&resp.info["info"]).unwrap();
     assert_eq!(info["pid"], 4242);
     assert_eq!(info["processStatus"], "running");
@@ -205,13 +228,15 @@ async fn verbose_status_carries_containerds_info_json() {
 async fn list_filters_by_prefix_state_and_labels() {
     let log: Log = Arc::default();
     let (_dir, state) = running(mocks(&log, Fail::Nothing), &log).await;
-    run_pod_sandbox(Arc::clone(&state), request(pod("db"), ""))
+    run_pod_sandbox(Arc::clone(&state.sandboxes), request(pod("db"), ""))
         .await
         .unwrap();
-    stop_pod_sandbox(&state, SANDBOX_ID).await.unwrap();
-    assert_eq!(list_pod_sandbox(&state, None).len(), 2);
+    stop_pod_sandbox(&state.sandboxes, &*state.containers, SANDBOX_ID)
+        .await
+        .unwrap();
+    assert_eq!(list_pod_sandbox(&state.sandboxes, None).len(), 2);
     let by_prefix = list_pod_sandbox(
-        &state,
+        &state.sandboxes,
         Some(PodSandboxFilter {
             id: SANDBOX_ID[..1].into(),
             ..Default::default()
@@ -220,7 +245,7 @@ async fn list_filters_by_prefix_state_and_labels() {
     assert_eq!(by_prefix.len(), 1);
     assert_eq!(by_prefix[0].id, SANDBOX_ID);
     let ready = list_pod_sandbox(
-        &state,
+        &state.sandboxes,
         Some(PodSandboxFilter {
             state: Some(PodSandboxStateValue {
                 state: PodSandboxState::SandboxReady as i32,
@@ -286,10 +311,10 @@ async fn an_exited_sandbox_turns_not_ready() {
     });
     let dir = tempfile::tempdir().unwrap();
     let state = state_with(dir.path(), controller.clone(), m.netns, m.cni, "").await;
-    run_pod_sandbox(Arc::clone(&state), request(pod("web"), ""))
+    run_pod_sandbox(Arc::clone(&state.sandboxes), request(pod("web"), ""))
         .await
         .unwrap();
-    let current = || state.sandboxes.get(SANDBOX_ID).unwrap().status;
+    let current = || state.sandboxes.store.get(SANDBOX_ID).unwrap().status;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!((current().state, current().pid), (SandboxState::Ready, 7));
     controller.exit.notify_one();

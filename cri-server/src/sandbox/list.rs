@@ -5,15 +5,18 @@
 use cri_api::v1::{PodSandbox, PodSandboxFilter};
 use cri_store::sandbox::Sandbox;
 
-use crate::service::ServerState;
+use super::SandboxService;
 
 /// ListPodSandbox.
-pub fn list_pod_sandbox(state: &ServerState, filter: Option<PodSandboxFilter>) -> Vec<PodSandbox> {
-    let sandboxes = state.sandboxes.list().iter().map(to_cri).collect();
+pub fn list_pod_sandbox(
+    state: &SandboxService,
+    filter: Option<PodSandboxFilter>,
+) -> Vec<PodSandbox> {
+    let sandboxes = state.store.list().iter().map(to_cri).collect();
     match filter {
         Some(mut filter) => {
             // A unique prefix stands for its full id (normalizePodSandboxFilter).
-            if let Ok(s) = state.sandboxes.get(&filter.id) {
+            if let Ok(s) = state.store.get(&filter.id) {
                 filter.id = s.metadata.id.to_string();
             }
             filter_sandboxes(sandboxes, &filter)

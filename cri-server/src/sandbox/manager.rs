@@ -21,7 +21,7 @@ use cri_sandbox::netns::{NetnsManager, DEFAULT_NETNS_DIR};
 
 use super::error::SandboxError;
 use crate::config::{Config, RuntimeConfig};
-use crate::container::RandomIds;
+use cri_api::ids::RandomIds;
 
 /// The pieces a [`SandboxManager`] is made of (real ones from
 /// [`SandboxManager::new`], mocks in tests).

@@ -4,9 +4,9 @@
 //! [`SandboxManager`] (controllers, netns, CNI, sandbox files), plus the
 //! exit monitor that turns a sandbox NOTREADY when its pause task exits.
 //!
-//! For app containers: a sandbox is `state.sandboxes.get(id)` (metadata:
+//! For app containers: a sandbox is `state.store.get(id)` (metadata:
 //! config, netns path, runtime handler; status: READY/NOTREADY, pause
-//! pid); its files are at [`sandbox_files`] / `state.sandbox.paths(id)`.
+//! pid); its files are at [`sandbox_files`] / `state.manager.paths(id)`.
 
 mod error;
 pub(crate) mod exit_monitor;
@@ -17,6 +17,7 @@ mod remove;
 mod run;
 mod runtime_config;
 mod runtime_options;
+mod service;
 pub mod spec_options;
 mod status;
 mod stop;
@@ -40,15 +41,14 @@ pub use runtime_options::{
     runtime_options, runtime_options_json, RuncOptions, RUNC_OPTIONS_TYPE_URL,
     RUNTIME_OPTIONS_TYPE_URL,
 };
+pub use service::{PodContainerError, PodContainers, SandboxLookup, SandboxService};
 pub use spec_options::spec_options;
 pub use status::pod_sandbox_status;
 pub use stop::stop_pod_sandbox;
 
-use crate::service::ServerState;
-
 /// The sandbox with this full id or unique prefix.
-pub fn lookup(state: &ServerState, id_or_prefix: &str) -> Result<Sandbox, SandboxError> {
-    state.sandboxes.get(id_or_prefix).map_err(|e| match e {
+pub fn lookup(state: &SandboxService, id_or_prefix: &str) -> Result<Sandbox, SandboxError> {
+    state.store.get(id_or_prefix).map_err(|e| match e {
         StoreError::Ambiguous { prefix, .. } => SandboxError::Ambiguous { prefix },
         _ => SandboxError::NotFound {
             id: id_or_prefix.to_owned(),
@@ -60,8 +60,8 @@ pub fn lookup(state: &ServerState, id_or_prefix: &str) -> Result<Sandbox, Sandbo
 /// `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf` and `/dev/shm` (the
 /// host's `/dev/shm` for host IPC), in the shape the container spec
 /// builder takes.
-pub fn sandbox_files(state: &ServerState, sandbox: &SandboxMetadata) -> cri_spec::SandboxFiles {
-    let paths = state.sandbox.paths(&sandbox.id);
+pub fn sandbox_files(state: &SandboxService, sandbox: &SandboxMetadata) -> cri_spec::SandboxFiles {
+    let paths = state.manager.paths(&sandbox.id);
     let host_ipc = sandbox
         .config
         .linux

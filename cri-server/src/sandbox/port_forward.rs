@@ -13,13 +13,14 @@ use std::path::{Path, PathBuf};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::error::{Result, ServerError};
-use crate::service::ServerState;
+use super::{SandboxError, SandboxService};
+
+type Result<T, E = SandboxError> = std::result::Result<T, E>;
 
 /// Connects to `port` on localhost in the network namespace of sandbox
 /// `id` (the host's with host networking) and copies between it and
 /// `client` until the pod side ends.
-pub async fn port_forward<S>(state: &ServerState, id: &str, port: u16, client: S) -> Result<()>
+pub async fn port_forward<S>(state: &SandboxService, id: &str, port: u16, client: S) -> Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -30,7 +31,7 @@ where
     } else {
         let path = PathBuf::from(&sandbox.metadata.netns_path);
         if sandbox.metadata.netns_path.is_empty() || !path.exists() {
-            return Err(ServerError::PortForward {
+            return Err(SandboxError::PortForward {
                 sandbox_id: id,
                 port,
                 source: io::Error::new(
@@ -41,7 +42,7 @@ where
         }
         Some(path)
     };
-    let err = |source| ServerError::PortForward {
+    let err = |source| SandboxError::PortForward {
         sandbox_id: id.clone(),
         port,
         source,

@@ -9,13 +9,17 @@ use cri_store::StoreError;
 
 use super::error::SandboxError;
 use super::stop::stop_sandbox;
-use crate::service::ServerState;
+use super::{PodContainers, SandboxService};
 
 type Result<T, E = SandboxError> = std::result::Result<T, E>;
 
 /// RemovePodSandbox for a full id or unique prefix.
-pub async fn remove_pod_sandbox(state: &ServerState, id_or_prefix: &str) -> Result<()> {
-    let sandbox = match state.sandboxes.get(id_or_prefix) {
+pub async fn remove_pod_sandbox(
+    state: &SandboxService,
+    containers: &dyn PodContainers,
+    id_or_prefix: &str,
+) -> Result<()> {
+    let sandbox = match state.store.get(id_or_prefix) {
         Ok(s) => s,
         Err(StoreError::Ambiguous { prefix, .. }) => {
             return Err(SandboxError::Ambiguous { prefix })
@@ -32,10 +36,10 @@ pub async fn remove_pod_sandbox(state: &ServerState, id_or_prefix: &str) -> Resu
     let id = &meta.id;
     tracing::Span::current().record("pod_sandbox_id", tracing::field::display(id));
 
-    stop_sandbox(state, &sandbox).await?;
+    stop_sandbox(state, containers, &sandbox).await?;
     if !meta.netns_path.is_empty() {
         let closed = state
-            .sandbox
+            .manager
             .netns()
             .is_closed(Path::new(&meta.netns_path))
             .await
@@ -50,19 +54,17 @@ pub async fn remove_pod_sandbox(state: &ServerState, id_or_prefix: &str) -> Resu
         }
     }
 
-    for container in state.containers.list_by_sandbox(id) {
-        let container_id = container.metadata.id.to_string();
-        crate::container::remove_container(state, &container_id)
-            .await
-            .map_err(|source| SandboxError::RemoveContainer {
-                id: id.to_string(),
-                container_id,
-                source: Box::new(source),
-            })?;
-    }
+    containers
+        .remove_all(id)
+        .await
+        .map_err(|source| SandboxError::RemoveContainer {
+            id: id.to_string(),
+            container_id: source.container_id.clone(),
+            source,
+        })?;
 
     let controller = state
-        .sandbox
+        .manager
         .controller_of(&state.config, &meta.runtime_handler)?;
     match controller.shutdown(id).await {
         Ok(()) => {}
@@ -75,8 +77,8 @@ pub async fn remove_pod_sandbox(state: &ServerState, id_or_prefix: &str) -> Resu
         }
     }
 
-    if state.sandboxes.remove(id).is_ok() {
-        state.sandbox_names.release(&meta.name);
+    if state.store.remove(id).is_ok() {
+        state.names.release(&meta.name);
     }
     state.stats.forget(id.as_ref());
     tracing::info!("sandbox removed");

@@ -26,8 +26,8 @@ use super::error::SandboxError;
 use super::exit_monitor::spawn_exit_monitor;
 use super::runtime_options::runtime_options;
 use super::spec_options::spec_options;
+use super::SandboxService;
 use crate::config::RuntimeConfig;
-use crate::service::ServerState;
 use cri_metadata::{sandbox_metadata_to_any, SANDBOX_METADATA_EXTENSION};
 
 type Result<T, E = SandboxError> = std::result::Result<T, E>;
@@ -42,10 +42,10 @@ const MAX_LABEL_SIZE: usize = 4096;
 /// RunPodSandbox; returns the new sandbox id. Records `pod_sandbox_id` in
 /// the current span.
 pub async fn run_pod_sandbox(
-    state: Arc<ServerState>,
+    state: Arc<SandboxService>,
     request: RunPodSandboxRequest,
 ) -> Result<String> {
-    let id = SandboxId(state.sandbox.ids().generate());
+    let id = SandboxId(state.manager.ids().generate());
     let span = tracing::Span::current();
     span.record("pod_sandbox_id", tracing::field::display(&id));
     let task_id = id.clone();
@@ -121,14 +121,14 @@ struct Plan {
 }
 
 async fn run(
-    state: &Arc<ServerState>,
+    state: &Arc<SandboxService>,
     id: SandboxId,
     request: RunPodSandboxRequest,
 ) -> Result<String> {
     let config = request.config.ok_or(SandboxError::MissingMetadata)?;
     let name = sandbox_name(validate(&config)?);
     let reservation = state
-        .sandbox_names
+        .names
         .reserve(&name, id.as_ref())
         .map_err(|e| match e {
             StoreError::NameReserved { name, owner } => SandboxError::NameReserved { name, owner },
@@ -147,7 +147,7 @@ async fn run(
             },
         }
     })?;
-    let controller = Arc::clone(state.sandbox.controller_for(&handler, &runtime)?);
+    let controller = Arc::clone(state.manager.controller_for(&handler, &runtime)?);
     let sandbox_image = &state.config.cri.sandbox_image;
     let image = state
         .images
@@ -191,7 +191,7 @@ async fn run(
             created_at,
         };
         state
-            .sandboxes
+            .store
             .add(Sandbox::new(metadata.clone(), status))
             .map_err(|e| SandboxError::Store {
                 id: id.to_string(),
@@ -215,7 +215,7 @@ async fn run(
             // Keep what could not be undone findable, so RemovePodSandbox
             // can retry; the name stays reserved until then.
             let unknown = Sandbox::new(metadata, SandboxStatus::default());
-            if let Err(e) = state.sandboxes.add(unknown) {
+            if let Err(e) = state.store.add(unknown) {
                 tracing::error!(error = %e, "keep failed sandbox in the store");
             }
             reservation.keep();
@@ -230,7 +230,7 @@ async fn run(
 /// Netns, CNI, then the controller's create and start; fills in the
 /// network part of `metadata`.
 async fn setup(
-    state: &Arc<ServerState>,
+    state: &Arc<SandboxService>,
     plan: &Plan,
     metadata: &mut SandboxMetadata,
     undo: &mut Rollback,
@@ -240,7 +240,7 @@ async fn setup(
         None
     } else {
         let netns = state
-            .sandbox
+            .manager
             .netns()
             .create()
             .await
@@ -251,7 +251,7 @@ async fn setup(
         let path = netns.path().to_path_buf();
         metadata.netns_path = path.display().to_string();
         undo.push("remove network namespace", {
-            let (netns, path) = (Arc::clone(state.sandbox.netns()), path.clone());
+            let (netns, path) = (Arc::clone(state.manager.netns()), path.clone());
             async move { netns.remove(&path).await }
         });
         let network =
@@ -261,7 +261,7 @@ async fn setup(
                     source,
                 }
             })?;
-        let cni = Arc::clone(state.sandbox.cni_for(&plan.handler));
+        let cni = Arc::clone(state.manager.cni_for(&plan.handler));
         // Registered before setup: a failed ADD may leave allocations behind.
         undo.push("tear down pod network", {
             let (cni, network) = (Arc::clone(&cni), network.clone());
@@ -327,7 +327,7 @@ async fn setup(
         spec_options: spec_options(
             &state.config.cri,
             &plan.runtime,
-            state.sandbox.daemon_oom_score_adj(),
+            state.manager.daemon_oom_score_adj(),
         ),
         labels: sandbox_labels(&plan.config.labels, image_labels.as_ref()),
         metadata: extension,

@@ -14,12 +14,13 @@ use super::*;
 use crate::sandbox::testutil::{
     entries, mocks, pod, request, state, Fail, Log, NETNS, PAUSE, SANDBOX_ID,
 };
+use crate::service::ServerState;
 
 async fn run_with(fail: Fail) -> (tempfile::TempDir, Log, Arc<ServerState>, Result<String>) {
     let dir = tempfile::tempdir().unwrap();
     let log: Log = Arc::default();
     let state = state(dir.path(), mocks(&log, fail), "").await;
-    let result = run_pod_sandbox(Arc::clone(&state), request(pod("web"), "")).await;
+    let result = run_pod_sandbox(Arc::clone(&state.sandboxes), request(pod("web"), "")).await;
     (dir, log, state, result)
 }
 
@@ -48,7 +49,7 @@ async fn a_pod_gets_netns_network_and_a_ready_record() {
             "controller start",
         ],
     );
-    let sandbox = state.sandboxes.get(SANDBOX_ID).unwrap();
+    let sandbox = state.sandboxes.store.get(SANDBOX_ID).unwrap();
     assert_eq!(sandbox.status.state, SandboxState::Ready);
     assert_eq!(sandbox.status.pid, 4242);
     assert!(sandbox.status.created_at > 0);
@@ -62,7 +63,8 @@ async fn a_pod_gets_netns_network_and_a_ready_record() {
     assert!(meta.cni_result.as_ref().unwrap()["Interfaces"]["eth0"].is_object());
     assert_eq!(
         state
-            .sandbox_names
+            .sandboxes
+            .names
             .owner("web_default_uid-web_1")
             .as_deref(),
         Some(SANDBOX_ID)
@@ -85,11 +87,11 @@ async fn host_network_pods_get_no_netns_and_no_cni() {
         }),
         ..Default::default()
     });
-    run_pod_sandbox(Arc::clone(&state), request(config, ""))
+    run_pod_sandbox(Arc::clone(&state.sandboxes), request(config, ""))
         .await
         .unwrap();
     check(&log, &["controller create netns=None", "controller start"]);
-    let meta = state.sandboxes.get(SANDBOX_ID).unwrap().metadata;
+    let meta = state.sandboxes.store.get(SANDBOX_ID).unwrap().metadata;
     assert!(meta.netns_path.is_empty() && meta.ip.is_empty() && meta.cni_result.is_none());
 }
 
@@ -125,7 +127,7 @@ async fn the_controller_gets_the_sandbox_to_make() {
     });
     m.controller = controller;
     let state = state(dir.path(), m, "restrict_oom_score_adj = true").await;
-    run_pod_sandbox(Arc::clone(&state), request(pod("web"), "runc"))
+    run_pod_sandbox(Arc::clone(&state.sandboxes), request(pod("web"), "runc"))
         .await
         .unwrap();
     let req = seen.lock().unwrap().take().unwrap();
@@ -160,8 +162,8 @@ async fn failed_netns_leaves_nothing_and_frees_the_name() {
     let (_dir, log, state, result) = run_with(Fail::Netns).await;
     assert!(matches!(result.unwrap_err(), SandboxError::Netns { .. }));
     check(&log, &["create netns"]);
-    assert!(state.sandboxes.list().is_empty());
-    assert_eq!(state.sandbox_names.owner("web_default_uid-web_1"), None);
+    assert!(state.sandboxes.store.list().is_empty());
+    assert_eq!(state.sandboxes.names.owner("web_default_uid-web_1"), None);
 }
 
 #[tokio::test]
@@ -180,7 +182,7 @@ async fn failed_cni_add_deletes_then_removes_the_netns() {
             &format!("remove netns {NETNS}"),
         ],
     );
-    assert!(state.sandboxes.list().is_empty());
+    assert!(state.sandboxes.store.list().is_empty());
 }
 
 #[tokio::test]
@@ -233,8 +235,8 @@ async fn failed_controller_start_undoes_the_network() {
             &format!("remove netns {NETNS}"),
         ],
     );
-    assert!(state.sandboxes.list().is_empty());
-    assert_eq!(state.sandbox_names.owner("web_default_uid-web_1"), None);
+    assert!(state.sandboxes.store.list().is_empty());
+    assert_eq!(state.sandboxes.names.owner("web_default_uid-web_1"), None);
 }
 
 #[tokio::test]
@@ -250,16 +252,17 @@ async fn a_failed_undo_keeps_the_sandbox_unknown_and_its_name() {
     }
     // The netns removal still ran after the failed teardown.
     assert!(entries(&log).contains(&format!("remove netns {NETNS}")));
-    let kept = state.sandboxes.get(SANDBOX_ID).unwrap();
+    let kept = state.sandboxes.store.get(SANDBOX_ID).unwrap();
     assert_eq!(kept.status.state, SandboxState::Unknown);
     assert_eq!(
         state
-            .sandbox_names
+            .sandboxes
+            .names
             .owner("web_default_uid-web_1")
             .as_deref(),
         Some(SANDBOX_ID)
     );
-    let status = tonic::Status::from(crate::error::ServerError::from(err));
+    let status = tonic::Status::from(err);
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
 }
 
@@ -268,25 +271,25 @@ async fn a_reused_name_is_already_exists_and_touches_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log: Log = Arc::default();
     let state = state(dir.path(), mocks(&log, Fail::Nothing), "").await;
-    run_pod_sandbox(Arc::clone(&state), request(pod("web"), ""))
+    run_pod_sandbox(Arc::clone(&state.sandboxes), request(pod("web"), ""))
         .await
         .unwrap();
     log.lock().unwrap().clear();
-    let err = run_pod_sandbox(Arc::clone(&state), request(pod("web"), ""))
+    let err = run_pod_sandbox(Arc::clone(&state.sandboxes), request(pod("web"), ""))
         .await
         .unwrap_err();
     assert!(matches!(err, SandboxError::NameReserved { .. }), "{err}");
     assert!(err.to_string().contains("web_default_uid-web_1"), "{err}");
     check(&log, &[]);
-    let status = tonic::Status::from(crate::error::ServerError::from(err));
+    let status = tonic::Status::from(err);
     assert_eq!(status.code(), tonic::Code::AlreadyExists);
     // Another attempt is another name.
     let mut next = pod("web");
     next.metadata.as_mut().unwrap().attempt = 2;
-    run_pod_sandbox(Arc::clone(&state), request(next, ""))
+    run_pod_sandbox(Arc::clone(&state.sandboxes), request(next, ""))
         .await
         .unwrap();
-    assert_eq!(state.sandboxes.list().len(), 2);
+    assert_eq!(state.sandboxes.store.list().len(), 2);
 }
 
 fn check_rejected(
@@ -307,13 +310,15 @@ fn check_rejected(
             config,
             runtime_handler: handler.into(),
         };
-        let err = run_pod_sandbox(Arc::clone(&state), req).await.unwrap_err();
+        let err = run_pod_sandbox(Arc::clone(&state.sandboxes), req)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains(fragment), "{err}");
-        let status = tonic::Status::from(crate::error::ServerError::from(err));
+        let status = tonic::Status::from(err);
         assert_eq!(status.code(), code, "{status:?}");
         check(&log, &[]);
-        assert!(state.sandboxes.list().is_empty());
-        assert_eq!(state.sandbox_names.owner("web_default_uid-web_1"), None);
+        assert!(state.sandboxes.store.list().is_empty());
+        assert_eq!(state.sandboxes.names.owner("web_default_uid-web_1"), None);
     });
 }
 

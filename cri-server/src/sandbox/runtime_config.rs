@@ -7,11 +7,11 @@ use cri_api::v1::UpdateRuntimeConfigRequest;
 use cri_sandbox::cni::{write_conf_from_template, ConfTemplateData};
 
 use super::error::SandboxError;
-use crate::service::ServerState;
+use super::SandboxService;
 
 /// UpdateRuntimeConfig.
 pub async fn update_runtime_config(
-    state: &ServerState,
+    state: &SandboxService,
     request: UpdateRuntimeConfigRequest,
 ) -> Result<(), SandboxError> {
     let pod_cidrs = request
@@ -28,7 +28,7 @@ pub async fn update_runtime_config(
         tracing::info!("no cni config template is specified, wait for other system components to drop the config");
         return Ok(());
     };
-    if state.sandbox.cni().status().await.is_ok() {
+    if state.manager.cni().status().await.is_ok() {
         tracing::info!(template = %template.display(), "network plugin is ready, skip generating cni config from template");
         return Ok(());
     }
@@ -66,7 +66,10 @@ mod tests {
     }
 
     /// A state whose CNI is (not) ready, with a template if `template`.
-    async fn env(network_ready: bool, template: bool) -> (tempfile::TempDir, Arc<ServerState>) {
+    async fn env(
+        network_ready: bool,
+        template: bool,
+    ) -> (tempfile::TempDir, Arc<crate::service::ServerState>) {
         let dir = tempfile::tempdir().unwrap();
         let tpl = dir.path().join("template.json");
         std::fs::write(&tpl, r#"{"subnet":"{{.PodCIDR}}","routes":"{{.Routes}}"}"#).unwrap();
@@ -100,7 +103,7 @@ mod tests {
     #[tokio::test]
     async fn pod_cidr_renders_the_template_while_the_network_is_not_ready() {
         let (dir, state) = env(false, true).await;
-        update_runtime_config(&state, request("10.244.1.0/24, fd00::/64"))
+        update_runtime_config(&state.sandboxes, request("10.244.1.0/24, fd00::/64"))
             .await
             .unwrap();
         assert_eq!(
@@ -112,18 +115,20 @@ mod tests {
     #[tokio::test]
     async fn nothing_is_written_without_cidr_template_or_need() {
         let (dir, state) = env(false, true).await;
-        update_runtime_config(&state, request("")).await.unwrap();
-        update_runtime_config(&state, UpdateRuntimeConfigRequest::default())
+        update_runtime_config(&state.sandboxes, request(""))
+            .await
+            .unwrap();
+        update_runtime_config(&state.sandboxes, UpdateRuntimeConfigRequest::default())
             .await
             .unwrap();
         assert_eq!(written(&dir), None);
         let (dir, state) = env(false, false).await;
-        update_runtime_config(&state, request("10.1.0.0/24"))
+        update_runtime_config(&state.sandboxes, request("10.1.0.0/24"))
             .await
             .unwrap();
         assert_eq!(written(&dir), None);
         let (dir, state) = env(true, true).await;
-        update_runtime_config(&state, request("10.1.0.0/24"))
+        update_runtime_config(&state.sandboxes, request("10.1.0.0/24"))
             .await
             .unwrap();
         assert_eq!(written(&dir), None);
@@ -132,10 +137,10 @@ mod tests {
     #[tokio::test]
     async fn a_bad_cidr_is_invalid() {
         let (_dir, state) = env(false, true).await;
-        let err = update_runtime_config(&state, request("10.1.0.0/99"))
+        let err = update_runtime_config(&state.sandboxes, request("10.1.0.0/99"))
             .await
             .unwrap_err();
-        let status = tonic::Status::from(crate::error::ServerError::from(err));
+        let status = tonic::Status::from(err);
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     }
 }

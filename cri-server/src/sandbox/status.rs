@@ -21,14 +21,14 @@ use super::error::SandboxError;
 use super::lookup;
 use super::run::host_network;
 use super::runtime_options::runtime_options_json;
-use crate::service::ServerState;
+use super::SandboxService;
 use cri_metadata::sandbox_metadata_to_any;
 
 type Result<T, E = SandboxError> = std::result::Result<T, E>;
 
 /// PodSandboxStatus for a full id or unique prefix.
 pub async fn pod_sandbox_status(
-    state: &ServerState,
+    state: &SandboxService,
     id_or_prefix: &str,
     verbose: bool,
 ) -> Result<PodSandboxStatusResponse> {
@@ -69,7 +69,7 @@ pub async fn pod_sandbox_status(
     let needs_controller = verbose || status.created_at == 0;
     let controller_status = if needs_controller {
         let controller = state
-            .sandbox
+            .manager
             .controller_of(&state.config, &meta.runtime_handler)?;
         Some(controller.status(&meta.id, true).await.map_err(|source| {
             SandboxError::Controller {
@@ -105,12 +105,12 @@ pub async fn pod_sandbox_status(
 }
 
 /// Whether the netns is gone; `None` with host networking.
-async fn netns_closed(state: &ServerState, meta: &SandboxMetadata) -> Result<Option<bool>> {
+async fn netns_closed(state: &SandboxService, meta: &SandboxMetadata) -> Result<Option<bool>> {
     if meta.netns_path.is_empty() {
         return Ok(None);
     }
     state
-        .sandbox
+        .manager
         .netns()
         .is_closed(Path::new(&meta.netns_path))
         .await

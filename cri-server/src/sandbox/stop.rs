@@ -14,37 +14,43 @@ use tracing::Instrument;
 use super::error::SandboxError;
 use super::exit_monitor::mark_not_ready;
 use super::lookup;
-use crate::service::ServerState;
+use super::{PodContainers, SandboxService};
 
 type Result<T, E = SandboxError> = std::result::Result<T, E>;
 
 /// StopPodSandbox for a full id or unique prefix.
-pub async fn stop_pod_sandbox(state: &ServerState, id_or_prefix: &str) -> Result<()> {
+pub async fn stop_pod_sandbox(
+    state: &SandboxService,
+    containers: &dyn PodContainers,
+    id_or_prefix: &str,
+) -> Result<()> {
     let sandbox = lookup(state, id_or_prefix)?;
     tracing::Span::current().record(
         "pod_sandbox_id",
         tracing::field::display(&sandbox.metadata.id),
     );
-    stop_sandbox(state, &sandbox).await
+    stop_sandbox(state, containers, &sandbox).await
 }
 
 /// Stops `sandbox`; RemovePodSandbox runs this first too.
-pub(crate) async fn stop_sandbox(state: &ServerState, sandbox: &Sandbox) -> Result<()> {
+pub(crate) async fn stop_sandbox(
+    state: &SandboxService,
+    containers: &dyn PodContainers,
+    sandbox: &Sandbox,
+) -> Result<()> {
     let meta = &sandbox.metadata;
     let id = &meta.id;
-    for container in state.containers.list_by_sandbox(id) {
-        let container_id = container.metadata.id.to_string();
-        crate::container::stop_container(state, &container_id, Duration::ZERO)
-            .await
-            .map_err(|source| SandboxError::StopContainer {
-                id: id.to_string(),
-                container_id,
-                source: Box::new(source),
-            })?;
-    }
+    containers
+        .stop_all(id)
+        .await
+        .map_err(|source| SandboxError::StopContainer {
+            id: id.to_string(),
+            container_id: source.container_id.clone(),
+            source,
+        })?;
 
     let controller = state
-        .sandbox
+        .manager
         .controller_of(&state.config, &meta.runtime_handler)?;
     match controller.stop(id, Duration::ZERO).await {
         Ok(()) => {}
@@ -62,7 +68,7 @@ pub(crate) async fn stop_sandbox(state: &ServerState, sandbox: &Sandbox) -> Resu
 
     if !meta.netns_path.is_empty() {
         let path = PathBuf::from(&meta.netns_path);
-        let netns = state.sandbox.netns();
+        let netns = state.manager.netns();
         let closed = netns
             .is_closed(&path)
             .await
@@ -80,7 +86,7 @@ pub(crate) async fn stop_sandbox(state: &ServerState, sandbox: &Sandbox) -> Resu
         )?;
         let cni_started = std::time::Instant::now();
         state
-            .sandbox
+            .manager
             .cni_for(&meta.runtime_handler)
             .teardown(&network)
             .instrument(tracing::info_span!("cni.teardown"))

@@ -1,4 +1,4 @@
-//! Test scaffolding for the sandbox RPCs: a `ServerState` over mocked
+//! Test scaffolding for the sandbox RPCs: a `SandboxService` over mocked
 //! containerd, a mocked sandbox controller, netns manager and CNI, each
 //! logging its calls into one shared log so tests can check the order.
 
@@ -26,7 +26,7 @@ use cri_store::image::{Image, ImageStore};
 use super::manager::{SandboxManager, SandboxParts};
 use crate::config::{Config, Overrides};
 use crate::image::{ImageManager, ImageSettings};
-use crate::service::ServerState;
+use crate::service::{ServerParts, ServerState};
 
 pub(crate) type Log = Arc<Mutex<Vec<String>>>;
 
@@ -282,20 +282,13 @@ pub(crate) async fn state_with(
         daemon_oom_score_adj: 0,
     });
     let server_dir = dir.to_path_buf();
-    Arc::new(ServerState {
+    ServerState::new(ServerParts {
         config: Arc::clone(&config),
         containerd,
         images: Arc::new(images),
-        sandboxes: Arc::default(),
-        sandbox_names: Default::default(),
-        sandbox: Arc::new(sandbox),
-        containers: Arc::default(),
-        container_names: Default::default(),
-        live_containers: Arc::default(),
-        container_events: Default::default(),
+        sandbox_manager: sandbox,
         container_host: crate::container::ContainerHost::linux(&server_dir.join("state")),
         metrics: Arc::default(),
-        streaming: Default::default(),
         stats: crate::stats::StatsCollector::host(
             containerd_snapshots,
             &server_dir.join("containerd"),

@@ -7,7 +7,6 @@ use cri_api::v1::*;
 use tonic::{Request, Response, Status};
 
 use super::ServerState;
-use crate::error::ServerError;
 
 /// The CRI `ImageService` served on the socket.
 #[derive(Debug, Clone)]
@@ -39,7 +38,7 @@ impl ImageService for CriImageService {
             .images
             .list(request.filter.as_ref())
             .await
-            .map_err(ServerError::from)?;
+            .map_err(Status::from)?;
         Ok(Response::new(ListImagesResponse { images }))
     }
 
@@ -54,7 +53,7 @@ impl ImageService for CriImageService {
             .images
             .status(image_name(request.image.as_ref()), request.verbose)
             .await
-            .map_err(ServerError::from)?;
+            .map_err(Status::from)?;
         Ok(Response::new(response))
     }
 
@@ -69,7 +68,7 @@ impl ImageService for CriImageService {
             .images
             .pull(image_name(request.image.as_ref()), request.auth.as_ref())
             .await
-            .map_err(ServerError::from)?;
+            .map_err(Status::from)?;
         Ok(Response::new(PullImageResponse {
             image_ref: image.id,
         }))
@@ -85,7 +84,7 @@ impl ImageService for CriImageService {
             .images
             .remove(image_name(request.image.as_ref()))
             .await
-            .map_err(ServerError::from)?;
+            .map_err(Status::from)?;
         Ok(Response::new(RemoveImageResponse {}))
     }
 
@@ -94,12 +93,7 @@ impl ImageService for CriImageService {
         &self,
         _request: Request<ImageFsInfoRequest>,
     ) -> Result<Response<ImageFsInfoResponse>, Status> {
-        let response = self
-            .state
-            .images
-            .fs_info()
-            .await
-            .map_err(ServerError::from)?;
+        let response = self.state.images.fs_info().await.map_err(Status::from)?;
         Ok(Response::new(response))
     }
 }

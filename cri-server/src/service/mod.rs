@@ -1,54 +1,105 @@
 //! The tonic services. These files only convert between tonic requests and
-//! the handler functions elsewhere in the crate, each in one RPC span.
+//! the handler functions of the services, each in one RPC span, and map
+//! the services' errors to gRPC statuses (`crate::status`).
 
 mod image;
 mod runtime;
+mod stats;
 
 use std::sync::Arc;
 
 use cri_api::containerd::Containerd;
 
 use crate::config::Config;
+use crate::container::{ContainerHost, ContainerService};
 use crate::image::ImageManager;
+use crate::sandbox::{SandboxLookup, SandboxManager, SandboxService};
 
 pub use image::CriImageService;
 pub use runtime::CriRuntimeService;
 
-/// What every handler shares: the effective config and containerd.
+/// What the tonic services hold: the sandbox, container and image
+/// services side by side, and what serves them all. This is the only
+/// place that holds both sandbox and container state; neither service
+/// holds this.
 #[derive(Debug)]
 pub struct ServerState {
     pub config: Arc<Config>,
     pub containerd: Containerd,
     /// The image store, puller and image RPC logic.
     pub images: Arc<ImageManager>,
-    /// Pod sandboxes by id: metadata (config, netns path, IPs, runtime
-    /// handler) and status (READY/NOTREADY, pause pid, creation time).
-    pub sandboxes: Arc<cri_store::sandbox::SandboxStore>,
-    /// Sandbox names (`name_namespace_uid_attempt`) reserved to their ids.
-    pub sandbox_names: cri_store::name_index::NameIndex,
-    /// Sandbox controllers, netns, CNI and the sandbox files.
-    pub sandbox: Arc<crate::sandbox::SandboxManager>,
-    /// App containers by id: metadata and status (checkpointed on disk).
-    pub containers: Arc<cri_store::container::ContainerStore>,
-    /// Container names (`ctr_pod_namespace_uid_attempt`) reserved to their ids.
-    pub container_names: cri_store::name_index::NameIndex,
-    /// Per-container runtime handles: IO, snapshotter, stop notification.
-    pub live_containers: Arc<crate::container::LiveContainers>,
-    /// CRI container events for GetContainerEvents subscribers.
-    pub container_events: crate::container::ContainerEvents,
-    /// The OS seams of the container RPCs (spec host, SELinux, user db, ids).
-    pub container_host: crate::container::ContainerHost,
-    /// The daemon's Prometheus instruments (RPC latencies, container
-    /// create, image pulls, CNI).
+    /// The sandbox RPCs' state (store, names, controllers, netns, CNI).
+    pub sandboxes: Arc<SandboxService>,
+    /// The container RPCs' state (store with runtime handles, names,
+    /// events, OS seams); sees sandboxes through `SandboxLookup`.
+    pub containers: Arc<ContainerService>,
+    /// The daemon's Prometheus instruments.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Container and pod stats (cgroups, netns, writable layers).
     pub stats: Arc<crate::stats::StatsCollector>,
     /// The exec/attach/port-forward streaming server, once started
-    /// (`crate::streaming_runtime::start_streaming`).
+    /// (`crate::streaming_runtime::start_streaming`). Its runtime holds the
+    /// two services, not this, so nothing here refers back to itself.
     pub streaming: std::sync::OnceLock<cri_streaming::StreamingServer>,
 }
 
+/// What [`ServerState::new`] assembles the services from.
+#[derive(Debug)]
+pub struct ServerParts {
+    pub config: Arc<Config>,
+    pub containerd: Containerd,
+    pub images: Arc<ImageManager>,
+    pub sandbox_manager: SandboxManager,
+    pub container_host: ContainerHost,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub stats: Arc<crate::stats::StatsCollector>,
+}
+
 impl ServerState {
+    /// The services over empty stores (recovery fills them).
+    pub fn new(parts: ServerParts) -> Arc<Self> {
+        let ServerParts {
+            config,
+            containerd,
+            images,
+            sandbox_manager,
+            container_host,
+            metrics,
+            stats,
+        } = parts;
+        let sandboxes = Arc::new(SandboxService {
+            config: Arc::clone(&config),
+            images: Arc::clone(&images),
+            store: Arc::default(),
+            names: Default::default(),
+            manager: Arc::new(sandbox_manager),
+            metrics: Arc::clone(&metrics),
+            stats: Arc::clone(&stats),
+        });
+        let containers = Arc::new(ContainerService {
+            config: Arc::clone(&config),
+            containerd: containerd.clone(),
+            images: Arc::clone(&images),
+            store: Arc::default(),
+            names: Default::default(),
+            events: Default::default(),
+            host: container_host,
+            metrics: Arc::clone(&metrics),
+            stats: Arc::clone(&stats),
+            sandboxes: Arc::clone(&sandboxes) as Arc<dyn SandboxLookup>,
+        });
+        Arc::new(Self {
+            config,
+            containerd,
+            images,
+            sandboxes,
+            containers,
+            metrics,
+            stats,
+            streaming: Default::default(),
+        })
+    }
+
     /// The containerd socket, for error messages.
     pub fn containerd_address(&self) -> String {
         self.config.server.containerd_address.display().to_string()
@@ -73,7 +124,7 @@ macro_rules! not_implemented {
             {
                 let span = tracing::info_span!("rpc", rpc = $rpc);
                 Box::pin(tracing::Instrument::instrument(
-                    async move { Err(crate::error::ServerError::NotImplemented { rpc: $rpc }.into()) },
+                    async move { Err(crate::status::not_implemented($rpc)) },
                     span,
                 ))
             }

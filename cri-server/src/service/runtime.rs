@@ -6,9 +6,10 @@ use cri_api::v1::runtime_service_server::RuntimeService;
 use cri_api::v1::*;
 use tonic::{Request, Response, Status};
 
+use super::stats as stats_requests;
 use super::{not_implemented, ServerState};
-use crate::error::ServerError;
-use crate::{container, runtime_status, sandbox, stats};
+use crate::streaming_runtime::StreamRequestError;
+use crate::{container, runtime_status, sandbox};
 
 /// The CRI `RuntimeService` served on the socket.
 #[derive(Debug, Clone)]
@@ -58,9 +59,8 @@ impl RuntimeService for CriRuntimeService {
         &self,
         request: Request<RunPodSandboxRequest>,
     ) -> Result<Response<RunPodSandboxResponse>, Status> {
-        let id = sandbox::run_pod_sandbox(Arc::clone(&self.state), request.into_inner())
-            .await
-            .map_err(ServerError::from)?;
+        let id = sandbox::run_pod_sandbox(Arc::clone(&self.state.sandboxes), request.into_inner())
+            .await?;
         Ok(Response::new(RunPodSandboxResponse { pod_sandbox_id: id }))
     }
 
@@ -70,9 +70,7 @@ impl RuntimeService for CriRuntimeService {
         request: Request<StopPodSandboxRequest>,
     ) -> Result<Response<StopPodSandboxResponse>, Status> {
         let id = request.into_inner().pod_sandbox_id;
-        sandbox::stop_pod_sandbox(&self.state, &id)
-            .await
-            .map_err(ServerError::from)?;
+        sandbox::stop_pod_sandbox(&self.state.sandboxes, &*self.state.containers, &id).await?;
         Ok(Response::new(StopPodSandboxResponse {}))
     }
 
@@ -82,9 +80,7 @@ impl RuntimeService for CriRuntimeService {
         request: Request<RemovePodSandboxRequest>,
     ) -> Result<Response<RemovePodSandboxResponse>, Status> {
         let id = request.into_inner().pod_sandbox_id;
-        sandbox::remove_pod_sandbox(&self.state, &id)
-            .await
-            .map_err(ServerError::from)?;
+        sandbox::remove_pod_sandbox(&self.state.sandboxes, &*self.state.containers, &id).await?;
         Ok(Response::new(RemovePodSandboxResponse {}))
     }
 
@@ -94,10 +90,12 @@ impl RuntimeService for CriRuntimeService {
         request: Request<PodSandboxStatusRequest>,
     ) -> Result<Response<PodSandboxStatusResponse>, Status> {
         let request = request.into_inner();
-        let status =
-            sandbox::pod_sandbox_status(&self.state, &request.pod_sandbox_id, request.verbose)
-                .await
-                .map_err(ServerError::from)?;
+        let status = sandbox::pod_sandbox_status(
+            &self.state.sandboxes,
+            &request.pod_sandbox_id,
+            request.verbose,
+        )
+        .await?;
         Ok(Response::new(status))
     }
 
@@ -106,7 +104,7 @@ impl RuntimeService for CriRuntimeService {
         &self,
         request: Request<ListPodSandboxRequest>,
     ) -> Result<Response<ListPodSandboxResponse>, Status> {
-        let items = sandbox::list_pod_sandbox(&self.state, request.into_inner().filter);
+        let items = sandbox::list_pod_sandbox(&self.state.sandboxes, request.into_inner().filter);
         Ok(Response::new(ListPodSandboxResponse { items }))
     }
 
@@ -115,9 +113,7 @@ impl RuntimeService for CriRuntimeService {
         &self,
         request: Request<UpdateRuntimeConfigRequest>,
     ) -> Result<Response<UpdateRuntimeConfigResponse>, Status> {
-        sandbox::update_runtime_config(&self.state, request.into_inner())
-            .await
-            .map_err(ServerError::from)?;
+        sandbox::update_runtime_config(&self.state.sandboxes, request.into_inner()).await?;
         Ok(Response::new(UpdateRuntimeConfigResponse {}))
     }
 
@@ -127,7 +123,8 @@ impl RuntimeService for CriRuntimeService {
         request: Request<CreateContainerRequest>,
     ) -> Result<Response<CreateContainerResponse>, Status> {
         let container_id =
-            container::create_container(Arc::clone(&self.state), request.into_inner()).await?;
+            container::create_container(Arc::clone(&self.state.containers), request.into_inner())
+                .await?;
         Ok(Response::new(CreateContainerResponse { container_id }))
     }
 
@@ -137,7 +134,7 @@ impl RuntimeService for CriRuntimeService {
         request: Request<StartContainerRequest>,
     ) -> Result<Response<StartContainerResponse>, Status> {
         let id = request.into_inner().container_id;
-        container::start_container(Arc::clone(&self.state), id).await?;
+        container::start_container(Arc::clone(&self.state.containers), id).await?;
         Ok(Response::new(StartContainerResponse {}))
     }
 
@@ -148,7 +145,7 @@ impl RuntimeService for CriRuntimeService {
     ) -> Result<Response<StopContainerResponse>, Status> {
         let request = request.into_inner();
         let timeout = std::time::Duration::from_secs(request.timeout.max(0).unsigned_abs());
-        container::stop_container(&self.state, &request.container_id, timeout).await?;
+        container::stop_container(&self.state.containers, &request.container_id, timeout).await?;
         Ok(Response::new(StopContainerResponse {}))
     }
 
@@ -158,7 +155,7 @@ impl RuntimeService for CriRuntimeService {
         request: Request<RemoveContainerRequest>,
     ) -> Result<Response<RemoveContainerResponse>, Status> {
         let id = request.into_inner().container_id;
-        container::remove_container(&self.state, &id).await?;
+        container::remove_container(&self.state.containers, &id).await?;
         Ok(Response::new(RemoveContainerResponse {}))
     }
 
@@ -167,7 +164,7 @@ impl RuntimeService for CriRuntimeService {
         &self,
         request: Request<ListContainersRequest>,
     ) -> Result<Response<ListContainersResponse>, Status> {
-        let containers = container::list_containers(&self.state, request.get_ref());
+        let containers = container::list_containers(&self.state.containers, request.get_ref());
         Ok(Response::new(ListContainersResponse { containers }))
     }
 
@@ -176,7 +173,8 @@ impl RuntimeService for CriRuntimeService {
         &self,
         request: Request<ContainerStatusRequest>,
     ) -> Result<Response<ContainerStatusResponse>, Status> {
-        let response = container::container_status(&self.state, request.into_inner()).await?;
+        let response =
+            container::container_status(&self.state.containers, request.into_inner()).await?;
         Ok(Response::new(response))
     }
 
@@ -185,7 +183,7 @@ impl RuntimeService for CriRuntimeService {
         &self,
         request: Request<UpdateContainerResourcesRequest>,
     ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
-        container::update_container_resources(&self.state, request.into_inner()).await?;
+        container::update_container_resources(&self.state.containers, request.into_inner()).await?;
         Ok(Response::new(UpdateContainerResourcesResponse {}))
     }
 
@@ -195,7 +193,7 @@ impl RuntimeService for CriRuntimeService {
         request: Request<ReopenContainerLogRequest>,
     ) -> Result<Response<ReopenContainerLogResponse>, Status> {
         let id = request.into_inner().container_id;
-        container::reopen_container_log(&self.state, &id)?;
+        container::reopen_container_log(&self.state.containers, &id)?;
         Ok(Response::new(ReopenContainerLogResponse {}))
     }
 
@@ -205,7 +203,7 @@ impl RuntimeService for CriRuntimeService {
         _request: Request<GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
         use futures::StreamExt;
-        let events = self.state.container_events.subscribe().map(Ok);
+        let events = self.state.containers.events.subscribe().map(Ok);
         Ok(Response::new(Box::pin(events)))
     }
 
@@ -235,7 +233,7 @@ impl RuntimeService for CriRuntimeService {
         request: Request<ContainerStatsRequest>,
     ) -> Result<Response<ContainerStatsResponse>, Status> {
         let id = request.into_inner().container_id;
-        let stats = stats::requests::container_stats(&self.state, &id).await?;
+        let stats = stats_requests::container_stats(&self.state, &id).await?;
         Ok(Response::new(ContainerStatsResponse { stats: Some(stats) }))
     }
 
@@ -245,7 +243,7 @@ impl RuntimeService for CriRuntimeService {
         request: Request<ListContainerStatsRequest>,
     ) -> Result<Response<ListContainerStatsResponse>, Status> {
         let filter = request.into_inner().filter;
-        let stats = stats::requests::list_container_stats(&self.state, filter.as_ref()).await?;
+        let stats = stats_requests::list_container_stats(&self.state, filter.as_ref()).await?;
         Ok(Response::new(ListContainerStatsResponse { stats }))
     }
 
@@ -255,7 +253,7 @@ impl RuntimeService for CriRuntimeService {
         request: Request<PodSandboxStatsRequest>,
     ) -> Result<Response<PodSandboxStatsResponse>, Status> {
         let id = request.into_inner().pod_sandbox_id;
-        let stats = stats::requests::pod_sandbox_stats(&self.state, &id).await?;
+        let stats = stats_requests::pod_sandbox_stats(&self.state, &id).await?;
         Ok(Response::new(PodSandboxStatsResponse {
             stats: Some(stats),
         }))
@@ -267,7 +265,7 @@ impl RuntimeService for CriRuntimeService {
         request: Request<ListPodSandboxStatsRequest>,
     ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
         let filter = request.into_inner().filter;
-        let stats = stats::requests::list_pod_sandbox_stats(&self.state, filter.as_ref()).await?;
+        let stats = stats_requests::list_pod_sandbox_stats(&self.state, filter.as_ref()).await?;
         Ok(Response::new(ListPodSandboxStatsResponse { stats }))
     }
 
@@ -276,7 +274,7 @@ impl RuntimeService for CriRuntimeService {
         &self,
         _request: Request<ListPodSandboxMetricsRequest>,
     ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
-        let pod_metrics = stats::requests::list_pod_sandbox_metrics(&self.state).await?;
+        let pod_metrics = stats_requests::list_pod_sandbox_metrics(&self.state).await?;
         Ok(Response::new(ListPodSandboxMetricsResponse { pod_metrics }))
     }
 
@@ -285,16 +283,19 @@ impl RuntimeService for CriRuntimeService {
         &self,
         request: Request<ExecSyncRequest>,
     ) -> Result<Response<ExecSyncResponse>, Status> {
-        let response = container::exec_sync(Arc::clone(&self.state), request.into_inner()).await?;
+        let response =
+            container::exec_sync(Arc::clone(&self.state.containers), request.into_inner()).await?;
         Ok(Response::new(response))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "Exec", container_id = %request.get_ref().container_id))]
     async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
         let request = request.into_inner();
-        container::running_container(&self.state, &request.container_id)?;
+        container::running_container(&self.state.containers, &request.container_id)?;
         let server = crate::streaming_runtime::streaming_server(&self.state)?;
-        let response = server.get_exec(&request).map_err(ServerError::from)?;
+        let response = server
+            .get_exec(&request)
+            .map_err(StreamRequestError::from)?;
         Ok(Response::new(response))
     }
 
@@ -304,9 +305,11 @@ impl RuntimeService for CriRuntimeService {
         request: Request<AttachRequest>,
     ) -> Result<Response<AttachResponse>, Status> {
         let request = request.into_inner();
-        container::running_container(&self.state, &request.container_id)?;
+        container::running_container(&self.state.containers, &request.container_id)?;
         let server = crate::streaming_runtime::streaming_server(&self.state)?;
-        let response = server.get_attach(&request).map_err(ServerError::from)?;
+        let response = server
+            .get_attach(&request)
+            .map_err(StreamRequestError::from)?;
         Ok(Response::new(response))
     }
 
@@ -320,7 +323,7 @@ impl RuntimeService for CriRuntimeService {
         let server = crate::streaming_runtime::streaming_server(&self.state)?;
         let response = server
             .get_port_forward(&request)
-            .map_err(ServerError::from)?;
+            .map_err(StreamRequestError::from)?;
         Ok(Response::new(response))
     }
 

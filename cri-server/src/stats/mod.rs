@@ -15,7 +15,6 @@ mod error;
 mod filter;
 mod fs_usage;
 mod network;
-pub mod requests;
 mod single_flight;
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,5 @@
-//! The error every CRI handler returns; `status.rs` maps it to gRPC.
+//! [`ContainerError`]: why a container RPC failed; the tonic layer
+//! (`status.rs`) picks its gRPC code.
 
 use std::path::PathBuf;
 
@@ -7,9 +8,9 @@ use cri_api::rollback::UndoFailure;
 
 use crate::image::ImageError;
 
-/// Why a CRI call failed.
+/// Why a container RPC failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ServerError {
+pub enum ContainerError {
     /// containerd answered with an error (or could not be reached).
     #[error(transparent)]
     Containerd(#[from] ContainerdError),
@@ -19,9 +20,6 @@ pub enum ServerError {
     /// An image pull, lookup or removal failed.
     #[error(transparent)]
     Image(#[from] ImageError),
-    /// The RPC is not served by this version of cri-server.
-    #[error("{rpc} is not implemented by this version of cri-server")]
-    NotImplemented { rpc: &'static str },
     /// A container lookup or container name reservation failed.
     #[error(transparent)]
     ContainerStore(cri_store::StoreError),
@@ -84,7 +82,7 @@ pub enum ServerError {
     CreateContainer {
         id: String,
         #[source]
-        source: Box<ServerError>,
+        source: Box<ContainerError>,
         undo_failures: Vec<UndoFailure>,
     },
     /// A container did not stop in time.
@@ -96,18 +94,9 @@ pub enum ServerError {
     /// The task running an RPC's work ended without an answer (it panicked).
     #[error("{rpc} did not complete: {message}")]
     TaskFailed { rpc: &'static str, message: String },
-    /// A pod sandbox RPC failed (`crate::sandbox`).
+    /// The container's pod sandbox could not be asked (`crate::sandbox`).
     #[error(transparent)]
     Sandbox(Box<crate::sandbox::SandboxError>),
-    /// Collecting container or pod stats failed (`crate::stats`).
-    #[error(transparent)]
-    Stats(#[from] crate::stats::StatsError),
-    /// A streaming request (Exec, Attach, PortForward) was refused.
-    #[error(transparent)]
-    Streaming(#[from] cri_streaming::StreamingError),
-    /// The streaming server is not running.
-    #[error("the streaming server is not running")]
-    StreamingNotStarted,
     /// An ExecSync command ran past its timeout and was killed.
     #[error("exec in container {id}: timeout {timeout:?} exceeded (stdout so far: {stdout:?}, stderr so far: {stderr:?})")]
     ExecTimeout {
@@ -123,17 +112,6 @@ pub enum ServerError {
         exec_id: String,
         timeout: std::time::Duration,
     },
-    /// The pod sandbox is not ready (PortForward).
-    #[error("sandbox {id} is not ready")]
-    SandboxNotReady { id: String },
-    /// Connecting to or copying from a port in the pod failed.
-    #[error("forward port {port} of sandbox {sandbox_id}")]
-    PortForward {
-        sandbox_id: String,
-        port: u16,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// The failed undos, for an error message.
@@ -145,5 +123,11 @@ fn undo_suffix(failures: &[UndoFailure]) -> String {
     format!(" (cleanup failed: {})", list.join("; "))
 }
 
-/// Result of a CRI handler.
-pub type Result<T, E = ServerError> = std::result::Result<T, E>;
+/// Result of a container handler.
+pub type Result<T, E = ContainerError> = std::result::Result<T, E>;
+
+impl From<crate::sandbox::SandboxError> for ContainerError {
+    fn from(e: crate::sandbox::SandboxError) -> Self {
+        ContainerError::Sandbox(Box::new(e))
+    }
+}

@@ -1,7 +1,7 @@
-//! The stats RPCs over `ServerState`: targets built from the container and
+//! The stats RPCs over the server's two stores: targets built from the container and
 //! sandbox stores (running containers carry their cgroup, pods their
 //! `cgroup_parent` and netns), filtered as containerd filters them (only
-//! READY sandboxes are listed), then handed to the [`StatsCollector`](super::StatsCollector).
+//! READY sandboxes are listed), then handed to the [`StatsCollector`](crate::stats::StatsCollector).
 
 use cri_api::v1::{
     ContainerAttributes, ContainerState, ContainerStats, ContainerStatsFilter,
@@ -10,29 +10,23 @@ use cri_api::v1::{
 use cri_store::container::Container;
 use cri_store::sandbox::{Sandbox, SandboxState};
 
-use super::{select_containers, select_pods, CgroupPath, ContainerTarget, PodTarget};
-use crate::error::{Result, ServerError};
 use crate::service::ServerState;
+use crate::stats::{select_containers, select_pods, CgroupPath, ContainerTarget, PodTarget};
+use crate::stats::{Result, StatsError};
 
 /// ContainerStats: the running container with this id or unique prefix
 /// (an ambiguous prefix is an error); one without a task is NotFound, as
 /// containerd has no task metrics for it.
 pub async fn container_stats(state: &ServerState, id: &str) -> Result<ContainerStats> {
-    let container = state
-        .containers
-        .get(id)
-        .map_err(ServerError::ContainerStore)?;
+    let container = state.containers.store.get(id).map_err(StatsError::Lookup)?;
     if container.status.state() != ContainerState::ContainerRunning {
-        return Err(ServerError::Stats(super::StatsError::ContainerNotRunning {
+        return Err(StatsError::ContainerNotRunning {
             id: container.metadata.id.to_string(),
-        }));
+        });
     }
     let target = container_target(state, &container);
     let stats = state.stats.container_stats(vec![target]).await?;
-    stats
-        .into_iter()
-        .next()
-        .ok_or(ServerError::Stats(super::StatsError::Collection))
+    stats.into_iter().next().ok_or(StatsError::Collection)
 }
 
 /// ListContainerStats: every running container the filter selects (those
@@ -43,6 +37,7 @@ pub async fn list_container_stats(
 ) -> Result<Vec<ContainerStats>> {
     let targets = state
         .containers
+        .store
         .list()
         .iter()
         .filter(|c| c.status.state() == ContainerState::ContainerRunning)
@@ -52,34 +47,35 @@ pub async fn list_container_stats(
         // The filter's sandbox id may be a prefix too.
         state
             .containers
+            .store
             .get(id)
             .map(|c| c.metadata.id.to_string())
-            .or_else(|_| state.sandboxes.get(id).map(|s| s.metadata.id.to_string()))
+            .or_else(|_| {
+                state
+                    .sandboxes
+                    .store
+                    .get(id)
+                    .map(|s| s.metadata.id.to_string())
+            })
             .ok()
     });
-    Ok(state.stats.container_stats(targets).await?)
+    state.stats.container_stats(targets).await
 }
 
 /// PodSandboxStats: the READY sandbox with this id or unique prefix; a
 /// stopped one is NotFound (its cgroup and netns are gone).
 pub async fn pod_sandbox_stats(state: &ServerState, id: &str) -> Result<PodSandboxStats> {
-    let sandbox = state
-        .sandboxes
-        .get(id)
-        .map_err(ServerError::ContainerStore)?;
+    let sandbox = state.sandboxes.store.get(id).map_err(StatsError::Lookup)?;
     if sandbox.status.state != SandboxState::Ready {
-        return Err(ServerError::Stats(super::StatsError::SandboxNotReady {
+        return Err(StatsError::SandboxNotReady {
             id: sandbox.metadata.id.to_string(),
-        }));
+        });
     }
     let stats = state
         .stats
         .pod_stats(vec![pod_target(state, &sandbox)])
         .await?;
-    stats
-        .into_iter()
-        .next()
-        .ok_or(ServerError::Stats(super::StatsError::Collection))
+    stats.into_iter().next().ok_or(StatsError::Collection)
 }
 
 /// ListPodSandboxStats: the READY sandboxes the filter selects.
@@ -90,21 +86,23 @@ pub async fn list_pod_sandbox_stats(
     let pods = select_pods(ready_pods(state), filter, |id| {
         state
             .sandboxes
+            .store
             .get(id)
             .ok()
             .map(|s| s.metadata.id.to_string())
     });
-    Ok(state.stats.pod_stats(pods).await?)
+    state.stats.pod_stats(pods).await
 }
 
 /// ListPodSandboxMetrics: cAdvisor-named metrics of every READY sandbox.
 pub async fn list_pod_sandbox_metrics(state: &ServerState) -> Result<Vec<PodSandboxMetrics>> {
-    Ok(state.stats.pod_metrics(ready_pods(state)).await?)
+    state.stats.pod_metrics(ready_pods(state)).await
 }
 
 fn ready_pods(state: &ServerState) -> Vec<PodTarget> {
     state
         .sandboxes
+        .store
         .list()
         .iter()
         .filter(|s| s.status.state == SandboxState::Ready)
@@ -118,7 +116,7 @@ fn container_target(state: &ServerState, container: &Container) -> ContainerTarg
     let (meta, config) = (&container.metadata, &container.metadata.config);
     let running = container.status.state() == ContainerState::ContainerRunning;
     let cgroup = running
-        .then(|| state.live_containers.get(meta.id.as_ref()))
+        .then(|| state.containers.store.handle(meta.id.as_ref()))
         .flatten()
         .and_then(|handle| match handle.cgroups_path.as_str() {
             "" => None,
@@ -172,6 +170,7 @@ fn pod_target(state: &ServerState, sandbox: &Sandbox) -> PodTarget {
         netns: (!meta.netns_path.is_empty()).then(|| meta.netns_path.clone().into()),
         containers: state
             .containers
+            .store
             .list_by_sandbox(&meta.id)
             .iter()
             .map(|c| container_target(state, c))

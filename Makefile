@@ -48,11 +48,18 @@ integration:
 conformance:
 	@./scripts/conformance.sh $(CONFORMANCE_ARGS)
 
-# Measurements side by side with containerd (not part of `make test`).
+# Measurements side by side with containerd (not part of `make test`):
+# the passthrough cost, then `cri-bench --harness` (cri-server vs
+# containerd's own CRI plugin, each on its own containerd); the tables are
+# also written to target/bench/latest.md. BENCH_ARGS adds cri-bench flags,
+# e.g. BENCH_ARGS="--scales 100,500,1000 --rounds 5".
+BENCH_ARGS ?=
 bench: deps
 	$(CARGO) build --release -p cri-server --bin cri-server
-	$(CARGO) build -p cri-tests --bin passthrough-bench
-	CRI_SERVER_BIN=target/release/cri-server target/debug/passthrough-bench --calls 200
+	$(CARGO) build --release -p cri-tests --bin passthrough-bench --bin cri-bench
+	CRI_SERVER_BIN=target/release/cri-server target/release/passthrough-bench --calls 200
+	@mkdir -p target/bench
+	CRI_SERVER_BIN=target/release/cri-server target/release/cri-bench --harness --out target/bench/latest.md $(BENCH_ARGS)
 
 # Node install: the binaries, the systemd unit and the default config
 # (`cri-server config default`). `make install PREFIX=/usr DESTDIR=/tmp/root`;

@@ -11,6 +11,7 @@
 //! (no Sandbox, Transfer or Streaming).
 #![doc = include_str!("../README.md")]
 
+mod calls;
 mod containers;
 mod content;
 mod convert;
@@ -33,7 +34,9 @@ use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Request;
 use traced::TracedChannel;
+pub use traced::CALL_LOG_TARGET;
 
+pub use calls::{containerd_call_counts, OTHER as OTHER_METHOD};
 pub use containers::ContainerdContainers;
 pub use content::ContainerdContent;
 pub use diff::ContainerdDiff;

@@ -8,6 +8,11 @@
 //! `TextMapPropagator`; with none installed (tracing off) nothing is added.
 //! The span is at `debug` level under this module's target, so it exists
 //! only when a subscriber layer (the OTLP one) asks for it.
+//!
+//! Every call is also counted per method (`calls.rs`) and logged as a
+//! `debug` event under the target [`CALL_LOG_TARGET`], in the span of the
+//! caller (the CRI RPC's), so `RUST_LOG=cri_containerd::calls=debug` shows
+//! the containerd calls each RPC makes.
 
 use std::task::{Context, Poll};
 
@@ -18,6 +23,11 @@ use tonic::transport::Channel;
 use tracing::instrument::Instrumented;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::calls::{self, split_path};
+
+/// The target of the per-call `debug` event.
+pub const CALL_LOG_TARGET: &str = "cri_containerd::calls";
 
 /// [`Channel`] with a client span and trace context on every call.
 #[derive(Clone, Debug)]
@@ -43,6 +53,8 @@ impl tower::Service<http::Request<Body>> for TracedChannel {
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let path = request.uri().path();
         let (service, method) = split_path(path);
+        calls::record(path);
+        tracing::debug!(target: CALL_LOG_TARGET, method = %path, "containerd call");
         let span = tracing::debug_span!(
             "containerd",
             otel.name = %path.trim_start_matches('/'),
@@ -54,13 +66,6 @@ impl tower::Service<http::Request<Body>> for TracedChannel {
         inject(&span, request.headers_mut());
         self.inner.call(request).instrument(span)
     }
-}
-
-/// `/containerd.services.tasks.v1.Tasks/Create` → (service, method).
-fn split_path(path: &str) -> (&str, &str) {
-    path.trim_start_matches('/')
-        .split_once('/')
-        .unwrap_or((path, ""))
 }
 
 /// Writes `span`'s trace context into `headers` with the global

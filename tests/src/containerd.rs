@@ -16,6 +16,9 @@ use crate::teardown;
 pub const K8S_NAMESPACE: &str = "k8s.io";
 /// How long containerd gets to answer after it was started.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// containerd's `[debug] level` unless [`ContainerdProcess::set_log_level`]
+/// changes it.
+const DEFAULT_LOG_LEVEL: &str = "debug";
 /// How long `stop` waits for containerd to exit after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -32,6 +35,8 @@ pub struct ContainerdProcess {
     log: PathBuf,
     /// The CRI plugin's config tables, when it is enabled.
     cri_plugin: Option<String>,
+    /// `[debug] level`.
+    log_level: String,
     child: Option<Child>,
 }
 
@@ -55,6 +60,7 @@ impl ContainerdProcess {
         let dir = teardown::new_component_dir("ctrd")?;
         let mut process = ContainerdProcess {
             cri_plugin,
+            log_level: DEFAULT_LOG_LEVEL.into(),
             config: dir.join("config.toml"),
             socket: dir.join("containerd.sock"),
             root: dir.join("root"),
@@ -76,6 +82,15 @@ impl ContainerdProcess {
     /// a node switching between the CRI plugin and cri-server.
     pub fn set_cri_plugin(&mut self, cri_plugin_toml: Option<&str>) -> Result<()> {
         self.cri_plugin = cri_plugin_toml.map(str::to_string);
+        std::fs::write(&self.config, self.config_toml())
+            .with_context(|| format!("write {}", self.config.display()))
+    }
+
+    /// Sets containerd's `[debug] level` (`debug` unless changed), e.g.
+    /// `info` for a benchmark. Takes effect at the next
+    /// [`start_again`](Self::start_again).
+    pub fn set_log_level(&mut self, level: &str) -> Result<()> {
+        self.log_level = level.to_string();
         std::fs::write(&self.config, self.config_toml())
             .with_context(|| format!("write {}", self.config.display()))
     }
@@ -113,7 +128,7 @@ disabled_plugins = [{cri_disabled}
 
 [debug]
   address = ""
-  level = "debug"
+  level = {level}
 
 [metrics]
   address = ""
@@ -126,6 +141,7 @@ disabled_plugins = [{cri_disabled}
             grpc = q(&self.socket),
             ttrpc = q(&self.dir.join("containerd.sock.ttrpc")),
             opt = q(&self.dir.join("opt")),
+            level = toml_string(&self.log_level),
         )
     }
 
@@ -205,9 +221,25 @@ disabled_plugins = [{cri_disabled}
         }
     }
 
+    /// Kills containerd with SIGKILL (as `kill -9` does) and reaps it; its
+    /// shims and containers keep running.
+    pub fn kill_now(&mut self) -> Result<ExitStatus> {
+        let mut child = self.child.take().context("containerd is not running")?;
+        child.kill().context("SIGKILL containerd")?;
+        child.wait().context("wait for containerd")
+    }
+
     /// Starts containerd (again) with the same config and directories and
     /// waits until it answers.
     pub async fn start_again(&mut self) -> Result<()> {
+        self.spawn()?;
+        self.wait_ready().await
+    }
+
+    /// Starts containerd (again) without waiting for it to answer; for a
+    /// caller that times start-up itself, then calls
+    /// [`wait_ready`](Self::wait_ready).
+    pub fn spawn(&mut self) -> Result<()> {
         if self.child.is_some() {
             bail!("containerd is already running");
         }
@@ -226,10 +258,11 @@ disabled_plugins = [{cri_disabled}
             .spawn()
             .context("spawn containerd")?;
         self.child = Some(child);
-        self.wait_ready().await
+        Ok(())
     }
 
-    async fn wait_ready(&mut self) -> Result<()> {
+    /// Waits until the running containerd answers `ctr version`.
+    pub async fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut last_error = String::new();
         loop {
@@ -353,6 +386,7 @@ mod tests {
             log: dir.join("containerd.log"),
             dir,
             cri_plugin,
+            log_level: DEFAULT_LOG_LEVEL.into(),
             child: None,
         }
     }

@@ -16,6 +16,7 @@
 //! is torn down on drop (also when the test panics), so tests can run in
 //! parallel in one process.
 
+pub mod bench;
 pub mod clients;
 pub mod components;
 pub mod conformance;

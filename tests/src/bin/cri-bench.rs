@@ -1,60 +1,147 @@
-//! `cri-bench`: drives any CRI endpoint (cri-server or containerd's own CRI
-//! plugin) with one workload: N host-network pods with one busybox `sleep`
-//! container each, then M timed `ListContainerStats` calls; prints the
-//! p50/p90/p99 latency and the daemon's RSS (with `--pid`), then removes
-//! the pods. A measurement tool, not a test.
+//! `cri-bench`: CRI latency, scale and memory, on one endpoint or two
+//! side by side. `--harness` (what `make bench` runs) starts cri-server
+//! on a private containerd and containerd's own CRI plugin on a second
+//! one, runs every workload on both alternately, and prints per
+//! operation p50/p90/p99, the ratio of medians and the geometric mean
+//! over critest's benchmark operations, then cri-server's containerd
+//! round trips per CRI call. `--compare A B` runs the RPC workloads on
+//! two running endpoints; `--runtime-endpoint` on one. A measurement
+//! tool, not a test.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cri_api::v1::image_service_client::ImageServiceClient;
-use cri_api::v1::runtime_service_client::RuntimeServiceClient;
-use cri_api::v1::*;
-use cri_tests::images::DEFAULT_BUSYBOX_NAME;
+use cri_tests::bench::large_image::IMAGE_OPS_IMAGE;
+use cri_tests::bench::report::Report;
+use cri_tests::bench::side_by_side::{self, LargeImage, SideBySide};
+use cri_tests::bench::workloads::{self, Options};
+use cri_tests::bench::{BenchImages, DaemonPids, Endpoint};
+use cri_tests::images::critest;
 
 const USAGE: &str = "usage:
-  cri-bench --runtime-endpoint unix:///run/cri-server/cri-server.sock
-            [--pods N (20)] [--calls M (50)] [--pid PID] [--image REF]
-      creates N pods with one `sleep` container each (host network),
-      times M ListContainerStats calls, prints p50/p90/p99 and the RSS
-      of PID, then removes the pods";
+  cri-bench --harness [options]
+      starts cri-server (CRI_SERVER_BIN, else built) on a private containerd
+      and containerd's own CRI plugin on a second containerd, runs every
+      workload on both, alternating, and prints the table
+  cri-bench --compare unix:///a.sock unix:///b.sock [--pids PID_A,PID_B] [options]
+      the RPC workloads on two running endpoints (both must reach --image
+      and --image-ops); with --pids, the RSS of those processes
+  cri-bench --runtime-endpoint unix:///a.sock [--pids PID] [options]
+      the RPC workloads on one endpoint
+options (defaults in parentheses):
+  --rounds R (3)            rounds of each workload, endpoints alternating
+  --lifecycles N (10)       pod+container lifecycles per round and endpoint
+  --image-cycles N (10)     image pull/status/list/remove cycles per round
+  --scales A,B,.. (100,500,1000)
+                            container counts of the status/list storms
+  --storm-calls N (100)     calls of each RPC per storm and round
+  --stats-pods N (50)       running pods of the stats and restart workloads
+  --stats-per-pod N (6)     running containers per pod there
+  --stats-calls N (20)      calls of each stats RPC per round
+  --parallel N (10)         pods started at once
+  --restart-rounds N (3)    kill -9 restarts per side (--harness)
+  --pull-rounds N (3)       cold pulls of the large image per side (--harness)
+  --large L,MIB (4,40)      the large image: L layers of MIB MiB (--harness)
+  --image REF               the containers' image (critest's busybox)
+  --image-ops REF           the image of the image operations
+  --out FILE                also write the tables to FILE (Markdown)";
+
+enum Mode {
+    Harness,
+    Compare(Vec<PathBuf>),
+}
 
 struct Args {
-    endpoint: PathBuf,
-    pods: usize,
-    calls: usize,
-    pid: Option<u32>,
-    image: String,
+    mode: Mode,
+    pids: Vec<u32>,
+    opts: Options,
+    restart_rounds: usize,
+    pull_rounds: usize,
+    large: LargeImage,
+    images: BenchImages,
+    out: Option<PathBuf>,
+}
+
+fn socket(value: &str) -> PathBuf {
+    PathBuf::from(value.strip_prefix("unix://").unwrap_or(value))
+}
+
+fn list<T: std::str::FromStr>(value: &str) -> Result<Vec<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    value.split(',').map(|v| Ok(v.trim().parse()?)).collect()
 }
 
 fn parse(args: Vec<String>) -> Result<Args> {
     let mut parsed = Args {
-        endpoint: PathBuf::new(),
-        pods: 20,
-        calls: 50,
-        pid: None,
-        image: DEFAULT_BUSYBOX_NAME.to_owned(),
+        mode: Mode::Compare(Vec::new()),
+        pids: Vec::new(),
+        opts: Options::default(),
+        restart_rounds: 3,
+        pull_rounds: 3,
+        large: LargeImage {
+            layers: 4,
+            mib_per_layer: 40,
+        },
+        images: BenchImages {
+            container: critest::BUSYBOX.into(),
+            image_ops: IMAGE_OPS_IMAGE.into(),
+            large: None,
+        },
+        out: None,
     };
+    let mut harness = false;
+    let mut sockets = Vec::new();
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        let mut value = || {
+            it.next()
+                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        let o = &mut parsed.opts;
         match flag.as_str() {
-            "--runtime-endpoint" => {
-                let v = value()?;
-                parsed.endpoint = PathBuf::from(v.strip_prefix("unix://").unwrap_or(&v));
+            "--harness" => harness = true,
+            "--compare" => {
+                sockets.push(socket(&value()?));
+                sockets.push(socket(&value()?));
             }
-            "--pods" | "-n" => parsed.pods = value()?.parse()?,
-            "--calls" | "-m" => parsed.calls = value()?.parse()?,
-            "--pid" => parsed.pid = Some(value()?.parse()?),
-            "--image" => parsed.image = value()?,
+            "--runtime-endpoint" | "-r" => sockets.push(socket(&value()?)),
+            "--pids" | "--pid" => parsed.pids = list(&value()?)?,
+            "--rounds" => o.rounds = value()?.parse()?,
+            "--lifecycles" => o.lifecycles = value()?.parse()?,
+            "--image-cycles" => o.image_cycles = value()?.parse()?,
+            "--scales" => o.storm_scales = list(&value()?)?,
+            "--storm-calls" => o.storm_calls = value()?.parse()?,
+            "--stats-pods" => o.stats_pods = value()?.parse()?,
+            "--stats-per-pod" => o.stats_containers_per_pod = value()?.parse()?,
+            "--stats-calls" => o.stats_calls = value()?.parse()?,
+            "--parallel" => o.parallel_pods = value()?.parse()?,
+            "--restart-rounds" => parsed.restart_rounds = value()?.parse()?,
+            "--pull-rounds" => parsed.pull_rounds = value()?.parse()?,
+            "--large" => {
+                let sizes: Vec<usize> = list(&value()?)?;
+                let [layers, mib] = sizes[..] else {
+                    bail!("--large wants LAYERS,MIB\n{USAGE}");
+                };
+                parsed.large = LargeImage {
+                    layers,
+                    mib_per_layer: mib,
+                };
+            }
+            "--image" => parsed.images.container = value()?,
+            "--image-ops" => parsed.images.image_ops = value()?,
+            "--out" => parsed.out = Some(PathBuf::from(value()?)),
+            "--help" | "-h" => bail!("{USAGE}"),
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
-    if parsed.endpoint.as_os_str().is_empty() {
-        bail!("--runtime-endpoint is required\n{USAGE}");
-    }
+    parsed.mode = match (harness, sockets.len()) {
+        (true, 0) => Mode::Harness,
+        (false, 1 | 2) => Mode::Compare(sockets),
+        _ => bail!("give one of --harness, --compare A B or --runtime-endpoint\n{USAGE}"),
+    };
     Ok(parsed)
 }
 
@@ -75,171 +162,66 @@ fn main() -> ExitCode {
     }
 }
 
-type Runtime = RuntimeServiceClient<tonic::transport::Channel>;
-
 async fn run(args: Args) -> Result<()> {
-    let channel = cri_tests::server::connect(&args.endpoint)
-        .await
-        .with_context(|| format!("connect to {}", args.endpoint.display()))?;
-    let mut images = ImageServiceClient::new(channel.clone());
-    let mut rt = RuntimeServiceClient::new(channel);
-    let image = ImageSpec {
-        image: args.image.clone(),
-        ..ImageSpec::default()
+    let started = std::time::Instant::now();
+    let (report, calls) = match &args.mode {
+        Mode::Harness => harness(&args).await?,
+        Mode::Compare(sockets) => (compare(&args, sockets).await?, None),
     };
-    let present = images
-        .image_status(ImageStatusRequest {
-            image: Some(image.clone()),
-            verbose: false,
-        })
-        .await?
-        .into_inner()
-        .image
-        .is_some();
-    if !present {
-        images
-            .pull_image(PullImageRequest {
-                image: Some(image.clone()),
-                ..PullImageRequest::default()
-            })
-            .await
-            .with_context(|| format!("pull {}", args.image))?;
+    let mut text = format!(
+        "cri-bench: {} rounds, {} on {} cores, {:.0} s\n\n{}",
+        args.opts.rounds,
+        report.sides().join(" vs "),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        started.elapsed().as_secs_f64(),
+        report.render()
+    );
+    if let Some(calls) = calls {
+        text.push_str("\ncontainerd round trips per CRI call (cri-server):\n\n");
+        text.push_str(&calls.render());
     }
-
-    let run_id = std::process::id();
-    let mut pods = Vec::new();
-    let setup = Instant::now();
-    let result = async {
-        for i in 0..args.pods {
-            pods.push(start_pod(&mut rt, &image, run_id, i).await?);
-        }
-        println!(
-            "setup: {} pods with one container each in {:.2?}",
-            args.pods,
-            setup.elapsed()
-        );
-        let rss_before = args.pid.and_then(rss_kib);
-        let mut latencies = Vec::with_capacity(args.calls);
-        let mut listed = 0;
-        for _ in 0..args.calls {
-            let started = Instant::now();
-            listed = rt
-                .list_container_stats(ListContainerStatsRequest::default())
-                .await?
-                .into_inner()
-                .stats
-                .len();
-            latencies.push(started.elapsed());
-        }
-        latencies.sort_unstable();
-        println!(
-            "ListContainerStats x{} ({listed} containers): p50 {:.2?}  p90 {:.2?}  p99 {:.2?}  max {:.2?}",
-            args.calls,
-            percentile(&latencies, 50),
-            percentile(&latencies, 90),
-            percentile(&latencies, 99),
-            latencies.last().copied().unwrap_or_default(),
-        );
-        if let Some(pid) = args.pid {
-            let show = |kib: Option<u64>| kib.map_or("?".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
-            println!(
-                "daemon {pid} RSS: {} before the calls, {} after",
-                show(rss_before),
-                show(rss_kib(pid))
-            );
-        }
-        Ok::<_, anyhow::Error>(())
+    println!("{text}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &text).with_context(|| format!("write {}", out.display()))?;
     }
-    .await;
-    let cleanup = Instant::now();
-    for pod in &pods {
-        if let Err(e) = remove_pod(&mut rt, pod).await {
-            eprintln!("cri-bench: remove pod {pod}: {e}");
-        }
-    }
-    println!("cleanup: {} pods in {:.2?}", pods.len(), cleanup.elapsed());
-    result
-}
-
-async fn start_pod(rt: &mut Runtime, image: &ImageSpec, run_id: u32, i: usize) -> Result<String> {
-    let config = PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: format!("bench-{i}"),
-            uid: format!("bench-{run_id}-{i}"),
-            namespace: "cri-bench".into(),
-            attempt: 0,
-        }),
-        linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: NamespaceMode::Node as i32,
-                    ..NamespaceOption::default()
-                }),
-                ..LinuxSandboxSecurityContext::default()
-            }),
-            ..LinuxPodSandboxConfig::default()
-        }),
-        ..PodSandboxConfig::default()
-    };
-    let pod = rt
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .context("run pod")?
-        .into_inner()
-        .pod_sandbox_id;
-    let container = rt
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(ContainerConfig {
-                metadata: Some(ContainerMetadata {
-                    name: "sleep".into(),
-                    attempt: 0,
-                }),
-                image: Some(image.clone()),
-                args: vec!["sleep".into(), "3600".into()],
-                ..ContainerConfig::default()
-            }),
-            sandbox_config: Some(config),
-        })
-        .await
-        .context("create container")?
-        .into_inner()
-        .container_id;
-    rt.start_container(StartContainerRequest {
-        container_id: container,
-    })
-    .await
-    .context("start container")?;
-    Ok(pod)
-}
-
-async fn remove_pod(rt: &mut Runtime, pod: &str) -> Result<()> {
-    rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod.into(),
-    })
-    .await?;
-    rt.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: pod.into(),
-    })
-    .await?;
     Ok(())
 }
 
-/// The nearest-rank percentile of sorted `values`.
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
+async fn compare(args: &Args, sockets: &[PathBuf]) -> Result<Report> {
+    let mut endpoints = Vec::new();
+    for (i, socket) in sockets.iter().enumerate() {
+        let name = format!("{}", (b'A' + i as u8) as char);
+        let mut ep = Endpoint::connect(&name, socket).await?;
+        ep.pids = args.pids.get(i).map(|&pid| DaemonPids {
+            cri: pid,
+            all: vec![pid],
+        });
+        endpoints.push(ep);
     }
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted[rank.min(sorted.len()) - 1]
+    let mut report = Report::new(endpoints.iter().map(|e| e.name.clone()).collect());
+    workloads::run_all(&mut endpoints, &mut report, &args.images, &args.opts).await?;
+    workloads::cleanup(&mut endpoints).await;
+    Ok(report)
 }
 
-/// `VmRSS` of `pid` in KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+async fn harness(args: &Args) -> Result<(Report, Option<cri_tests::bench::calls::CallTable>)> {
+    workloads::progress("starting cri-server and containerd's CRI plugin side by side");
+    let mut both = SideBySide::start(args.large).await?;
+    let mut report = Report::new(vec!["cri-server".into(), "containerd".into()]);
+    let calls = side_by_side::run(
+        &mut both,
+        &mut report,
+        &args.opts,
+        args.large,
+        args.pull_rounds,
+        args.restart_rounds,
+    )
+    .await;
+    match calls {
+        Ok(calls) => Ok((report, Some(calls))),
+        Err(e) => {
+            eprintln!("{}\n\nwhat was measured:\n{}", both.logs(), report.render());
+            Err(e)
+        }
+    }
 }

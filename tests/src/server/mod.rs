@@ -171,6 +171,12 @@ impl CriServer {
     /// also finished recovering its state from containerd (until then
     /// everything but `Version` is `Unavailable`).
     async fn spawn_and_wait(&mut self, wait_recovered: bool) -> Result<Option<ExitStatus>> {
+        self.spawn()?;
+        self.wait_started(wait_recovered).await
+    }
+
+    /// Starts the daemon process without waiting for it to answer.
+    fn spawn(&mut self) -> Result<()> {
         let log = File::options().create(true).append(true).open(&self.log)?;
         let child = Command::new(&self.binary)
             .arg("--config")
@@ -184,7 +190,12 @@ impl CriServer {
             .spawn()
             .with_context(|| format!("spawn {}", self.binary.display()))?;
         self.child = Some(child);
+        Ok(())
+    }
 
+    /// Waits until the spawned daemon answers (`None`) or exits
+    /// (`Some(status)`); see [`spawn_and_wait`](Self::spawn_and_wait).
+    async fn wait_started(&mut self, wait_recovered: bool) -> Result<Option<ExitStatus>> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut last_error = String::from("socket not created yet");
         loop {
@@ -261,6 +272,32 @@ impl CriServer {
     /// answers, before recovery ends (e.g. while containerd is down).
     pub async fn restart_unrecovered(&mut self) -> Result<()> {
         self.restart_and_wait(false).await
+    }
+
+    /// Kills the daemon with SIGKILL (as `kill -9` does), reaps it and
+    /// starts it again without waiting; for a caller that times recovery
+    /// itself, then calls [`wait_recovered`](Self::wait_recovered).
+    pub fn kill_and_spawn(&mut self) -> Result<()> {
+        self.kill();
+        self.spawn()
+    }
+
+    /// Waits until a daemon started by [`kill_and_spawn`](Self::kill_and_spawn)
+    /// answers and has recovered its state.
+    pub async fn wait_recovered(&mut self) -> Result<()> {
+        match self.wait_started(true).await? {
+            None => Ok(()),
+            Some(status) => bail!(
+                "cri-server exited during restart with {status}; log:\n{}",
+                self.log()
+            ),
+        }
+    }
+
+    /// Replaces the extra environment the daemon gets, from the next
+    /// (re)start on (e.g. `RUST_LOG` for one run).
+    pub fn set_env(&mut self, env: Vec<(String, String)>) {
+        self.env = env;
     }
 
     async fn restart_and_wait(&mut self, wait_recovered: bool) -> Result<()> {

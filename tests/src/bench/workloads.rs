@@ -1,0 +1,770 @@
+//! The CRI workloads, each run once per round on one endpoint and timed
+//! per call: critest's benchmark shapes (pod lifecycle, container
+//! lifecycle, image pull/status/list/remove), storms of status and list
+//! calls at growing numbers of containers, the stats RPCs over running
+//! containers, pods started in parallel, and the memory a large
+//! annotation leaves behind. The drivers alternate the endpoints, first
+//! A then B, then B then A, so drift on a busy machine hits both.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use cri_api::v1::*;
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::report::{Group, Report, Unit};
+use super::{image_spec, pod_config, sleep_container, BenchImages, Endpoint, PodNetwork};
+
+/// How much of each workload to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Rounds of the alternating workloads.
+    pub rounds: usize,
+    /// Pod and container lifecycles per round and side.
+    pub lifecycles: usize,
+    /// Image pull/status/list/remove cycles per round and side.
+    pub image_cycles: usize,
+    /// Container counts of the status and list storms, ascending.
+    pub storm_scales: Vec<usize>,
+    /// Calls of each RPC per storm, round and side.
+    pub storm_calls: usize,
+    /// Pods and containers per pod of the stats workload (running).
+    pub stats_pods: usize,
+    pub stats_containers_per_pod: usize,
+    /// Calls of each stats RPC per round and side.
+    pub stats_calls: usize,
+    /// Pods started at once.
+    pub parallel_pods: usize,
+    /// Pods with a large annotation created and removed per side.
+    pub annotation_pods: usize,
+    /// The annotation's size in bytes.
+    pub annotation_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            rounds: 3,
+            lifecycles: 10,
+            image_cycles: 10,
+            storm_scales: vec![100, 500, 1000],
+            storm_calls: 100,
+            stats_pods: 50,
+            stats_containers_per_pod: 6,
+            stats_calls: 20,
+            parallel_pods: 10,
+            annotation_pods: 3,
+            annotation_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Containers per pod in the storm sets.
+const STORM_CONTAINERS_PER_POD: usize = 10;
+/// Setup calls in flight per endpoint.
+const SETUP_PARALLELISM: usize = 4;
+
+/// The endpoint order of `round`: A, B on even rounds, B, A on odd ones.
+pub fn order(round: usize, sides: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..sides).collect();
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    order
+}
+
+/// Times `call`, records it as `name` and returns its answer.
+async fn timed<T, F>(
+    report: &mut Report,
+    side: usize,
+    group: Group,
+    name: &str,
+    call: F,
+) -> Result<T>
+where
+    F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let started = Instant::now();
+    let answer = call.await;
+    let took = started.elapsed();
+    let answer = answer.with_context(|| name.to_owned())?;
+    report.time(side, group, name, took);
+    Ok(answer.into_inner())
+}
+
+/// critest's pod and container lifecycles: a pod on the CNI network,
+/// its status, a container created, started, inspected, stopped and
+/// removed in it, then the pod stopped and removed; every call timed.
+pub async fn lifecycle(
+    ep: &mut Endpoint,
+    side: usize,
+    report: &mut Report,
+    images: &BenchImages,
+    n: usize,
+) -> Result<()> {
+    const G: Group = Group::Critest;
+    for _ in 0..n {
+        let config = pod_config("life", PodNetwork::Cni);
+        let rt = &mut ep.runtime;
+        let pod = timed(
+            report,
+            side,
+            G,
+            "RunPodSandbox",
+            rt.run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            }),
+        )
+        .await?
+        .pod_sandbox_id;
+        timed(
+            report,
+            side,
+            G,
+            "PodSandboxStatus",
+            rt.pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: false,
+            }),
+        )
+        .await?;
+        let container = timed(
+            report,
+            side,
+            G,
+            "CreateContainer",
+            rt.create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(sleep_container("sleep", &images.container)),
+                sandbox_config: Some(config),
+            }),
+        )
+        .await?
+        .container_id;
+        timed(
+            report,
+            side,
+            G,
+            "StartContainer",
+            rt.start_container(StartContainerRequest {
+                container_id: container.clone(),
+            }),
+        )
+        .await?;
+        timed(
+            report,
+            side,
+            G,
+            "ContainerStatus",
+            rt.container_status(ContainerStatusRequest {
+                container_id: container.clone(),
+                verbose: false,
+            }),
+        )
+        .await?;
+        timed(
+            report,
+            side,
+            G,
+            "StopContainer",
+            rt.stop_container(StopContainerRequest {
+                container_id: container.clone(),
+                timeout: 0,
+            }),
+        )
+        .await?;
+        timed(
+            report,
+            side,
+            G,
+            "RemoveContainer",
+            rt.remove_container(RemoveContainerRequest {
+                container_id: container,
+            }),
+        )
+        .await?;
+        timed(
+            report,
+            side,
+            G,
+            "StopPodSandbox",
+            rt.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            }),
+        )
+        .await?;
+        timed(
+            report,
+            side,
+            G,
+            "RemovePodSandbox",
+            rt.remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// critest's image operations on an image that is present: pull (it is
+/// there), status, list, remove; then an untimed pull brings it back.
+pub async fn image_cycle(
+    ep: &mut Endpoint,
+    side: usize,
+    report: &mut Report,
+    image: &str,
+    n: usize,
+) -> Result<()> {
+    const G: Group = Group::Critest;
+    ep.ensure_image(image).await?;
+    for _ in 0..n {
+        let img = &mut ep.images;
+        let pull = || PullImageRequest {
+            image: Some(image_spec(image)),
+            ..PullImageRequest::default()
+        };
+        timed(
+            report,
+            side,
+            G,
+            "PullImage (present)",
+            img.pull_image(pull()),
+        )
+        .await?;
+        timed(
+            report,
+            side,
+            G,
+            "ImageStatus",
+            img.image_status(ImageStatusRequest {
+                image: Some(image_spec(image)),
+                verbose: false,
+            }),
+        )
+        .await?;
+        timed(
+            report,
+            side,
+            G,
+            "ListImages",
+            img.list_images(ListImagesRequest { filter: None }),
+        )
+        .await?;
+        timed(
+            report,
+            side,
+            G,
+            "RemoveImage",
+            img.remove_image(RemoveImageRequest {
+                image: Some(image_spec(image)),
+            }),
+        )
+        .await?;
+        timed(
+            report,
+            side,
+            Group::Other,
+            "PullImage (small, absent)",
+            img.pull_image(pull()),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// `n` pods on the CNI network, each with a running container, started
+/// at once; records the wall time until all run, then removes them.
+pub async fn parallel_start(
+    ep: &mut Endpoint,
+    side: usize,
+    report: &mut Report,
+    images: &BenchImages,
+    n: usize,
+) -> Result<()> {
+    let started = Instant::now();
+    let pods = stream::iter(0..n)
+        .map(|_| {
+            let mut ep = ep.clone();
+            async move { start_pod(&mut ep, PodNetwork::Cni, 1, true, &images.container).await }
+        })
+        .buffer_unordered(n.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+    report.time(
+        side,
+        Group::Other,
+        &format!("{n} pods started in parallel (wall)"),
+        started.elapsed(),
+    );
+    remove_pods(ep, pods.iter().map(|p| p.id.clone())).await
+}
+
+/// A pod with its containers.
+#[derive(Debug, Clone)]
+pub struct PodSet {
+    pub id: String,
+    pub containers: Vec<String>,
+}
+
+/// Runs a pod with `containers` `sleep` containers, started when `start`.
+pub async fn start_pod(
+    ep: &mut Endpoint,
+    network: PodNetwork,
+    containers: usize,
+    start: bool,
+    image: &str,
+) -> Result<PodSet> {
+    let config = pod_config("bench", network);
+    let rt = &mut ep.runtime;
+    let id = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .with_context(|| format!("{}: run pod", ep.name))?
+        .into_inner()
+        .pod_sandbox_id;
+    let mut ids = Vec::with_capacity(containers);
+    for i in 0..containers {
+        let container = rt
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: id.clone(),
+                config: Some(sleep_container(&format!("sleep-{i}"), image)),
+                sandbox_config: Some(config.clone()),
+            })
+            .await
+            .with_context(|| format!("{}: create container", ep.name))?
+            .into_inner()
+            .container_id;
+        if start {
+            rt.start_container(StartContainerRequest {
+                container_id: container.clone(),
+            })
+            .await
+            .with_context(|| format!("{}: start container", ep.name))?;
+        }
+        ids.push(container);
+    }
+    Ok(PodSet {
+        id,
+        containers: ids,
+    })
+}
+
+/// Stops and removes `pods` (a few at a time).
+pub async fn remove_pods(ep: &Endpoint, pods: impl IntoIterator<Item = String>) -> Result<()> {
+    stream::iter(pods)
+        .map(|pod| {
+            let mut rt = ep.runtime.clone();
+            async move {
+                rt.stop_pod_sandbox(StopPodSandboxRequest {
+                    pod_sandbox_id: pod.clone(),
+                })
+                .await?;
+                rt.remove_pod_sandbox(RemovePodSandboxRequest {
+                    pod_sandbox_id: pod,
+                })
+                .await?;
+                Ok::<_, anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(SETUP_PARALLELISM)
+        .try_collect::<Vec<_>>()
+        .await
+        .with_context(|| format!("{}: remove pods", ep.name))?;
+    Ok(())
+}
+
+/// Removes every pod the benchmark made on `ep` (namespace `cri-bench`),
+/// e.g. what a failed workload left.
+pub async fn remove_bench_pods(ep: &mut Endpoint) -> Result<()> {
+    let pods = ep
+        .runtime
+        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items;
+    let ours = pods
+        .into_iter()
+        .filter(|p| {
+            p.metadata
+                .as_ref()
+                .is_some_and(|m| m.namespace == "cri-bench")
+        })
+        .map(|p| p.id);
+    remove_pods(ep, ours).await
+}
+
+/// Grows `sets` with pods of `per_pod` containers until they hold at
+/// least `containers` containers.
+pub async fn grow(
+    ep: &Endpoint,
+    sets: &mut Vec<PodSet>,
+    containers: usize,
+    per_pod: usize,
+    start: bool,
+    image: &str,
+) -> Result<()> {
+    let have: usize = sets.iter().map(|s| s.containers.len()).sum();
+    let pods = containers.saturating_sub(have).div_ceil(per_pod.max(1));
+    let new = stream::iter(0..pods)
+        .map(|_| {
+            let mut ep = ep.clone();
+            async move { start_pod(&mut ep, PodNetwork::Host, per_pod, start, image).await }
+        })
+        .buffer_unordered(SETUP_PARALLELISM)
+        .try_collect::<Vec<_>>()
+        .await?;
+    sets.extend(new);
+    Ok(())
+}
+
+/// One storm at the current scale: `calls` sequential calls each of
+/// ListContainers, ListPodSandbox, ContainerStatus and PodSandboxStatus
+/// (these two cycling over the ids).
+pub async fn storm(
+    ep: &mut Endpoint,
+    side: usize,
+    report: &mut Report,
+    sets: &[PodSet],
+    calls: usize,
+) -> Result<()> {
+    let scale: usize = sets.iter().map(|s| s.containers.len()).sum();
+    let containers: Vec<&String> = sets.iter().flat_map(|s| &s.containers).collect();
+    let rt = &mut ep.runtime;
+    let g = Group::Other;
+    for _ in 0..calls {
+        timed(
+            report,
+            side,
+            g,
+            &format!("ListContainers @{scale}"),
+            rt.list_containers(ListContainersRequest { filter: None }),
+        )
+        .await?;
+    }
+    for _ in 0..calls {
+        timed(
+            report,
+            side,
+            g,
+            &format!("ListPodSandbox @{scale}"),
+            rt.list_pod_sandbox(ListPodSandboxRequest { filter: None }),
+        )
+        .await?;
+    }
+    for i in 0..calls {
+        let Some(id) = containers.get(i % containers.len().max(1)) else {
+            break;
+        };
+        timed(
+            report,
+            side,
+            g,
+            &format!("ContainerStatus @{scale}"),
+            rt.container_status(ContainerStatusRequest {
+                container_id: (*id).clone(),
+                verbose: false,
+            }),
+        )
+        .await?;
+    }
+    for i in 0..calls {
+        let Some(set) = sets.get(i % sets.len().max(1)) else {
+            break;
+        };
+        timed(
+            report,
+            side,
+            g,
+            &format!("PodSandboxStatus @{scale}"),
+            rt.pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: set.id.clone(),
+                verbose: false,
+            }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The stats RPCs and the kubelet's relist over running containers:
+/// `calls` each of ListContainerStats, ListPodSandboxStats,
+/// ListContainers and ListPodSandbox. An RPC the endpoint refuses is
+/// noted once and skipped.
+pub async fn stats(
+    ep: &mut Endpoint,
+    side: usize,
+    report: &mut Report,
+    sets: &[PodSet],
+    calls: usize,
+) -> Result<()> {
+    let scale: usize = sets.iter().map(|s| s.containers.len()).sum();
+    let pods = sets.len();
+    let rt = &mut ep.runtime;
+    let g = Group::Other;
+    for _ in 0..calls {
+        timed(
+            report,
+            side,
+            g,
+            &format!("ListContainerStats @{scale} running"),
+            rt.list_container_stats(ListContainerStatsRequest { filter: None }),
+        )
+        .await?;
+    }
+    let name = format!("ListPodSandboxStats @{pods} pods");
+    for _ in 0..calls {
+        let started = Instant::now();
+        match rt
+            .list_pod_sandbox_stats(ListPodSandboxStatsRequest { filter: None })
+            .await
+        {
+            Ok(_) => report.time(side, g, &name, started.elapsed()),
+            Err(status) => {
+                report.note(format!(
+                    "{}: {name} failed: {}: {}",
+                    ep.name,
+                    status.code(),
+                    status.message()
+                ));
+                break;
+            }
+        }
+    }
+    for _ in 0..calls {
+        timed(
+            report,
+            side,
+            g,
+            &format!("ListContainers @{scale} running"),
+            rt.list_containers(ListContainersRequest { filter: None }),
+        )
+        .await?;
+    }
+    for _ in 0..calls {
+        timed(
+            report,
+            side,
+            g,
+            &format!("ListPodSandbox @{pods} pods"),
+            rt.list_pod_sandbox(ListPodSandboxRequest { filter: None }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The CRI daemon's RSS after `pods` pods with an annotation of `bytes`
+/// bytes were each run and removed, minus its RSS before the first
+/// (recorded per pod).
+pub async fn annotation_memory(
+    ep: &mut Endpoint,
+    side: usize,
+    report: &mut Report,
+    pods: usize,
+    bytes: usize,
+) -> Result<()> {
+    let Some(pids) = ep.pids.clone() else {
+        return Ok(());
+    };
+    let settle = || tokio::time::sleep(Duration::from_millis(500));
+    settle().await;
+    let Some((before, _)) = pids.rss_mib() else {
+        return Ok(());
+    };
+    let name = format!(
+        "RSS growth after a pod with a {} KiB annotation, removed",
+        bytes / 1024
+    );
+    for _ in 0..pods {
+        let mut config = pod_config("annotated", PodNetwork::Host);
+        config
+            .annotations
+            .insert("cri-bench/large".into(), "x".repeat(bytes));
+        let id = ep
+            .runtime
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config),
+                runtime_handler: String::new(),
+            })
+            .await
+            .context("run the annotated pod")?
+            .into_inner()
+            .pod_sandbox_id;
+        remove_pods(ep, [id]).await?;
+        settle().await;
+        if let Some((after, _)) = pids.rss_mib() {
+            report.value(side, Group::Other, Unit::MiB, &name, after - before);
+        }
+    }
+    Ok(())
+}
+
+/// Records the RSS of the CRI process and of everything the CRI side
+/// needs (with containerd) as `what`.
+pub fn record_rss(ep: &Endpoint, side: usize, report: &mut Report, what: &str) {
+    if let Some((cri, all)) = ep.pids.as_ref().and_then(|p| p.rss_mib()) {
+        report.value(
+            side,
+            Group::Other,
+            Unit::MiB,
+            &format!("RSS {what}: CRI daemon"),
+            cri,
+        );
+        report.value(
+            side,
+            Group::Other,
+            Unit::MiB,
+            &format!("RSS {what}: with containerd"),
+            all,
+        );
+    }
+}
+
+/// Runs every RPC workload on `endpoints` (one or two), alternating, and
+/// records into `report`. Returns with the stats workload's pods still
+/// running (for a restart measurement); [`cleanup`] removes them. Pods
+/// left by a failure are removed before the error is returned.
+pub async fn run_all(
+    endpoints: &mut [Endpoint],
+    report: &mut Report,
+    images: &BenchImages,
+    opts: &Options,
+) -> Result<()> {
+    for ep in endpoints.iter_mut() {
+        ep.ensure_image(&images.container).await?;
+        remove_bench_pods(ep).await?;
+    }
+    // Warm-up, not recorded: the sandbox image pulled, code paged in.
+    let mut scratch = Report::new(report.sides().to_vec());
+    for (side, ep) in endpoints.iter_mut().enumerate() {
+        lifecycle(ep, side, &mut scratch, images, 1).await?;
+        image_cycle(ep, side, &mut scratch, &images.image_ops, 1).await?;
+    }
+    for (side, ep) in endpoints.iter().enumerate() {
+        record_rss(ep, side, report, "idle");
+    }
+    let result = run_phases(endpoints, report, images, opts).await;
+    if result.is_err() {
+        cleanup(endpoints).await;
+    }
+    result
+}
+
+/// Removes the benchmark's pods from every endpoint; failures are
+/// printed, not returned.
+pub async fn cleanup(endpoints: &mut [Endpoint]) {
+    for ep in endpoints.iter_mut() {
+        if let Err(e) = remove_bench_pods(ep).await {
+            eprintln!("cri-bench: {}: cleanup: {e:#}", ep.name);
+        }
+    }
+}
+
+async fn run_phases(
+    endpoints: &mut [Endpoint],
+    report: &mut Report,
+    images: &BenchImages,
+    opts: &Options,
+) -> Result<()> {
+    let sides = endpoints.len();
+    progress("pod and container lifecycles, image operations, parallel start");
+    for round in 0..opts.rounds {
+        for side in order(round, sides) {
+            let ep = &mut endpoints[side];
+            lifecycle(ep, side, report, images, opts.lifecycles).await?;
+            image_cycle(ep, side, report, &images.image_ops, opts.image_cycles).await?;
+            parallel_start(ep, side, report, images, opts.parallel_pods).await?;
+        }
+    }
+    progress("annotation memory");
+    for side in order(0, sides) {
+        annotation_memory(
+            &mut endpoints[side],
+            side,
+            report,
+            opts.annotation_pods,
+            opts.annotation_bytes,
+        )
+        .await?;
+    }
+
+    let mut sets: Vec<Vec<PodSet>> = vec![Vec::new(); sides];
+    for &scale in &opts.storm_scales {
+        progress(&format!("status and list storms at {scale} containers"));
+        let grown = futures::future::try_join_all(endpoints.iter().zip(sets.iter_mut()).map(
+            |(ep, sets)| {
+                grow(
+                    ep,
+                    sets,
+                    scale,
+                    STORM_CONTAINERS_PER_POD,
+                    false,
+                    &images.container,
+                )
+            },
+        ))
+        .await;
+        grown?;
+        for round in 0..opts.rounds {
+            for side in order(round, sides) {
+                storm(
+                    &mut endpoints[side],
+                    side,
+                    report,
+                    &sets[side],
+                    opts.storm_calls,
+                )
+                .await?;
+            }
+        }
+        for (side, ep) in endpoints.iter().enumerate() {
+            record_rss(ep, side, report, &format!("@{scale} created containers"));
+        }
+    }
+    for (ep, sets) in endpoints.iter().zip(sets.iter_mut()) {
+        remove_pods(ep, sets.drain(..).map(|s| s.id)).await?;
+    }
+
+    let running = opts.stats_pods * opts.stats_containers_per_pod;
+    progress(&format!(
+        "stats at {running} running containers in {} pods",
+        opts.stats_pods
+    ));
+    futures::future::try_join_all(endpoints.iter().zip(sets.iter_mut()).map(|(ep, sets)| {
+        grow(
+            ep,
+            sets,
+            running,
+            opts.stats_containers_per_pod,
+            true,
+            &images.container,
+        )
+    }))
+    .await?;
+    for round in 0..opts.rounds {
+        for side in order(round, sides) {
+            stats(
+                &mut endpoints[side],
+                side,
+                report,
+                &sets[side],
+                opts.stats_calls,
+            )
+            .await?;
+        }
+    }
+    for (side, ep) in endpoints.iter().enumerate() {
+        record_rss(ep, side, report, &format!("@{running} running containers"));
+    }
+    Ok(())
+}
+
+/// A progress line on stderr.
+pub fn progress(what: &str) {
+    eprintln!("cri-bench: {what}");
+}

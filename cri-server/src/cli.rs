@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{LogFormat, Overrides};
+use cri_config::{LogFormat, Overrides};
 
 /// The config file read when `--config` is not given and it exists: the
 /// node's containerd config, so cri-server drops in beside containerd.

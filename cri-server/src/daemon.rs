@@ -12,13 +12,13 @@ use cri_store::image::ImageStore;
 use h2_authority::AuthorityShim;
 use tokio_stream::wrappers::UnixListenerStream;
 
-use crate::config::Config;
 use crate::image::{ImageManager, ImageSettings};
 use crate::metrics::{self, Metrics, MetricsError};
 use crate::passthrough::{Forwarder, PassthroughLayer};
 use crate::preflight::{self, ContainerdProbe, Report};
 use crate::service::{CriImageService, CriRuntimeService, ServerParts, ServerState};
 use crate::socket::{BoundSocket, SocketError};
+use cri_config::Config;
 use cri_containerd as containerd;
 
 /// Why the daemon stopped with an error.

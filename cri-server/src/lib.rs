@@ -4,7 +4,6 @@
 //! containerd and the only one that starts a gRPC server.
 
 pub mod cli;
-pub mod config;
 pub mod container;
 pub mod containerd_watch;
 pub mod daemon;

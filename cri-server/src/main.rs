@@ -5,9 +5,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use cri_config::Config;
 use cri_containerd as containerd;
 use cri_server::cli::{Cli, Command, ConfigCommand};
-use cri_server::config::Config;
 use cri_server::{daemon, preflight, telemetry};
 
 #[tokio::main]

@@ -12,7 +12,7 @@ use cri_sandbox::cni::load_network_configs;
 
 use cri_api::containerd::Version;
 
-use crate::config::{Config, CriConfig};
+use cri_config::{Config, CriConfig};
 
 /// The runtime name reported by `Version`.
 pub const RUNTIME_NAME: &str = "cri-server";
@@ -133,7 +133,7 @@ mod tests {
     use cri_api::containerd::{ContainerdError, MockVersion, VersionInfo};
 
     use super::*;
-    use crate::config::Overrides;
+    use cri_config::Overrides;
 
     fn config(cni_dir: &std::path::Path) -> Config {
         let text = format!(

@@ -17,7 +17,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
 
-use crate::config::{LogFormat, OtlpProtocol, TracingConfig};
+use cri_config::{LogFormat, OtlpProtocol, TracingConfig};
 
 /// The instrumentation scope our spans are reported under.
 const TRACER_NAME: &str = "cri-server";

@@ -2,7 +2,9 @@
 //! them: read from `cargo metadata`, every dependency between workspace
 //! crates must be an allowed edge, and the crates that own a foreign API
 //! are the only ones that depend on it (`k8s-cri` in cri-api,
-//! `containerd-client` in cri-containerd).
+//! `containerd-client` in cri-containerd). Inside cri-server, the
+//! container and sandbox modules meet one way, through the sandbox
+//! module's seam traits.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -22,6 +24,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cri-containerd", &["cri-api"]),
     ("cri-metadata", &["cri-api", "cri-store"]),
     ("cri-sandbox", &["cri-api", "cri-spec"]),
+    ("cri-config", &[]),
     (
         "cri-server",
         &[
@@ -33,12 +36,21 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cri-streaming",
             "cri-containerd",
             "cri-metadata",
+            "cri-config",
             "h2-authority",
         ],
     ),
     (
         "cri-tests",
-        &["cri-api", "cri-server", "cri-streaming", "cri-containerd"],
+        &[
+            "cri-api",
+            "cri-server",
+            "cri-streaming",
+            "cri-containerd",
+            "cri-metadata",
+            "cri-sandbox",
+            "cri-spec",
+        ],
     ),
 ];
 
@@ -92,6 +104,72 @@ fn workspace_crates_depend_one_way() -> Result<()> {
                 if *owner != name {
                     problems.push(format!("{name} uses {dep_name}, which only {owner} may"));
                 }
+            }
+        }
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n"));
+    Ok(())
+}
+
+/// The `crate::<module>` paths a module's non-test files name.
+fn module_refs(module: &str) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    let dir = workspace_root().join("cri-server/src").join(module);
+    let mut refs = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("read {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        // Test fixtures may build the whole server; the code may not.
+        if !name.ends_with(".rs") || name.ends_with("tests.rs") || name == "testutil.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        // Only what comes before the file's unit tests.
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let named: BTreeSet<String> = code
+            .match_indices("crate::")
+            .filter_map(|(at, _)| {
+                let rest = &code[at + "crate::".len()..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                (end > 0).then(|| rest[..end].to_owned())
+            })
+            .collect();
+        refs.insert(name, named);
+    }
+    Ok(refs)
+}
+
+#[test]
+fn container_and_sandbox_modules_meet_one_way() -> Result<()> {
+    let mut problems = Vec::new();
+    // The sandbox module sees containers only through its own
+    // `PodContainers` trait, and never the tonic layer's state.
+    for (file, named) in module_refs("sandbox")? {
+        for forbidden in ["container", "service", "recovery", "daemon"] {
+            if named.contains(forbidden) {
+                problems.push(format!("sandbox/{file} names crate::{forbidden}"));
+            }
+        }
+    }
+    // The container module sees sandboxes only through `SandboxLookup`
+    // (and their pure helpers), never the tonic layer's state.
+    for (file, named) in module_refs("container")? {
+        for forbidden in ["service", "recovery", "daemon"] {
+            if named.contains(forbidden) {
+                problems.push(format!("container/{file} names crate::{forbidden}"));
+            }
+        }
+    }
+    // Stats are collected for the tonic layer, which holds both stores.
+    for (file, named) in module_refs("stats")? {
+        for forbidden in ["container", "sandbox", "service"] {
+            if named.contains(forbidden) {
+                problems.push(format!("stats/{file} names crate::{forbidden}"));
             }
         }
     }

@@ -14,11 +14,11 @@ use cri_store::container::ContainerStore;
 use cri_store::name_index::NameIndex;
 
 use super::{ContainerEvents, ContainerHandle, ContainerHost};
-use crate::config::Config;
 use crate::image::ImageManager;
 use crate::metrics::Metrics;
 use crate::sandbox::{PodContainerError, PodContainers, SandboxLookup};
 use crate::stats::StatsCollector;
+use cri_config::Config;
 
 /// The container RPCs' state.
 #[derive(Debug)]

@@ -29,10 +29,10 @@ use tempfile::TempDir;
 
 use super::ContainerHost;
 use super::ContainerService;
-use crate::config::{Config, Overrides};
 use crate::image::{ImageManager, ImageSettings};
 use crate::sandbox::{SandboxManager, SandboxParts};
 use crate::service::{ServerParts, ServerState};
+use cri_config::{Config, Overrides};
 
 pub(crate) const BUSYBOX: &str = "docker.io/library/busybox:latest";
 pub(crate) const BUSYBOX_ID: &str =

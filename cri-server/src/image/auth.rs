@@ -5,7 +5,7 @@ use std::fmt;
 use base64::Engine;
 use cri_api::v1::AuthConfig;
 
-use crate::config::{RegistryAuth as ConfiguredAuth, RegistryConfig, Secret};
+use cri_config::{RegistryAuth as ConfiguredAuth, RegistryConfig, Secret};
 
 /// What a pull presents to one registry host.
 #[derive(Clone, PartialEq, Eq)]

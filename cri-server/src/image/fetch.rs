@@ -19,7 +19,7 @@ use super::hosts::{RegistryHost, Scheme};
 use super::manifest::{detect_media_type, media, sha256_digest};
 use super::progress::{Counted, Progress};
 use super::reference::ImageRef;
-use crate::config::RegistryConfig;
+use cri_config::RegistryConfig;
 
 /// containerd's dial timeout for registries.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use crate::config::RegistryConfig;
+use cri_config::RegistryConfig;
 
 /// The host the `docker.io` domain is served from.
 const DOCKER_HUB_HOST: &str = "registry-1.docker.io";
@@ -636,7 +636,7 @@ pub fn is_localhost(host: &str) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::config::{RegistryHostConfig, RegistryMirror, RegistryTls};
+    use cri_config::{RegistryHostConfig, RegistryMirror, RegistryTls};
 
     fn with_dirs(root: &Path) -> RegistryConfig {
         RegistryConfig {

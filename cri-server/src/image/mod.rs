@@ -33,8 +33,8 @@ pub use labels::{IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE, PINNED_LABEL_KEY, PINNED_LA
 pub use reference::ImageRef;
 pub use sync::SyncOutcome;
 
-use crate::config::CriConfig;
-use crate::config::RegistryConfig;
+use cri_config::CriConfig;
+use cri_config::RegistryConfig;
 use manifest::HostPlatform;
 use pull::Puller;
 

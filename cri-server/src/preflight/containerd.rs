@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use cri_api::containerd::{ContainerdError, Introspection, PluginInfo, Version};
 
 use super::Check;
-use crate::config::{Config, DEFAULT_CONTAINERD_NAMESPACE};
+use cri_config::{Config, DEFAULT_CONTAINERD_NAMESPACE};
 
 /// The oldest containerd cri-server works with.
 const MIN_VERSION: (u64, u64) = (1, 6);

@@ -5,7 +5,7 @@ use std::io::ErrorKind;
 use std::path::Path;
 
 use super::Check;
-use crate::config::Config;
+use cri_config::Config;
 
 /// The root and state dirs exist (created if missing) and take a file.
 pub fn check_writable_dirs(config: &Config) -> Vec<Check> {

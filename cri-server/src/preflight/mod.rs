@@ -12,7 +12,7 @@ use std::fmt;
 
 use cri_api::containerd::Containerd;
 
-use crate::config::Config;
+use cri_config::Config;
 
 pub use containerd::{check_containerd, parse_version, ContainerdProbe, CRI_PLUGINS};
 pub use local::{check_cni_dirs, check_writable_dirs};

@@ -198,7 +198,7 @@ async fn verbose_status_carries_containerds_info_json() {
                 }),
                 runtime: cri_api::containerd::RuntimeInfo {
                     name: "io.containerd.runc.v2".into(),
-                    options: runtime_options(&crate::config::RuntimeConfig::runc_default()),
+                    options: runtime_options(&cri_config::RuntimeConfig::runc_default()),
                 },
                 ..ContainerRecord::default()
             }),

@@ -20,8 +20,8 @@ use cri_sandbox::host::{
 use cri_sandbox::netns::{NetnsManager, DEFAULT_NETNS_DIR};
 
 use super::error::SandboxError;
-use crate::config::{Config, RuntimeConfig};
 use cri_api::ids::RandomIds;
+use cri_config::{Config, RuntimeConfig};
 
 /// The pieces a [`SandboxManager`] is made of (real ones from
 /// [`SandboxManager::new`], mocks in tests).

@@ -27,7 +27,7 @@ use super::exit_monitor::spawn_exit_monitor;
 use super::runtime_options::runtime_options;
 use super::spec_options::spec_options;
 use super::SandboxService;
-use crate::config::RuntimeConfig;
+use cri_config::RuntimeConfig;
 use cri_metadata::{sandbox_metadata_to_any, SANDBOX_METADATA_EXTENSION};
 
 type Result<T, E = SandboxError> = std::result::Result<T, E>;

@@ -8,7 +8,7 @@ use cri_api::containerd::Any;
 use prost::Message;
 use serde_json::{json, Map, Value};
 
-use crate::config::RuntimeConfig;
+use cri_config::RuntimeConfig;
 
 /// The type URL of runc's options (a proto message: its full name).
 pub const RUNC_OPTIONS_TYPE_URL: &str = "containerd.runc.v1.Options";
@@ -173,7 +173,7 @@ pub fn runtime_options_json(options: Option<&Any>) -> Value {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::config::RUNC_V2_RUNTIME_TYPE;
+    use cri_config::RUNC_V2_RUNTIME_TYPE;
 
     fn runc(options: &str) -> RuntimeConfig {
         RuntimeConfig {

@@ -15,10 +15,10 @@ use cri_store::name_index::NameIndex;
 use cri_store::sandbox::{Sandbox, SandboxMetadata, SandboxStore};
 
 use super::{SandboxError, SandboxManager};
-use crate::config::Config;
 use crate::image::ImageManager;
 use crate::metrics::Metrics;
 use crate::stats::StatsCollector;
+use cri_config::Config;
 
 /// The sandbox RPCs' state.
 #[derive(Debug)]

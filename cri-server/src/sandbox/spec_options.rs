@@ -3,7 +3,7 @@
 
 use cri_spec::RuntimeOptions;
 
-use crate::config::{CriConfig, RuntimeConfig};
+use cri_config::{CriConfig, RuntimeConfig};
 
 /// `RuntimeOptions` for specs of `runtime`'s pods and containers.
 /// `daemon_oom_score_adj` is this process's own score (read from

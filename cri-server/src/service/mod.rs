@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use cri_api::containerd::Containerd;
 
-use crate::config::Config;
 use crate::container::{ContainerHost, ContainerService};
 use crate::image::ImageManager;
 use crate::sandbox::{SandboxLookup, SandboxManager, SandboxService};
+use cri_config::Config;
 
 pub use image::CriImageService;
 pub use runtime::CriRuntimeService;

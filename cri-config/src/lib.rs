@@ -6,6 +6,7 @@
 //! containerd's top-level `root` / `state` / `[grpc] address`, then the
 //! default. Unknown keys in the sections we read are returned as warnings;
 //! other containerd sections are ignored.
+#![doc = include_str!("../README.md")]
 
 /// Copies every `Some` field of a raw section onto the same-named field.
 macro_rules! overlay {

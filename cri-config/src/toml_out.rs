@@ -866,7 +866,7 @@ mod tests {
     /// `target/debug/cri-server config default > packaging/config.toml`).
     #[test]
     fn packaged_config_is_config_default() {
-        let packaged = include_str!("../../../packaging/config.toml");
+        let packaged = include_str!("../../packaging/config.toml");
         assert!(
             packaged == Config::default_toml(),
             "packaging/config.toml is stale: regenerate it with `cri-server config default`"

@@ -129,7 +129,7 @@ pub async fn run(
         .map_err(DaemonError::Sandbox)?;
     let metrics = Arc::new(Metrics::new());
     images.set_metrics(Arc::clone(&metrics));
-    let stats = crate::stats::StatsCollector::host(
+    let stats = cri_stats::StatsCollector::host(
         Arc::clone(&containerd.snapshots),
         &config.cri.containerd_root_dir,
     );

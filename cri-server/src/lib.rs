@@ -17,7 +17,6 @@ pub mod runtime_status;
 pub mod sandbox;
 pub mod service;
 pub mod socket;
-pub mod stats;
 mod status;
 pub mod streaming_runtime;
 pub mod systemd;

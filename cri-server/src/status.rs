@@ -8,7 +8,7 @@ use tonic::{Code, Status};
 use crate::container::ContainerError;
 use crate::image::ImageError;
 use crate::sandbox::SandboxError;
-use crate::stats::StatsError;
+use crate::service::StatsRequestError;
 use crate::streaming_runtime::StreamRequestError;
 
 /// The status of a failed RPC, logged once.
@@ -48,9 +48,14 @@ impl From<ImageError> for Status {
     }
 }
 
-impl From<StatsError> for Status {
-    fn from(err: StatsError) -> Self {
-        status(stats_code(&err), &err)
+impl From<StatsRequestError> for Status {
+    fn from(err: StatsRequestError) -> Self {
+        let code = match &err {
+            StatsRequestError::Lookup(e) => store_code(e),
+            StatsRequestError::Stats(e) if e.is_not_found() => Code::NotFound,
+            StatsRequestError::Stats(_) => Code::Internal,
+        };
+        status(code, &err)
     }
 }
 
@@ -97,14 +102,6 @@ fn container_code(err: &ContainerError) -> Code {
             Code::DeadlineExceeded
         }
         ContainerError::Sandbox(e) => sandbox_code(e),
-    }
-}
-
-fn stats_code(err: &StatsError) -> Code {
-    match err {
-        StatsError::Lookup(e) => store_code(e),
-        e if e.is_not_found() => Code::NotFound,
-        _ => Code::Internal,
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use cri_api::v1::{PodSandboxAttributes, PodSandboxMetadata};
-use cri_server::stats::{
+use cri_stats::{
     CgroupFs, CgroupMode, CgroupPath, CgroupReader, ContainerTarget, LinuxNetnsStats, NetnsStats,
     PodTarget, StatsCollector,
 };

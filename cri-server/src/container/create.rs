@@ -148,7 +148,7 @@ pub(crate) async fn create(
                 .observe_container(ContainerOp::Create, &steps.runtime_type, elapsed);
             state.stats.fs_usage().register(
                 id.as_ref(),
-                crate::stats::WritableLayer {
+                cri_stats::WritableLayer {
                     snapshotter: steps.snapshotter.clone(),
                     key: id.to_string(),
                 },

@@ -17,8 +17,8 @@ use super::{ContainerEvents, ContainerHandle, ContainerHost};
 use crate::image::ImageManager;
 use crate::metrics::Metrics;
 use crate::sandbox::{PodContainerError, PodContainers, SandboxLookup};
-use crate::stats::StatsCollector;
 use cri_config::Config;
+use cri_stats::StatsCollector;
 
 /// The container RPCs' state.
 #[derive(Debug)]

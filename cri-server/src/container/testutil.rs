@@ -159,7 +159,7 @@ impl TestEnv {
             sandbox_manager: sandbox,
             container_host: host,
             metrics: Arc::default(),
-            stats: crate::stats::StatsCollector::host(
+            stats: cri_stats::StatsCollector::host(
                 containerd_snapshots,
                 &dir.path().join("containerd"),
             ),

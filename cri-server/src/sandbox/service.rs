@@ -17,8 +17,8 @@ use cri_store::sandbox::{Sandbox, SandboxMetadata, SandboxStore};
 use super::{SandboxError, SandboxManager};
 use crate::image::ImageManager;
 use crate::metrics::Metrics;
-use crate::stats::StatsCollector;
 use cri_config::Config;
+use cri_stats::StatsCollector;
 
 /// The sandbox RPCs' state.
 #[derive(Debug)]

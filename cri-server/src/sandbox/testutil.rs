@@ -289,7 +289,7 @@ pub(crate) async fn state_with(
         sandbox_manager: sandbox,
         container_host: crate::container::ContainerHost::linux(&server_dir.join("state")),
         metrics: Arc::default(),
-        stats: crate::stats::StatsCollector::host(
+        stats: cri_stats::StatsCollector::host(
             containerd_snapshots,
             &server_dir.join("containerd"),
         ),

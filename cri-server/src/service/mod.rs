@@ -17,6 +17,7 @@ use cri_config::Config;
 
 pub use image::CriImageService;
 pub use runtime::CriRuntimeService;
+pub use stats::StatsRequestError;
 
 /// What the tonic services hold: the sandbox, container and image
 /// services side by side, and what serves them all. This is the only
@@ -36,7 +37,7 @@ pub struct ServerState {
     /// The daemon's Prometheus instruments.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Container and pod stats (cgroups, netns, writable layers).
-    pub stats: Arc<crate::stats::StatsCollector>,
+    pub stats: Arc<cri_stats::StatsCollector>,
     /// The exec/attach/port-forward streaming server, once started
     /// (`crate::streaming_runtime::start_streaming`). Its runtime holds the
     /// two services, not this, so nothing here refers back to itself.
@@ -52,7 +53,7 @@ pub struct ServerParts {
     pub sandbox_manager: SandboxManager,
     pub container_host: ContainerHost,
     pub metrics: Arc<crate::metrics::Metrics>,
-    pub stats: Arc<crate::stats::StatsCollector>,
+    pub stats: Arc<cri_stats::StatsCollector>,
 }
 
 impl ServerState {

@@ -223,7 +223,7 @@ impl RuntimeService for CriRuntimeService {
         _request: Request<ListMetricDescriptorsRequest>,
     ) -> Result<Response<ListMetricDescriptorsResponse>, Status> {
         Ok(Response::new(ListMetricDescriptorsResponse {
-            descriptors: crate::stats::metric_descriptors(),
+            descriptors: cri_stats::metric_descriptors(),
         }))
     }
 

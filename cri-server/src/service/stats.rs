@@ -1,7 +1,7 @@
 //! The stats RPCs over the server's two stores: targets built from the container and
 //! sandbox stores (running containers carry their cgroup, pods their
 //! `cgroup_parent` and netns), filtered as containerd filters them (only
-//! READY sandboxes are listed), then handed to the [`StatsCollector`](crate::stats::StatsCollector).
+//! READY sandboxes are listed), then handed to the [`StatsCollector`](cri_stats::StatsCollector).
 
 use cri_api::v1::{
     ContainerAttributes, ContainerState, ContainerStats, ContainerStatsFilter,
@@ -11,22 +11,43 @@ use cri_store::container::Container;
 use cri_store::sandbox::{Sandbox, SandboxState};
 
 use crate::service::ServerState;
-use crate::stats::{select_containers, select_pods, CgroupPath, ContainerTarget, PodTarget};
-use crate::stats::{Result, StatsError};
+use cri_stats::StatsError;
+use cri_stats::{select_containers, select_pods, CgroupPath, ContainerTarget, PodTarget};
+
+/// Why a stats RPC failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsRequestError {
+    /// The container or sandbox id (or prefix) names nothing stored, or
+    /// more than one.
+    #[error(transparent)]
+    Lookup(cri_store::StoreError),
+    /// The object is there but has nothing to measure, or reading failed.
+    #[error(transparent)]
+    Stats(#[from] StatsError),
+}
+
+type Result<T, E = StatsRequestError> = std::result::Result<T, E>;
 
 /// ContainerStats: the running container with this id or unique prefix
 /// (an ambiguous prefix is an error); one without a task is NotFound, as
 /// containerd has no task metrics for it.
 pub async fn container_stats(state: &ServerState, id: &str) -> Result<ContainerStats> {
-    let container = state.containers.store.get(id).map_err(StatsError::Lookup)?;
+    let container = state
+        .containers
+        .store
+        .get(id)
+        .map_err(StatsRequestError::Lookup)?;
     if container.status.state() != ContainerState::ContainerRunning {
-        return Err(StatsError::ContainerNotRunning {
+        return Err(StatsRequestError::Stats(StatsError::ContainerNotRunning {
             id: container.metadata.id.to_string(),
-        });
+        }));
     }
     let target = container_target(state, &container);
     let stats = state.stats.container_stats(vec![target]).await?;
-    stats.into_iter().next().ok_or(StatsError::Collection)
+    stats
+        .into_iter()
+        .next()
+        .ok_or(StatsRequestError::Stats(StatsError::Collection))
 }
 
 /// ListContainerStats: every running container the filter selects (those
@@ -59,23 +80,30 @@ pub async fn list_container_stats(
             })
             .ok()
     });
-    state.stats.container_stats(targets).await
+    Ok(state.stats.container_stats(targets).await?)
 }
 
 /// PodSandboxStats: the READY sandbox with this id or unique prefix; a
 /// stopped one is NotFound (its cgroup and netns are gone).
 pub async fn pod_sandbox_stats(state: &ServerState, id: &str) -> Result<PodSandboxStats> {
-    let sandbox = state.sandboxes.store.get(id).map_err(StatsError::Lookup)?;
+    let sandbox = state
+        .sandboxes
+        .store
+        .get(id)
+        .map_err(StatsRequestError::Lookup)?;
     if sandbox.status.state != SandboxState::Ready {
-        return Err(StatsError::SandboxNotReady {
+        return Err(StatsRequestError::Stats(StatsError::SandboxNotReady {
             id: sandbox.metadata.id.to_string(),
-        });
+        }));
     }
     let stats = state
         .stats
         .pod_stats(vec![pod_target(state, &sandbox)])
         .await?;
-    stats.into_iter().next().ok_or(StatsError::Collection)
+    stats
+        .into_iter()
+        .next()
+        .ok_or(StatsRequestError::Stats(StatsError::Collection))
 }
 
 /// ListPodSandboxStats: the READY sandboxes the filter selects.
@@ -91,12 +119,12 @@ pub async fn list_pod_sandbox_stats(
             .ok()
             .map(|s| s.metadata.id.to_string())
     });
-    state.stats.pod_stats(pods).await
+    Ok(state.stats.pod_stats(pods).await?)
 }
 
 /// ListPodSandboxMetrics: cAdvisor-named metrics of every READY sandbox.
 pub async fn list_pod_sandbox_metrics(state: &ServerState) -> Result<Vec<PodSandboxMetrics>> {
-    state.stats.pod_metrics(ready_pods(state)).await
+    Ok(state.stats.pod_metrics(ready_pods(state)).await?)
 }
 
 fn ready_pods(state: &ServerState) -> Vec<PodTarget> {

@@ -242,7 +242,7 @@ pub fn container_metrics(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::stats::cgroup::{CpuStats, MemoryStats, PidsStats};
+    use crate::cgroup::{CpuStats, MemoryStats, PidsStats};
     use cri_api::v1::{ContainerAttributes, ContainerMetadata};
     use std::collections::HashSet;
 

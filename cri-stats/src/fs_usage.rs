@@ -163,7 +163,7 @@ impl FsUsageCache {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::stats::tests_support::FixedClock;
+    use crate::tests_support::FixedClock;
     use cri_api::containerd::{ContainerdError, MockSnapshots, SnapshotUsage};
 
     fn layer(key: &str) -> WritableLayer {

@@ -45,10 +45,6 @@ pub enum StatsError {
     /// The pod sandbox is stopped: its cgroup and netns are gone.
     #[error("pod sandbox {id} is not ready: it has nothing left to measure")]
     SandboxNotReady { id: String },
-    /// The container or sandbox id (or prefix) names nothing stored, or
-    /// more than one.
-    #[error(transparent)]
-    Lookup(cri_store::StoreError),
     /// A blocking read task was cancelled or panicked.
     #[error("stats collection task failed")]
     Collection,

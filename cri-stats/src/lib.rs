@@ -5,6 +5,7 @@
 //! request reads each cgroup once (in one blocking task), each pod netns
 //! once (in one plain thread), writable layers from a cache refreshed in
 //! the background, and concurrent identical requests share one collection.
+#![doc = include_str!("../README.md")]
 
 mod cgroup;
 mod cgroup_path;

@@ -53,11 +53,10 @@ impl CallTable {
     }
 }
 
-/// The containerd methods logged in `log` (the daemon's log text), as
-/// `Service/Method` (`Tasks/Create`).
+/// The containerd methods logged in `log` (the daemon's log text,
+/// without colours: `NO_COLOR`), as `Service/Method` (`Tasks/Create`).
 pub fn logged_calls(log: &str) -> Vec<String> {
     log.lines()
-        .map(strip_ansi)
         .filter(|line| line.contains(cri_containerd::CALL_LOG_TARGET))
         .filter_map(|line| {
             let path = line
@@ -71,23 +70,6 @@ pub fn logged_calls(log: &str) -> Vec<String> {
             Some(format!("{short}/{method}"))
         })
         .collect()
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Counts the calls of one window.
@@ -119,10 +101,13 @@ impl<'a> Window<'a> {
 /// [`REPEATS`] times, restarts it with its usual environment, and returns
 /// the counts.
 pub async fn count(server: &mut CriServer, images: &BenchImages) -> Result<CallTable> {
-    server.set_env(vec![(
-        "RUST_LOG".into(),
-        format!("warn,{}=debug", cri_containerd::CALL_LOG_TARGET),
-    )]);
+    server.set_env(vec![
+        ("NO_COLOR".into(), "1".into()),
+        (
+            "RUST_LOG".into(),
+            format!("warn,{}=debug", cri_containerd::CALL_LOG_TARGET),
+        ),
+    ]);
     server.restart().await?;
     let result = count_on(server, images).await;
     server.set_env(Vec::new());
@@ -279,7 +264,7 @@ mod tests {
     fn reads_the_call_events_of_a_text_log() {
         let log = "2026-01-01T00:00:00Z DEBUG rpc{rpc=\"StartContainer\"}: cri_containerd::calls: containerd call method=/containerd.services.tasks.v1.Tasks/Create\n\
                    2026-01-01T00:00:00Z  INFO cri_server: something else method=/x/y\n\
-                   \u{1b}[2m2026\u{1b}[0m DEBUG \u{1b}[2mcri_containerd::calls\u{1b}[0m: containerd call \u{1b}[3mmethod\u{1b}[0m\u{1b}[2m=\u{1b}[0m/containerd.services.tasks.v1.Tasks/Start\n";
+                   2026-01-01T00:00:00Z DEBUG cri_containerd::calls: containerd call method=/containerd.services.tasks.v1.Tasks/Start\n";
         assert_eq!(logged_calls(log), vec!["Tasks/Create", "Tasks/Start"]);
     }
 }

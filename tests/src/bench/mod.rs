@@ -66,19 +66,19 @@ impl Endpoint {
         })
     }
 
+    /// Whether the endpoint has `image`.
+    pub async fn has_image(&mut self, image: &str) -> Result<bool> {
+        let request = ImageStatusRequest {
+            image: Some(image_spec(image)),
+            verbose: false,
+        };
+        let status = self.images.image_status(request).await?.into_inner();
+        Ok(status.image.is_some())
+    }
+
     /// Pulls `image` unless the endpoint has it.
     pub async fn ensure_image(&mut self, image: &str) -> Result<()> {
-        let present = self
-            .images
-            .image_status(ImageStatusRequest {
-                image: Some(image_spec(image)),
-                verbose: false,
-            })
-            .await?
-            .into_inner()
-            .image
-            .is_some();
-        if !present {
+        if !self.has_image(image).await? {
             self.images
                 .pull_image(PullImageRequest {
                     image: Some(image_spec(image)),

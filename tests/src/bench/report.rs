@@ -50,7 +50,7 @@ struct Operation {
 pub struct Report {
     sides: Vec<String>,
     operations: Vec<Operation>,
-    notes: Vec<String>,
+    notes: Vec<(String, String)>,
 }
 
 impl Report {
@@ -93,10 +93,11 @@ impl Report {
         }
     }
 
-    /// A line printed under the table.
-    pub fn note(&mut self, line: String) {
-        if !self.notes.contains(&line) {
-            self.notes.push(line);
+    /// A line printed under the table; only the first note for each
+    /// `key` is kept.
+    pub fn note(&mut self, key: &str, line: String) {
+        if !self.notes.iter().any(|(k, _)| k == key) {
+            self.notes.push((key.to_owned(), line));
         }
     }
 
@@ -165,7 +166,7 @@ impl Report {
                 "\ngeometric mean of the ratios over the {count} critest-shaped operations: {mean:.2}"
             );
         }
-        for note in &self.notes {
+        for (_, note) in &self.notes {
             let _ = writeln!(out, "{note}");
         }
         out

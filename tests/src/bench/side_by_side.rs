@@ -217,7 +217,7 @@ impl SideBySide {
                             side,
                             Group::Other,
                             Unit::MiB,
-                            "peak RSS during the cold pull: CRI daemon",
+                            "peak RSS during the cold pull: CRI process",
                             cri,
                         );
                     }
@@ -226,7 +226,7 @@ impl SideBySide {
                             side,
                             Group::Other,
                             Unit::MiB,
-                            "peak RSS during the cold pull: with containerd",
+                            "peak RSS during the cold pull: CRI process + containerd",
                             all,
                         );
                     }
@@ -242,15 +242,7 @@ impl SideBySide {
     /// Removes the large image from `ep` and waits until its layers have
     /// left that side's content store.
     async fn remove_large(&self, ep: &mut Endpoint, side: usize) -> Result<()> {
-        let status = ep
-            .images
-            .image_status(ImageStatusRequest {
-                image: Some(image_spec(LARGE_IMAGE)),
-                verbose: false,
-            })
-            .await?
-            .into_inner();
-        if status.image.is_some() {
+        if ep.has_image(LARGE_IMAGE).await? {
             ep.images
                 .remove_image(RemoveImageRequest {
                     image: Some(image_spec(LARGE_IMAGE)),

@@ -73,23 +73,26 @@ pub fn order(round: usize, sides: usize) -> Vec<usize> {
     order
 }
 
-/// Times `call`, records it as `name` and returns its answer.
-async fn timed<T, F>(
-    report: &mut Report,
+/// Times calls on one side and records them in a group of the report.
+struct Timer<'r> {
+    report: &'r mut Report,
     side: usize,
     group: Group,
-    name: &str,
-    call: F,
-) -> Result<T>
-where
-    F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-{
-    let started = Instant::now();
-    let answer = call.await;
-    let took = started.elapsed();
-    let answer = answer.with_context(|| name.to_owned())?;
-    report.time(side, group, name, took);
-    Ok(answer.into_inner())
+}
+
+impl Timer<'_> {
+    /// Times `call`, records it as `name` and returns its answer.
+    async fn call<T, F>(&mut self, name: &str, call: F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let started = Instant::now();
+        let answer = call.await;
+        let took = started.elapsed();
+        let answer = answer.with_context(|| name.to_owned())?;
+        self.report.time(self.side, self.group, name, took);
+        Ok(answer.into_inner())
+    }
 }
 
 /// critest's pod and container lifecycles: a pod on the CNI network,
@@ -102,114 +105,71 @@ pub async fn lifecycle(
     images: &BenchImages,
     n: usize,
 ) -> Result<()> {
-    const G: Group = Group::Critest;
+    let mut t = Timer {
+        report,
+        side,
+        group: Group::Critest,
+    };
+    let rt = &mut ep.runtime;
     for _ in 0..n {
         let config = pod_config("life", PodNetwork::Cni);
-        let rt = &mut ep.runtime;
-        let pod = timed(
-            report,
-            side,
-            G,
-            "RunPodSandbox",
-            rt.run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: String::new(),
-            }),
-        )
-        .await?
-        .pod_sandbox_id;
-        timed(
-            report,
-            side,
-            G,
-            "PodSandboxStatus",
-            rt.pod_sandbox_status(PodSandboxStatusRequest {
-                pod_sandbox_id: pod.clone(),
-                verbose: false,
-            }),
-        )
-        .await?;
-        let container = timed(
-            report,
-            side,
-            G,
-            "CreateContainer",
-            rt.create_container(CreateContainerRequest {
-                pod_sandbox_id: pod.clone(),
-                config: Some(sleep_container("sleep", &images.container)),
-                sandbox_config: Some(config),
-            }),
-        )
-        .await?
-        .container_id;
-        timed(
-            report,
-            side,
-            G,
-            "StartContainer",
-            rt.start_container(StartContainerRequest {
-                container_id: container.clone(),
-            }),
-        )
-        .await?;
-        timed(
-            report,
-            side,
-            G,
-            "ContainerStatus",
-            rt.container_status(ContainerStatusRequest {
-                container_id: container.clone(),
-                verbose: false,
-            }),
-        )
-        .await?;
-        timed(
-            report,
-            side,
-            G,
-            "StopContainer",
-            rt.stop_container(StopContainerRequest {
-                container_id: container.clone(),
-                timeout: 0,
-            }),
-        )
-        .await?;
-        timed(
-            report,
-            side,
-            G,
-            "RemoveContainer",
-            rt.remove_container(RemoveContainerRequest {
-                container_id: container,
-            }),
-        )
-        .await?;
-        timed(
-            report,
-            side,
-            G,
-            "StopPodSandbox",
-            rt.stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: pod.clone(),
-            }),
-        )
-        .await?;
-        timed(
-            report,
-            side,
-            G,
-            "RemovePodSandbox",
-            rt.remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: pod,
-            }),
-        )
-        .await?;
+        let run = RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        };
+        let pod = t
+            .call("RunPodSandbox", rt.run_pod_sandbox(run))
+            .await?
+            .pod_sandbox_id;
+        let status = PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        };
+        t.call("PodSandboxStatus", rt.pod_sandbox_status(status))
+            .await?;
+        let create = CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(sleep_container("sleep", &images.container)),
+            sandbox_config: Some(config),
+        };
+        let id = t
+            .call("CreateContainer", rt.create_container(create))
+            .await?
+            .container_id;
+        let start = StartContainerRequest {
+            container_id: id.clone(),
+        };
+        t.call("StartContainer", rt.start_container(start)).await?;
+        let status = ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: false,
+        };
+        t.call("ContainerStatus", rt.container_status(status))
+            .await?;
+        let stop = StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        };
+        t.call("StopContainer", rt.stop_container(stop)).await?;
+        let remove = RemoveContainerRequest { container_id: id };
+        t.call("RemoveContainer", rt.remove_container(remove))
+            .await?;
+        let stop = StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        };
+        t.call("StopPodSandbox", rt.stop_pod_sandbox(stop)).await?;
+        let remove = RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        };
+        t.call("RemovePodSandbox", rt.remove_pod_sandbox(remove))
+            .await?;
     }
     Ok(())
 }
 
 /// critest's image operations on an image that is present: pull (it is
-/// there), status, list, remove; then an untimed pull brings it back.
+/// there), status, list, remove; then a timed pull of the now absent
+/// image brings it back.
 pub async fn image_cycle(
     ep: &mut Endpoint,
     side: usize,
@@ -217,59 +177,35 @@ pub async fn image_cycle(
     image: &str,
     n: usize,
 ) -> Result<()> {
-    const G: Group = Group::Critest;
     ep.ensure_image(image).await?;
+    let mut t = Timer {
+        report,
+        side,
+        group: Group::Critest,
+    };
+    let img = &mut ep.images;
+    let pull = || PullImageRequest {
+        image: Some(image_spec(image)),
+        ..PullImageRequest::default()
+    };
     for _ in 0..n {
-        let img = &mut ep.images;
-        let pull = || PullImageRequest {
+        t.call("PullImage (present)", img.pull_image(pull()))
+            .await?;
+        let status = ImageStatusRequest {
             image: Some(image_spec(image)),
-            ..PullImageRequest::default()
+            verbose: false,
         };
-        timed(
-            report,
-            side,
-            G,
-            "PullImage (present)",
-            img.pull_image(pull()),
-        )
-        .await?;
-        timed(
-            report,
-            side,
-            G,
-            "ImageStatus",
-            img.image_status(ImageStatusRequest {
-                image: Some(image_spec(image)),
-                verbose: false,
-            }),
-        )
-        .await?;
-        timed(
-            report,
-            side,
-            G,
-            "ListImages",
-            img.list_images(ListImagesRequest { filter: None }),
-        )
-        .await?;
-        timed(
-            report,
-            side,
-            G,
-            "RemoveImage",
-            img.remove_image(RemoveImageRequest {
-                image: Some(image_spec(image)),
-            }),
-        )
-        .await?;
-        timed(
-            report,
-            side,
-            Group::Other,
-            "PullImage (small, absent)",
-            img.pull_image(pull()),
-        )
-        .await?;
+        t.call("ImageStatus", img.image_status(status)).await?;
+        t.call("ListImages", img.list_images(ListImagesRequest::default()))
+            .await?;
+        let remove = RemoveImageRequest {
+            image: Some(image_spec(image)),
+        };
+        t.call("RemoveImage", img.remove_image(remove)).await?;
+        t.group = Group::Other;
+        t.call("PullImage (small, absent)", img.pull_image(pull()))
+            .await?;
+        t.group = Group::Critest;
     }
     Ok(())
 }
@@ -422,9 +358,9 @@ pub async fn grow(
     Ok(())
 }
 
-/// One storm at the current scale: `calls` sequential calls each of
+/// One storm at the current scale: `calls` rounds of sequential
 /// ListContainers, ListPodSandbox, ContainerStatus and PodSandboxStatus
-/// (these two cycling over the ids).
+/// calls (the status calls cycling over the ids).
 pub async fn storm(
     ep: &mut Endpoint,
     side: usize,
@@ -434,67 +370,54 @@ pub async fn storm(
 ) -> Result<()> {
     let scale: usize = sets.iter().map(|s| s.containers.len()).sum();
     let containers: Vec<&String> = sets.iter().flat_map(|s| &s.containers).collect();
+    let names = [
+        "ListContainers",
+        "ListPodSandbox",
+        "ContainerStatus",
+        "PodSandboxStatus",
+    ]
+    .map(|rpc| format!("{rpc} @{scale}"));
+    let mut t = Timer {
+        report,
+        side,
+        group: Group::Other,
+    };
     let rt = &mut ep.runtime;
-    let g = Group::Other;
-    for _ in 0..calls {
-        timed(
-            report,
-            side,
-            g,
-            &format!("ListContainers @{scale}"),
-            rt.list_containers(ListContainersRequest { filter: None }),
-        )
-        .await?;
-    }
-    for _ in 0..calls {
-        timed(
-            report,
-            side,
-            g,
-            &format!("ListPodSandbox @{scale}"),
-            rt.list_pod_sandbox(ListPodSandboxRequest { filter: None }),
-        )
-        .await?;
-    }
     for i in 0..calls {
-        let Some(id) = containers.get(i % containers.len().max(1)) else {
+        let (Some(container), Some(pod)) = (
+            containers.get(i % containers.len().max(1)),
+            sets.get(i % sets.len().max(1)),
+        ) else {
             break;
         };
-        timed(
-            report,
-            side,
-            g,
-            &format!("ContainerStatus @{scale}"),
-            rt.container_status(ContainerStatusRequest {
-                container_id: (*id).clone(),
-                verbose: false,
-            }),
+        t.call(
+            &names[0],
+            rt.list_containers(ListContainersRequest::default()),
         )
         .await?;
-    }
-    for i in 0..calls {
-        let Some(set) = sets.get(i % sets.len().max(1)) else {
-            break;
+        t.call(
+            &names[1],
+            rt.list_pod_sandbox(ListPodSandboxRequest::default()),
+        )
+        .await?;
+        let status = ContainerStatusRequest {
+            container_id: (*container).clone(),
+            verbose: false,
         };
-        timed(
-            report,
-            side,
-            g,
-            &format!("PodSandboxStatus @{scale}"),
-            rt.pod_sandbox_status(PodSandboxStatusRequest {
-                pod_sandbox_id: set.id.clone(),
-                verbose: false,
-            }),
-        )
-        .await?;
+        t.call(&names[2], rt.container_status(status)).await?;
+        let status = PodSandboxStatusRequest {
+            pod_sandbox_id: pod.id.clone(),
+            verbose: false,
+        };
+        t.call(&names[3], rt.pod_sandbox_status(status)).await?;
     }
     Ok(())
 }
 
 /// The stats RPCs and the kubelet's relist over running containers:
-/// `calls` each of ListContainerStats, ListPodSandboxStats,
+/// `calls` rounds of ListContainerStats, ListPodSandboxStats,
 /// ListContainers and ListPodSandbox. An RPC the endpoint refuses is
-/// noted once and skipped.
+/// noted and no longer called.
 pub async fn stats(
     ep: &mut Endpoint,
     side: usize,
@@ -504,54 +427,41 @@ pub async fn stats(
 ) -> Result<()> {
     let scale: usize = sets.iter().map(|s| s.containers.len()).sum();
     let pods = sets.len();
+    let names = [
+        format!("ListContainerStats @{scale} running"),
+        format!("ListPodSandboxStats @{pods} pods"),
+        format!("ListContainers @{scale} running"),
+        format!("ListPodSandbox @{pods} pods"),
+    ];
+    let mut t = Timer {
+        report,
+        side,
+        group: Group::Other,
+    };
     let rt = &mut ep.runtime;
-    let g = Group::Other;
+    let mut pod_stats = true;
     for _ in 0..calls {
-        timed(
-            report,
-            side,
-            g,
-            &format!("ListContainerStats @{scale} running"),
-            rt.list_container_stats(ListContainerStatsRequest { filter: None }),
+        t.call(
+            &names[0],
+            rt.list_container_stats(ListContainerStatsRequest::default()),
         )
         .await?;
-    }
-    let name = format!("ListPodSandboxStats @{pods} pods");
-    for _ in 0..calls {
-        let started = Instant::now();
-        match rt
-            .list_pod_sandbox_stats(ListPodSandboxStatsRequest { filter: None })
-            .await
-        {
-            Ok(_) => report.time(side, g, &name, started.elapsed()),
-            Err(status) => {
-                report.note(format!(
-                    "{}: {name} failed: {}: {}",
-                    ep.name,
-                    status.code(),
-                    status.message()
-                ));
-                break;
+        if pod_stats {
+            let request = ListPodSandboxStatsRequest::default();
+            if let Err(e) = t.call(&names[1], rt.list_pod_sandbox_stats(request)).await {
+                let key = format!("{} {}", ep.name, names[1]);
+                t.report.note(&key, format!("{}: {e:#}", ep.name));
+                pod_stats = false;
             }
         }
-    }
-    for _ in 0..calls {
-        timed(
-            report,
-            side,
-            g,
-            &format!("ListContainers @{scale} running"),
-            rt.list_containers(ListContainersRequest { filter: None }),
+        t.call(
+            &names[2],
+            rt.list_containers(ListContainersRequest::default()),
         )
         .await?;
-    }
-    for _ in 0..calls {
-        timed(
-            report,
-            side,
-            g,
-            &format!("ListPodSandbox @{pods} pods"),
-            rt.list_pod_sandbox(ListPodSandboxRequest { filter: None }),
+        t.call(
+            &names[3],
+            rt.list_pod_sandbox(ListPodSandboxRequest::default()),
         )
         .await?;
     }
@@ -612,14 +522,14 @@ pub fn record_rss(ep: &Endpoint, side: usize, report: &mut Report, what: &str) {
             side,
             Group::Other,
             Unit::MiB,
-            &format!("RSS {what}: CRI daemon"),
+            &format!("RSS {what}: CRI process"),
             cri,
         );
         report.value(
             side,
             Group::Other,
             Unit::MiB,
-            &format!("RSS {what}: with containerd"),
+            &format!("RSS {what}: CRI process + containerd"),
             all,
         );
     }

@@ -12,7 +12,6 @@ use cri_store::image::ImageStore;
 use h2_authority::AuthorityShim;
 use tokio_stream::wrappers::UnixListenerStream;
 
-use crate::image::{ImageManager, ImageSettings};
 use crate::metrics::{self, Metrics, MetricsError};
 use crate::passthrough::{Forwarder, PassthroughLayer};
 use crate::preflight::{self, ContainerdProbe, Report};
@@ -20,6 +19,7 @@ use crate::service::{CriImageService, CriRuntimeService, ServerParts, ServerStat
 use crate::socket::{BoundSocket, SocketError};
 use cri_config::Config;
 use cri_containerd as containerd;
+use cri_image::{ImageManager, ImageSettings};
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,7 @@ pub enum DaemonError {
     #[error("serve cri")]
     Serve(#[source] tonic::transport::Error),
     #[error("registry configuration")]
-    Registry(#[source] crate::image::hosts::HostsError),
+    Registry(#[source] cri_image::hosts::HostsError),
     #[error("preflight failed:\n{0}")]
     Preflight(Report),
 }
@@ -117,7 +117,7 @@ pub async fn run(
 
     // Registry settings the pull client cannot honour stop start-up here,
     // not a pull later.
-    crate::image::hosts::check_supported(&config.cri.registry).map_err(DaemonError::Registry)?;
+    cri_image::hosts::check_supported(&config.cri.registry).map_err(DaemonError::Registry)?;
     let images = Arc::new(ImageManager::new(
         containerd.clone(),
         ImageSettings::from_config(&config.cri),
@@ -128,7 +128,7 @@ pub async fn run(
     let sandbox = crate::sandbox::SandboxManager::new(&config, containerd.clone())
         .map_err(DaemonError::Sandbox)?;
     let metrics = Arc::new(Metrics::new());
-    images.set_metrics(Arc::clone(&metrics));
+    images.set_metrics(Arc::clone(&metrics) as Arc<dyn cri_image::PullObserver>);
     let stats = cri_stats::StatsCollector::host(
         Arc::clone(&containerd.snapshots),
         &config.cri.containerd_root_dir,

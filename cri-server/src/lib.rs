@@ -8,7 +8,6 @@ pub mod container;
 pub mod containerd_watch;
 pub mod daemon;
 pub mod event_monitor;
-pub mod image;
 pub mod metrics;
 pub mod passthrough;
 pub mod preflight;

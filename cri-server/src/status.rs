@@ -6,10 +6,10 @@ use cri_api::containerd::ContainerdError;
 use tonic::{Code, Status};
 
 use crate::container::ContainerError;
-use crate::image::ImageError;
 use crate::sandbox::SandboxError;
 use crate::service::StatsRequestError;
 use crate::streaming_runtime::StreamRequestError;
+use cri_image::ImageError;
 
 /// The status of a failed RPC, logged once.
 fn status(code: Code, err: &dyn std::error::Error) -> Status {
@@ -42,10 +42,10 @@ impl From<SandboxError> for Status {
     }
 }
 
-impl From<ImageError> for Status {
-    fn from(err: ImageError) -> Self {
-        status(image_code(&err), &err)
-    }
+/// An image RPC's error (`ImageError` is another crate's, so this is a
+/// function, not a `From`).
+pub(crate) fn image_status(err: ImageError) -> Status {
+    status(image_code(&err), &err)
 }
 
 impl From<StatsRequestError> for Status {
@@ -248,6 +248,14 @@ mod tests {
 
     fn check(err: impl Into<Status>, code: Code, fragment: &str) {
         let status: Status = err.into();
+        check_status(status, code, fragment);
+    }
+
+    fn check_image(err: ImageError, code: Code, fragment: &str) {
+        check_status(image_status(err), code, fragment);
+    }
+
+    fn check_status(status: Status, code: Code, fragment: &str) {
         assert_eq!(status.code(), code, "{status:?}");
         assert!(status.message().contains(fragment), "{status:?}");
     }
@@ -287,7 +295,7 @@ mod tests {
     #[test]
     fn image_errors() {
         let reference = "docker.io/library/busybox:latest".to_owned();
-        check(
+        check_image(
             ImageError::InvalidReference {
                 reference: "Bad".into(),
                 reason: "must be lowercase".into(),
@@ -295,7 +303,7 @@ mod tests {
             Code::InvalidArgument,
             "Bad",
         );
-        check(
+        check_image(
             ImageError::RemoteNotFound {
                 reference: reference.clone(),
                 hosts: "r.io".into(),
@@ -303,7 +311,7 @@ mod tests {
             Code::NotFound,
             "busybox",
         );
-        check(
+        check_image(
             ImageError::Unauthorized {
                 reference: reference.clone(),
                 registry: "r.io:5000".into(),
@@ -312,7 +320,7 @@ mod tests {
             Code::Unauthenticated,
             "r.io:5000",
         );
-        check(
+        check_image(
             ImageError::Network {
                 reference: reference.clone(),
                 host: "10.0.0.9:5000".into(),
@@ -325,7 +333,7 @@ mod tests {
             reference,
             timeout: std::time::Duration::from_secs(2),
         };
-        check(
+        check_image(
             ImageError::Shared(std::sync::Arc::new(timeout)),
             Code::DeadlineExceeded,
             "no progress",

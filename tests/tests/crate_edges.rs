@@ -26,6 +26,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cri-sandbox", &["cri-api", "cri-spec"]),
     ("cri-config", &[]),
     ("cri-stats", &["cri-api"]),
+    ("cri-image", &["cri-api", "cri-store", "cri-config"]),
     (
         "cri-server",
         &[
@@ -38,6 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cri-containerd",
             "cri-metadata",
             "cri-config",
+            "cri-image",
             "cri-stats",
             "h2-authority",
         ],

@@ -60,7 +60,7 @@ impl Steps<'_> {
             .map(|i| i.image.as_str())
             .unwrap_or("");
         let image = state.images.resolve_local(image_ref)?.ok_or_else(|| {
-            crate::image::ImageError::NotFound {
+            cri_image::ImageError::NotFound {
                 reference: image_ref.to_owned(),
             }
         })?;

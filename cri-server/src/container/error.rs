@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use cri_api::containerd::ContainerdError;
 use cri_api::rollback::UndoFailure;
 
-use crate::image::ImageError;
+use cri_image::ImageError;
 
 /// Why a container RPC failed.
 #[derive(Debug, thiserror::Error)]

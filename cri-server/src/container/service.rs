@@ -14,10 +14,10 @@ use cri_store::container::ContainerStore;
 use cri_store::name_index::NameIndex;
 
 use super::{ContainerEvents, ContainerHandle, ContainerHost};
-use crate::image::ImageManager;
 use crate::metrics::Metrics;
 use crate::sandbox::{PodContainerError, PodContainers, SandboxLookup};
 use cri_config::Config;
+use cri_image::ImageManager;
 use cri_stats::StatsCollector;
 
 /// The container RPCs' state.

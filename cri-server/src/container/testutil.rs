@@ -29,10 +29,10 @@ use tempfile::TempDir;
 
 use super::ContainerHost;
 use super::ContainerService;
-use crate::image::{ImageManager, ImageSettings};
 use crate::sandbox::{SandboxManager, SandboxParts};
 use crate::service::{ServerParts, ServerState};
 use cri_config::{Config, Overrides};
+use cri_image::{ImageManager, ImageSettings};
 
 pub(crate) const BUSYBOX: &str = "docker.io/library/busybox:latest";
 pub(crate) const BUSYBOX_ID: &str =

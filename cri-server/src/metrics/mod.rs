@@ -256,3 +256,9 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests;
+
+impl cri_image::PullObserver for Metrics {
+    fn image_pulled(&self, bytes: u64, elapsed: Duration) {
+        self.observe_image_pull(bytes, elapsed);
+    }
+}

@@ -57,7 +57,7 @@ pub struct RecoverySummary {
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
     #[error("load images from containerd")]
-    Images(#[source] crate::image::ImageError),
+    Images(#[source] cri_image::ImageError),
     #[error("recover {what} from containerd")]
     Containerd {
         what: &'static str,

@@ -7,7 +7,7 @@ use cri_sandbox::controller::ControllerError;
 use cri_sandbox::files::FilesError;
 use cri_sandbox::netns::NetnsError;
 
-use crate::image::ImageError;
+use cri_image::ImageError;
 use cri_metadata::MetadataError;
 
 /// Why a sandbox RPC failed.

@@ -15,9 +15,9 @@ use cri_store::name_index::NameIndex;
 use cri_store::sandbox::{Sandbox, SandboxMetadata, SandboxStore};
 
 use super::{SandboxError, SandboxManager};
-use crate::image::ImageManager;
 use crate::metrics::Metrics;
 use cri_config::Config;
+use cri_image::ImageManager;
 use cri_stats::StatsCollector;
 
 /// The sandbox RPCs' state.

@@ -24,9 +24,9 @@ use cri_sandbox::netns::{MockNetnsManager, NetNs, NetnsError};
 use cri_store::image::{Image, ImageStore};
 
 use super::manager::{SandboxManager, SandboxParts};
-use crate::image::{ImageManager, ImageSettings};
 use crate::service::{ServerParts, ServerState};
 use cri_config::{Config, Overrides};
+use cri_image::{ImageManager, ImageSettings};
 
 pub(crate) type Log = Arc<Mutex<Vec<String>>>;
 

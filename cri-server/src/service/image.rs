@@ -1,7 +1,8 @@
-//! `ImageService`: tonic glue for the CRI image RPCs; the work is in `crate::image`.
+//! `ImageService`: tonic glue for the CRI image RPCs; the work is in `cri_image`.
 
 use std::sync::Arc;
 
+use crate::status::image_status;
 use cri_api::v1::image_service_server::ImageService;
 use cri_api::v1::*;
 use tonic::{Request, Response, Status};
@@ -38,7 +39,7 @@ impl ImageService for CriImageService {
             .images
             .list(request.filter.as_ref())
             .await
-            .map_err(Status::from)?;
+            .map_err(image_status)?;
         Ok(Response::new(ListImagesResponse { images }))
     }
 
@@ -53,7 +54,7 @@ impl ImageService for CriImageService {
             .images
             .status(image_name(request.image.as_ref()), request.verbose)
             .await
-            .map_err(Status::from)?;
+            .map_err(image_status)?;
         Ok(Response::new(response))
     }
 
@@ -68,7 +69,7 @@ impl ImageService for CriImageService {
             .images
             .pull(image_name(request.image.as_ref()), request.auth.as_ref())
             .await
-            .map_err(Status::from)?;
+            .map_err(image_status)?;
         Ok(Response::new(PullImageResponse {
             image_ref: image.id,
         }))
@@ -84,7 +85,7 @@ impl ImageService for CriImageService {
             .images
             .remove(image_name(request.image.as_ref()))
             .await
-            .map_err(Status::from)?;
+            .map_err(image_status)?;
         Ok(Response::new(RemoveImageResponse {}))
     }
 
@@ -93,7 +94,7 @@ impl ImageService for CriImageService {
         &self,
         _request: Request<ImageFsInfoRequest>,
     ) -> Result<Response<ImageFsInfoResponse>, Status> {
-        let response = self.state.images.fs_info().await.map_err(Status::from)?;
+        let response = self.state.images.fs_info().await.map_err(image_status)?;
         Ok(Response::new(response))
     }
 }

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use cri_api::containerd::Containerd;
 
 use crate::container::{ContainerHost, ContainerService};
-use crate::image::ImageManager;
 use crate::sandbox::{SandboxLookup, SandboxManager, SandboxService};
 use cri_config::Config;
+use cri_image::ImageManager;
 
 pub use image::CriImageService;
 pub use runtime::CriRuntimeService;

@@ -199,7 +199,7 @@ fn body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::manifest::media;
+    use crate::manifest::media;
 
     fn desc(mt: &str) -> Descriptor {
         Descriptor {

@@ -131,7 +131,7 @@ pub fn image_layers_label(digests: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::manifest::media;
+    use crate::manifest::media;
 
     #[test]
     fn manifest_children_labels() {

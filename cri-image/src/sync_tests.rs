@@ -9,7 +9,7 @@ use cri_store::image::ImageStore;
 
 use super::super::tests::{containerd, content_with, fake_image, record, settings, NAME};
 use super::*;
-use crate::image::{IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE};
+use crate::{IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE};
 
 const OTHER: &str = "registry.example/app:2";
 
@@ -97,7 +97,7 @@ async fn an_image_with_a_missing_layer_is_not_added() {
         .unwrap()
         .replace(&"e".repeat(64), &"f".repeat(64));
     blobs.remove(&desc.digest);
-    desc.digest = crate::image::manifest::sha256_digest(manifest.as_bytes());
+    desc.digest = crate::manifest::sha256_digest(manifest.as_bytes());
     desc.size = manifest.len() as i64;
     blobs.insert(desc.digest.clone(), Bytes::from(manifest));
     let managed = [(IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE)];

@@ -47,7 +47,7 @@ pub struct Puller {
     platform: HostPlatform,
     inflight: Mutex<HashMap<String, SharedPull>>,
     /// Where finished pulls are recorded, once the daemon set it.
-    metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
+    metrics: std::sync::OnceLock<Arc<dyn crate::PullObserver>>,
 }
 
 impl std::fmt::Debug for Puller {
@@ -98,7 +98,7 @@ impl Puller {
 
     /// Records every later successful pull (bytes fetched, duration) in
     /// `metrics`; the first call wins.
-    pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+    pub fn set_metrics(&self, metrics: Arc<dyn crate::PullObserver>) {
         if self.metrics.set(metrics).is_err() {
             tracing::debug!("pull metrics already set");
         }
@@ -200,7 +200,7 @@ impl Puller {
         match &result {
             Ok(image) => {
                 if let Some(metrics) = self.metrics.get() {
-                    metrics.observe_image_pull(bytes, started.elapsed());
+                    metrics.image_pulled(bytes, started.elapsed());
                 }
                 tracing::info!(image = %reference, id = %image.id, bytes, elapsed = ?started.elapsed(), "pulled image")
             }

@@ -1,4 +1,5 @@
 //! Images: pulling from registries into containerd (content, records, unpacked snapshots), the CRI image store kept in step with containerd's image records, and the logic of the ImageService RPCs.
+#![doc = include_str!("../README.md")]
 
 mod auth;
 mod error;
@@ -149,7 +150,7 @@ impl ImageManager {
     }
 
     /// Records successful pulls in the daemon's metrics.
-    pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+    pub fn set_metrics(&self, metrics: Arc<dyn PullObserver>) {
         self.puller.set_metrics(metrics);
     }
 
@@ -255,6 +256,12 @@ pub fn parse_reference(image: &str) -> Result<ImageRef> {
         reference: image.to_owned(),
         reason: e.reason,
     })
+}
+
+/// Told of every completed pull (the daemon's Prometheus instruments).
+pub trait PullObserver: Send + Sync + std::fmt::Debug {
+    /// A pull of `bytes` (the layers fetched) took `elapsed`.
+    fn image_pulled(&self, bytes: u64, elapsed: std::time::Duration);
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cri_api::containerd::{ContainerRecord, ContainerdError, Lease, MockServices, RuntimeInfo};
+use cri_api::ids::ContainerId;
 use cri_api::v1::{
     ContainerEventType, ContainerState, CreateContainerRequest, LinuxContainerConfig,
     LinuxContainerSecurityContext,
@@ -673,4 +674,47 @@ async fn a_cancelled_rpc_still_unwinds() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_nothing_left(&env);
+}
+
+#[tokio::test]
+async fn an_image_user_database_is_read_through_one_view_only() {
+    let mut mocks = Mocks::default();
+    mocks
+        .services
+        .snapshots
+        .expect_view()
+        .withf(|s, key, parent, _| s == "overlayfs" && key == "a-userdb" && parent == CHAIN_ID)
+        .times(1)
+        .returning(|_, _, _, _| Ok(Vec::new()));
+    mocks
+        .services
+        .snapshots
+        .expect_remove()
+        .with(eq("overlayfs"), eq("a-userdb"))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let env = TestEnv::with(mocks, "");
+    let first = crate::container::spec::image_users(
+        &env.state,
+        &ContainerId::from("a"),
+        "overlayfs",
+        CHAIN_ID,
+    )
+    .await
+    .unwrap();
+    // The next container of the image: no view, no mount (the mocks
+    // above allow one of each).
+    let second = crate::container::spec::image_users(
+        &env.state,
+        &ContainerId::from("b"),
+        "overlayfs",
+        CHAIN_ID,
+    )
+    .await
+    .unwrap();
+    assert_eq!(first, second);
+    assert!(first
+        .passwd
+        .as_deref()
+        .is_some_and(|p| p.starts_with("root:")));
 }

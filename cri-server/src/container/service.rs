@@ -39,6 +39,9 @@ pub struct ContainerService {
     pub metrics: Arc<Metrics>,
     /// Writable-layer usage is registered at create, forgotten at remove.
     pub stats: Arc<StatsCollector>,
+    /// The user databases of images already read (no view mount for the
+    /// next container of the same image).
+    pub user_dbs: super::spec::UserDbCache,
     /// The pods the containers belong to, read-only.
     pub sandboxes: Arc<dyn SandboxLookup>,
 }

@@ -42,15 +42,57 @@ pub(crate) struct SpecRequest {
     pub target_pid: Option<u32>,
 }
 
-/// Reads `/etc/passwd` and `/etc/group` of the image whose layers end in
-/// `chain_id`, through a temporary view snapshot `<id>-userdb` that is
-/// removed again.
+/// The `/etc/passwd` and `/etc/group` of images already read, by
+/// snapshotter and chain id. A chain id names the content of every layer,
+/// so what a view of it holds never changes: the second container of an
+/// image needs no view mount. Bounded: at most [`UserDbCache::CAPACITY`]
+/// images, and databases above [`UserDbCache::MAX_BYTES`] are not kept.
+#[derive(Debug, Default)]
+pub struct UserDbCache {
+    entries: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<RootfsUsers>>>,
+}
+
+impl UserDbCache {
+    pub const CAPACITY: usize = 128;
+    pub const MAX_BYTES: usize = 256 * 1024;
+
+    fn get(&self, snapshotter: &str, chain_id: &str) -> Option<Arc<RootfsUsers>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(snapshotter.to_owned(), chain_id.to_owned()))
+            .cloned()
+    }
+
+    fn insert(&self, snapshotter: &str, chain_id: &str, users: Arc<RootfsUsers>) {
+        let size = users.passwd.as_ref().map_or(0, String::len)
+            + users.group.as_ref().map_or(0, String::len);
+        if size > Self::MAX_BYTES {
+            return;
+        }
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= Self::CAPACITY {
+            entries.clear();
+        }
+        entries.insert((snapshotter.to_owned(), chain_id.to_owned()), users);
+    }
+}
+
+/// `/etc/passwd` and `/etc/group` of the image whose layers end in
+/// `chain_id`: from the cache, or read through a temporary view snapshot
+/// `<id>-userdb` that is removed again.
 pub(crate) async fn image_users(
     state: &ContainerService,
     id: &ContainerId,
     snapshotter: &str,
     chain_id: &str,
-) -> Result<RootfsUsers> {
+) -> Result<Arc<RootfsUsers>> {
+    if let Some(users) = state.user_dbs.get(snapshotter, chain_id) {
+        return Ok(users);
+    }
     let snapshots = &state.containerd.snapshots;
     let key = format!("{id}-userdb");
     let mounts = snapshots.view(snapshotter, &key, chain_id, None).await?;
@@ -66,17 +108,21 @@ pub(crate) async fn image_users(
             tracing::warn!(key = %key, error = %e, "remove user database view");
         }
     }
-    users?.map_err(|source| ContainerError::ImageUserDb {
+    let users = Arc::new(users?.map_err(|source| ContainerError::ImageUserDb {
         id: id.to_string(),
         source,
-    })
+    })?);
+    state
+        .user_dbs
+        .insert(snapshotter, chain_id, Arc::clone(&users));
+    Ok(users)
 }
 
 /// Builds the spec on a blocking thread.
 pub(crate) async fn build(
     host: &ContainerHost,
     files: SandboxFiles,
-    users: RootfsUsers,
+    users: Arc<RootfsUsers>,
     req: SpecRequest,
 ) -> Result<LabeledSpec> {
     let os = Arc::clone(&host.os);
@@ -96,7 +142,7 @@ pub(crate) async fn build(
         };
         let spec_host = SpecHost {
             os: os.as_ref(),
-            users: &users,
+            users: users.as_ref(),
             selinux: selinux.as_ref(),
         };
         let mut builder = ContainerSpecBuilder::new(&req.config, inputs, spec_host)

@@ -87,6 +87,7 @@ impl ServerState {
             host: container_host,
             metrics: Arc::clone(&metrics),
             stats: Arc::clone(&stats),
+            user_dbs: Default::default(),
             sandboxes: Arc::clone(&sandboxes) as Arc<dyn SandboxLookup>,
         });
         Arc::new(Self {

@@ -52,11 +52,11 @@ conformance:
 # the passthrough cost, then `cri-bench --harness` (cri-server vs
 # containerd's own CRI plugin, each on its own containerd); the tables are
 # also written to target/bench/latest.md. BENCH_ARGS adds cri-bench flags,
-# e.g. BENCH_ARGS="--scales 100,500,1000 --rounds 5".
+# e.g. BENCH_ARGS="--rounds 5 --scales 100,500,1000,2000". One cargo
+# invocation, so cri-server's library is compiled once for both binaries.
 BENCH_ARGS ?=
 bench: deps
-	$(CARGO) build --release -p cri-server --bin cri-server
-	$(CARGO) build --release -p cri-tests --bin passthrough-bench --bin cri-bench
+	$(CARGO) build --release -p cri-server --bin cri-server -p cri-tests --bin passthrough-bench --bin cri-bench
 	CRI_SERVER_BIN=target/release/cri-server target/release/passthrough-bench --calls 200
 	@mkdir -p target/bench
 	CRI_SERVER_BIN=target/release/cri-server target/release/cri-bench --harness --out target/bench/latest.md $(BENCH_ARGS)

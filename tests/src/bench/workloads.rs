@@ -9,8 +9,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use cri_api::v1::*;
 use futures::stream::{self, StreamExt, TryStreamExt};
+use tonic::transport::Channel;
 
 use super::report::{Group, Report, Unit};
 use super::{image_spec, pod_config, sleep_container, BenchImages, Endpoint, PodNetwork};
@@ -92,6 +94,20 @@ impl Timer<'_> {
         let answer = answer.with_context(|| name.to_owned())?;
         self.report.time(self.side, self.group, name, took);
         Ok(answer.into_inner())
+    }
+
+    /// A kubelet relist: ListContainers, then ListPodSandbox, unfiltered.
+    async fn relist(
+        &mut self,
+        rt: &mut RuntimeServiceClient<Channel>,
+        containers: &str,
+        pods: &str,
+    ) -> Result<()> {
+        let list = ListContainersRequest::default();
+        self.call(containers, rt.list_containers(list)).await?;
+        let list = ListPodSandboxRequest::default();
+        self.call(pods, rt.list_pod_sandbox(list)).await?;
+        Ok(())
     }
 }
 
@@ -390,16 +406,7 @@ pub async fn storm(
         ) else {
             break;
         };
-        t.call(
-            &names[0],
-            rt.list_containers(ListContainersRequest::default()),
-        )
-        .await?;
-        t.call(
-            &names[1],
-            rt.list_pod_sandbox(ListPodSandboxRequest::default()),
-        )
-        .await?;
+        t.relist(rt, &names[0], &names[1]).await?;
         let status = ContainerStatusRequest {
             container_id: (*container).clone(),
             verbose: false,
@@ -454,16 +461,7 @@ pub async fn stats(
                 pod_stats = false;
             }
         }
-        t.call(
-            &names[2],
-            rt.list_containers(ListContainersRequest::default()),
-        )
-        .await?;
-        t.call(
-            &names[3],
-            rt.list_pod_sandbox(ListPodSandboxRequest::default()),
-        )
-        .await?;
+        t.relist(rt, &names[2], &names[3]).await?;
     }
     Ok(())
 }
@@ -606,70 +604,86 @@ async fn run_phases(
     let mut sets: Vec<Vec<PodSet>> = vec![Vec::new(); sides];
     for &scale in &opts.storm_scales {
         progress(&format!("status and list storms at {scale} containers"));
-        let grown = futures::future::try_join_all(endpoints.iter().zip(sets.iter_mut()).map(
-            |(ep, sets)| {
-                grow(
-                    ep,
-                    sets,
-                    scale,
-                    STORM_CONTAINERS_PER_POD,
-                    false,
-                    &images.container,
-                )
-            },
-        ))
-        .await;
-        grown?;
-        for round in 0..opts.rounds {
-            for side in order(round, sides) {
-                storm(
-                    &mut endpoints[side],
-                    side,
-                    report,
-                    &sets[side],
-                    opts.storm_calls,
-                )
-                .await?;
-            }
-        }
-        for (side, ep) in endpoints.iter().enumerate() {
-            record_rss(ep, side, report, &format!("@{scale} created containers"));
-        }
+        grow_and_measure(
+            endpoints,
+            report,
+            &mut sets,
+            scale,
+            Load::Storm,
+            images,
+            opts,
+        )
+        .await?;
     }
     for (ep, sets) in endpoints.iter().zip(sets.iter_mut()) {
         remove_pods(ep, sets.drain(..).map(|s| s.id)).await?;
     }
-
     let running = opts.stats_pods * opts.stats_containers_per_pod;
     progress(&format!(
         "stats at {running} running containers in {} pods",
         opts.stats_pods
     ));
-    futures::future::try_join_all(endpoints.iter().zip(sets.iter_mut()).map(|(ep, sets)| {
-        grow(
-            ep,
-            sets,
-            running,
-            opts.stats_containers_per_pod,
-            true,
-            &images.container,
-        )
-    }))
+    grow_and_measure(
+        endpoints,
+        report,
+        &mut sets,
+        running,
+        Load::Stats,
+        images,
+        opts,
+    )
+    .await
+}
+
+/// What runs on a grown set of pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// [`storm`] over created containers.
+    Storm,
+    /// [`stats`] over running containers.
+    Stats,
+}
+
+/// Grows each side's pods to `containers` containers (both sides at
+/// once), runs `load` on them for every round, alternating, and records
+/// each side's RSS at that scale.
+async fn grow_and_measure(
+    endpoints: &mut [Endpoint],
+    report: &mut Report,
+    sets: &mut [Vec<PodSet>],
+    containers: usize,
+    load: Load,
+    images: &BenchImages,
+    opts: &Options,
+) -> Result<()> {
+    let (per_pod, start, what) = match load {
+        Load::Storm => (STORM_CONTAINERS_PER_POD, false, "created"),
+        Load::Stats => (opts.stats_containers_per_pod, true, "running"),
+    };
+    let image = images.container.as_str();
+    futures::future::try_join_all(
+        endpoints
+            .iter()
+            .zip(sets.iter_mut())
+            .map(|(ep, sets)| grow(ep, sets, containers, per_pod, start, image)),
+    )
     .await?;
     for round in 0..opts.rounds {
-        for side in order(round, sides) {
-            stats(
-                &mut endpoints[side],
-                side,
-                report,
-                &sets[side],
-                opts.stats_calls,
-            )
-            .await?;
+        for side in order(round, endpoints.len()) {
+            let (ep, set) = (&mut endpoints[side], &sets[side]);
+            match load {
+                Load::Storm => storm(ep, side, report, set, opts.storm_calls).await?,
+                Load::Stats => stats(ep, side, report, set, opts.stats_calls).await?,
+            }
         }
     }
     for (side, ep) in endpoints.iter().enumerate() {
-        record_rss(ep, side, report, &format!("@{running} running containers"));
+        record_rss(
+            ep,
+            side,
+            report,
+            &format!("@{containers} {what} containers"),
+        );
     }
     Ok(())
 }

@@ -4,7 +4,7 @@ CARGO ?= cargo
 # Integration suites run this many tests at once (each has its own containerd).
 IT_THREADS ?= 2
 
-.PHONY: all deps build run stop test fmt-check clippy doc unit integration conformance bench clean-run install uninstall deb
+.PHONY: all deps build run stop test fmt-check clippy doc unit integration conformance bench clean-run install uninstall deb goldens
 
 all: build
 
@@ -47,6 +47,11 @@ integration:
 # runs it against containerd's own CRI plugin instead.
 conformance:
 	@./scripts/conformance.sh $(CONFORMANCE_ARGS)
+
+# cri-spec's golden specs and cri-metadata's fixtures, regenerated from
+# containerd's own CRI plugin (not part of `make test`; review the diff).
+goldens: deps
+	@./scripts/regen-goldens.sh
 
 # Measurements side by side with containerd (not part of `make test`):
 # the passthrough cost, then `cri-bench --harness` (cri-server vs

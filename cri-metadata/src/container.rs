@@ -282,8 +282,8 @@ mod tests {
         }
     }
 
-    /// The golden value of `kubelet_config()`, as Go's `encoding/json`
-    /// writes the generated struct. Rules exercised:
+    /// The value of `kubelet_config()` (written by hand from Go's rules) as
+    /// Go's `encoding/json` writes the generated struct. Rules exercised:
     /// - struct fields in proto declaration order with proto names;
     /// - omitempty: `attempt` kept (1), `value` of EMPTY, `readonly:false`,
     ///   `propagation:0`, `stdin`, `stdin_once`, `limit:0`, `privileged`,
@@ -318,7 +318,7 @@ mod tests {
     /// The whole extension value, containerd 2.x layout. Rules: the
     /// wrapper is `{"Version":"v1","Metadata":...}`; the inner struct has
     /// no json tags, so Go names in struct order and empty strings kept.
-    fn golden_metadata_json() -> String {
+    fn hand_written_metadata_json() -> String {
         format!(
             concat!(
                 r#"{{"Version":"v1","Metadata":{{"ID":"{cid}","Name":"nginx_web-0_default_{uid}_1","SandboxID":"{sid}","#,
@@ -342,7 +342,7 @@ mod tests {
         }
     }
 
-    /// Encodes `metadata` and compares with the golden JSON.
+    /// Encodes `metadata` and compares with the hand-written JSON.
     fn check(metadata: &ContainerMetadata, expected_json: &str) {
         let any = container_metadata_to_any(metadata).unwrap();
         assert_eq!(
@@ -372,8 +372,8 @@ mod tests {
     }
 
     #[test]
-    fn golden_kubelet_container() {
-        check(&kubelet_metadata(), &golden_metadata_json());
+    fn encodes_kubelet_container() {
+        check(&kubelet_metadata(), &hand_written_metadata_json());
     }
 
     #[test]
@@ -409,8 +409,11 @@ mod tests {
     }
 
     #[test]
-    fn reads_golden() {
-        assert_eq!(read(&golden_metadata_json()).unwrap(), kubelet_metadata());
+    fn reads_hand_written() {
+        assert_eq!(
+            read(&hand_written_metadata_json()).unwrap(),
+            kubelet_metadata()
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@
 
 mod checkpoint;
 mod container;
+#[cfg(test)]
+mod containerd_fixtures;
 mod error;
 mod go_decode;
 mod go_encode;

@@ -322,7 +322,7 @@ mod tests {
     /// sorted; in CNIResult: go-cni field order (Interfaces, DNS, Routes;
     /// IPConfigs, Mac, Sandbox; IP, Gateway; dst, gw), the Interfaces map
     /// sorted, a nil IPConfigs `null`, an empty DNS entry `{}`.
-    fn golden_json() -> String {
+    fn hand_written_json() -> String {
         format!(
             concat!(
                 r#"{{"Version":"v1","Metadata":{{"ID":"{sid}","Name":"web-0_default_{uid}_0","#,
@@ -349,7 +349,7 @@ mod tests {
         )
     }
 
-    /// Encodes `metadata` and compares with the golden JSON.
+    /// Encodes `metadata` and compares with the hand-written JSON.
     fn check(metadata: &SandboxMetadata, expected_json: &str) {
         let any = sandbox_metadata_to_any(metadata).unwrap();
         assert_eq!(
@@ -382,8 +382,8 @@ mod tests {
     }
 
     #[test]
-    fn golden_kubelet_sandbox() {
-        check(&kubelet_metadata(), &golden_json());
+    fn encodes_kubelet_sandbox() {
+        check(&kubelet_metadata(), &hand_written_json());
     }
 
     #[test]
@@ -439,8 +439,8 @@ mod tests {
     }
 
     #[test]
-    fn reads_golden() {
-        assert_eq!(read(&golden_json()).unwrap(), kubelet_metadata());
+    fn reads_hand_written() {
+        assert_eq!(read(&hand_written_json()).unwrap(), kubelet_metadata());
     }
 
     #[test]

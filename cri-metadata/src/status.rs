@@ -137,7 +137,7 @@ mod tests {
     }
 
     #[test]
-    fn golden_running() {
+    fn encodes_running() {
         // Flat fields in Status order, no omitempty (FinishedAt 0, empty
         // strings written); Resources uses the CRI struct json (omitempty,
         // `unified` map sorted).
@@ -154,7 +154,7 @@ mod tests {
     }
 
     #[test]
-    fn golden_start_error() {
+    fn encodes_start_error() {
         // nil Resources is `null`; `"`, `<`, `>`, `&` escaped as Go does.
         check(
             &start_error(),

@@ -35,6 +35,18 @@ impl Target {
     }
 }
 
+/// Where cri-server keeps its CRI root and state dirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerDirs {
+    /// Under its own private directory.
+    Own,
+    /// Where containerd's CRI plugin keeps them
+    /// (`<containerd root|state>/io.containerd.grpc.v1.cri`), so the
+    /// plugin, enabled later on the same containerd, finds what cri-server
+    /// wrote.
+    ContainerdLayout,
+}
+
 /// The daemon critest talks to.
 #[derive(Debug)]
 pub enum Daemon {
@@ -119,6 +131,12 @@ impl Conformance {
     /// Starts the harness (containerd, registry), pushes critest's images,
     /// writes the registry mirrors and starts the daemon for `target`.
     pub async fn start(target: Target) -> Result<Conformance> {
+        Self::start_in(target, ServerDirs::Own).await
+    }
+
+    /// Like [`start`](Self::start), with cri-server's root and state dirs
+    /// chosen by `dirs`.
+    pub async fn start_in(target: Target, dirs: ServerDirs) -> Result<Conformance> {
         Component::BusyboxShell.path()?;
         let harness = Harness::start().await?;
         let images = push_critest_images(&harness.registry.client())
@@ -128,9 +146,29 @@ impl Conformance {
         let certs = dir.join("certs.d");
         write_hosts_dirs(&certs, &harness.registry.host())?;
         let daemon = match target {
-            Target::CriServer => Daemon::CriServer(Box::new(
-                CriServer::start(&harness.containerd, cri_server_options(&certs)).await?,
-            )),
+            Target::CriServer => {
+                let mut options = cri_server_options(&certs);
+                if dirs == ServerDirs::ContainerdLayout {
+                    let containerd = &harness.containerd;
+                    options.extra_args = vec![
+                        "--root".into(),
+                        containerd
+                            .root()
+                            .join(CRI_PLUGIN_DIR)
+                            .to_string_lossy()
+                            .into_owned(),
+                        "--state".into(),
+                        containerd
+                            .state()
+                            .join(CRI_PLUGIN_DIR)
+                            .to_string_lossy()
+                            .into_owned(),
+                    ];
+                }
+                Daemon::CriServer(Box::new(
+                    CriServer::start(&harness.containerd, options).await?,
+                ))
+            }
             Target::Reference => {
                 Daemon::Reference(Box::new(ReferenceDaemon::start(&dir, &certs).await?))
             }

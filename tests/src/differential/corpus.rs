@@ -53,10 +53,21 @@ pub fn images() -> Vec<String> {
     .collect()
 }
 
+/// The sandbox image both sides are configured with.
+pub fn sandbox_image() -> String {
+    critest::PAUSE.to_string()
+}
+
 /// Files cases refer to: mount sources and a Localhost seccomp profile.
 pub fn write_fixtures() -> Result<()> {
     let dir = Path::new(FIXTURES_DIR);
-    for sub in ["vol", "vol-ro", "etc-hosts-dir"] {
+    for sub in [
+        "vol",
+        "vol-ro",
+        "etc-hosts-dir",
+        "serviceaccount",
+        "termination-log",
+    ] {
         std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("create {sub}"))?;
     }
     std::fs::write(dir.join("file.txt"), "fixture\n")?;
@@ -221,6 +232,61 @@ pub fn cases() -> Vec<Case> {
             c.labels.clear();
         }),
         case("pod_default", |_, _| {}),
+        // What a kubelet sends for a plain Deployment pod's container.
+        case("kubelet_default", |_, c| {
+            c.envs = vec![KeyValue {
+                key: "KUBERNETES_SERVICE_HOST".into(),
+                value: "10.96.0.1".into(),
+            }];
+            c.mounts = vec![
+                Mount {
+                    selinux_relabel: true,
+                    ..mount(
+                        "/var/run/secrets/kubernetes.io/serviceaccount",
+                        &path("serviceaccount"),
+                        true,
+                        PropagationPrivate,
+                    )
+                },
+                Mount {
+                    selinux_relabel: true,
+                    ..mount(
+                        "/dev/termination-log",
+                        &path("termination-log"),
+                        false,
+                        PropagationPrivate,
+                    )
+                },
+            ];
+            *res(c) = LinuxContainerResources {
+                cpu_period: 100_000,
+                cpu_shares: 2,
+                oom_score_adj: 1000,
+                ..Default::default()
+            };
+            cns(c).pid = NamespaceMode::Container as i32;
+            sc(c).masked_paths = strings(&[
+                "/proc/asound",
+                "/proc/acpi",
+                "/proc/kcore",
+                "/proc/keys",
+                "/proc/latency_stats",
+                "/proc/timer_list",
+                "/proc/timer_stats",
+                "/proc/sched_debug",
+                "/proc/scsi",
+                "/sys/firmware",
+                "/sys/devices/virtual/powercap",
+            ]);
+            sc(c).readonly_paths = strings(&[
+                "/proc/bus",
+                "/proc/fs",
+                "/proc/irq",
+                "/proc/sys",
+                "/proc/sysrq-trigger",
+            ]);
+            sc(c).seccomp = profile(ProfileType::RuntimeDefault, "");
+        }),
         case("pod_dns_config", |p, _| {
             p.dns_config = Some(DnsConfig {
                 servers: strings(&["10.0.0.10", "10.0.0.11"]),
@@ -263,6 +329,14 @@ pub fn cases() -> Vec<Case> {
         }),
         case("pod_host_network", |p, _| {
             pns(p).network = NamespaceMode::Node as i32
+        }),
+        // What the kubelet sends for a hostNetwork pod: no hostname of its own.
+        case("pod_host_network_pid", |p, c| {
+            p.hostname.clear();
+            pns(p).network = NamespaceMode::Node as i32;
+            pns(p).pid = NamespaceMode::Node as i32;
+            cns(c).network = NamespaceMode::Node as i32;
+            cns(c).pid = NamespaceMode::Node as i32;
         }),
         case("pod_host_pid", |p, c| {
             pns(p).pid = NamespaceMode::Node as i32;

@@ -1,7 +1,10 @@
 //! Differential mode: the same CRI requests sent to cri-server (on the harness's containerd) and to containerd's own CRI plugin (a second containerd from the same package, [`ReferenceDaemon`]), with the same images, mirrors and CRI config keys; what each side wrote into its containerd and its dirs is read back, normalized ([`normalize`]) and diffed ([`diff`]). The corpus is [`corpus`].
 
 pub mod corpus;
+mod decoded;
 pub mod diff;
+pub mod goldens;
+mod handover;
 pub mod normalize;
 mod observe;
 
@@ -16,14 +19,18 @@ use cri_api::v1::{ImageSpec, ListPodSandboxRequest, PullImageRequest};
 use serde_json::Value;
 use tonic::transport::Channel;
 
-use crate::conformance::{Conformance, Daemon, ReferenceDaemon, Target};
+use crate::conformance::{
+    Conformance, Daemon, ReferenceDaemon, ServerDirs, Target, CRI_PLUGIN_DIR,
+};
 use crate::containerd::ContainerdProcess;
 use crate::network::TestNetwork;
 use crate::server::connect;
 use crate::CriServer;
 pub use corpus::Case;
 pub use diff::{Difference, Documented};
+pub use handover::Kept;
 use normalize::SideFacts;
+pub use observe::{observe, AfterObserving, Observation};
 
 /// How long containerd's CRI plugin gets to answer after containerd did.
 const REFERENCE_READY: Duration = Duration::from_secs(30);
@@ -124,8 +131,10 @@ impl Differential {
     /// Starts the harness with critest's images, cri-server configured as
     /// [`crate::conformance::reference_cri_toml`] configures containerd's
     /// plugin, and the reference; waits until the plugin answers.
+    /// cri-server keeps its dirs where containerd's plugin keeps them, so
+    /// the plugin can take over what it made ([`Differential::handover`]).
     pub async fn start() -> Result<Differential> {
-        let setup = Conformance::start(Target::CriServer).await?;
+        let setup = Conformance::start_in(Target::CriServer, ServerDirs::ContainerdLayout).await?;
         let reference = ReferenceDaemon::start(setup.dir(), &setup.certs_dir()).await?;
         let diff = Differential { reference, setup };
         for side in [diff.side(Side::Reference)?, diff.side(Side::CriServer)?] {
@@ -160,16 +169,32 @@ impl Differential {
                 let network = server
                     .network()
                     .context("cri-server was started without a CNI network")?;
+                let containerd = &self.setup.harness.containerd;
                 SideEnv::new(
                     side,
                     server.socket(),
-                    (server.root_dir(), server.state_dir()),
-                    &self.setup.harness.containerd,
+                    (
+                        containerd.root().join(CRI_PLUGIN_DIR),
+                        containerd.state().join(CRI_PLUGIN_DIR),
+                    ),
+                    containerd,
                     network,
                     logs,
                 )
             }
         })
+    }
+
+    /// The reference containerd's own `oom_score_adj`, the floor its
+    /// plugin's `restrict_oom_score_adj` keeps scores above.
+    pub fn reference_oom_score_adj(&self) -> Result<i32> {
+        let pid = self
+            .reference
+            .containerd
+            .pid()
+            .context("the reference containerd is not running")?;
+        let text = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))?;
+        Ok(text.trim().parse()?)
     }
 
     /// What each daemon logged, for a failure.
@@ -231,19 +256,37 @@ impl Differential {
         a.and(b)
     }
 
-    /// Runs `case` through both sides and diffs what they wrote.
-    pub async fn run(&self, case: &Case) -> Result<Vec<Difference>> {
+    /// Runs `case` through both sides and diffs what they wrote. The
+    /// reference's pod is removed; cri-server's is kept for
+    /// [`handover`](Self::handover) and returned.
+    pub async fn run(&self, case: &Case) -> Result<CaseRun> {
         let (reference, ours) = (self.side(Side::Reference)?, self.side(Side::CriServer)?);
         let (a, b) = tokio::join!(
-            observe::observe(&reference, case),
-            observe::observe(&ours, case)
+            observe::observe(&reference, case, AfterObserving::Remove),
+            observe::observe(&ours, case, AfterObserving::Keep)
         );
         let (a, b) = (
             a.with_context(|| format!("{}: case {}", Side::Reference.name(), case.name))?,
             b.with_context(|| format!("{}: case {}", Side::CriServer.name(), case.name))?,
         );
-        Ok(compare(case.name, &a, &b))
+        let kept = b.sandbox_id.clone().map(|sandbox_id| Kept {
+            case: case.name,
+            sandbox_id,
+            containers: b.containers.clone(),
+        });
+        Ok(CaseRun {
+            differences: compare(case.name, &a.observed(), &b.observed()),
+            kept,
+        })
     }
+}
+
+/// One case through both sides.
+#[derive(Debug)]
+pub struct CaseRun {
+    pub differences: Vec<Difference>,
+    /// cri-server's objects of the case, left for the handover.
+    pub kept: Option<Kept>,
 }
 
 /// Everything one side wrote for a case, normalized.

@@ -1,4 +1,4 @@
-//! One side of a case: the pod and its containers created (and started, if the case says so) through that side's CRI socket, then read back from its containerd (`ctr containers info`: record, spec, extensions), its dirs (status files, layout) and its verbose Status RPCs; the pod is removed afterwards whatever happened.
+//! One side of a case: the pod and its containers created (and started, if the case says so) through that side's CRI socket, then read back from its containerd (`ctr containers info`: record, spec, extensions), its dirs (status files, layout), its verbose Status RPCs and what cri-metadata decodes from its extensions and status files ([`super::decoded`]); the pod is then removed, or kept for the handover to containerd's plugin ([`AfterObserving`]).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use tonic::transport::Channel;
 
 use super::corpus::Case;
-use super::{normalize, Observed, SideEnv};
+use super::{decoded, normalize, Observed, SideEnv};
 use crate::components::{Component, CHILD_PATH};
 use crate::containerd::K8S_NAMESPACE;
 
@@ -24,8 +24,39 @@ const SHOWN_FILE_BYTES: u64 = 4096;
 
 type Runtime = RuntimeServiceClient<Channel>;
 
-/// Runs `case` on `side` and returns what it wrote, normalized.
-pub(super) async fn observe(side: &SideEnv, case: &Case) -> Result<Observed> {
+/// What happens to a case's pod once it has been read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterObserving {
+    /// StopPodSandbox + RemovePodSandbox.
+    Remove,
+    /// Left as it is, for the caller (the handover to containerd's plugin,
+    /// the golden capture).
+    Keep,
+}
+
+/// One side's run of a case: its documents as read (not normalized), the
+/// facts that normalize them, and the objects it made.
+#[derive(Debug, Default)]
+pub struct Observation {
+    pub raw: BTreeMap<String, Value>,
+    pub facts: normalize::SideFacts,
+    /// Set when RunPodSandbox succeeded.
+    pub sandbox_id: Option<String>,
+    /// The case's container names and the ids this side gave them.
+    pub containers: Vec<(String, String)>,
+}
+
+impl Observation {
+    /// The documents, normalized.
+    pub fn observed(&self) -> Observed {
+        Observed {
+            docs: normalize::documents(&self.facts, &self.raw),
+        }
+    }
+}
+
+/// Runs `case` on `side` and returns what it wrote.
+pub async fn observe(side: &SideEnv, case: &Case, after: AfterObserving) -> Result<Observation> {
     let mut rt = side.runtime().await?;
     let mut facts = side.facts();
     let mut docs = BTreeMap::new();
@@ -41,43 +72,48 @@ pub(super) async fn observe(side: &SideEnv, case: &Case) -> Result<Observed> {
         Ok(r) => r.into_inner().pod_sandbox_id,
         Err(status) => {
             docs.insert("sandbox.error".into(), error_doc(&status));
-            return Ok(Observed {
-                docs: normalize::documents(&facts, &docs),
+            return Ok(Observation {
+                raw: docs,
+                facts,
+                ..Observation::default()
             });
         }
     };
     facts.literal(sandbox_id.clone(), "<sandbox-id>");
-    let result = observe_pod(
-        side,
-        case,
-        &mut rt,
-        &pod,
-        &sandbox_id,
-        &mut facts,
-        &mut docs,
-    )
-    .await;
-    let cleanup = remove_pod(&mut rt, &sandbox_id).await;
+    let mut seen = Observation {
+        raw: docs,
+        facts,
+        sandbox_id: Some(sandbox_id.clone()),
+        containers: Vec::new(),
+    };
+    let result = observe_pod(side, case, &mut rt, &pod, &sandbox_id, &mut seen).await;
+    let cleanup = match after {
+        AfterObserving::Remove => remove_pod(&mut rt, &sandbox_id).await,
+        AfterObserving::Keep => Ok(()),
+    };
     result?;
     cleanup?;
-    Ok(Observed {
-        docs: normalize::documents(&facts, &docs),
-    })
+    Ok(seen)
 }
 
+/// Everything after RunPodSandbox, into `seen`.
 async fn observe_pod(
     side: &SideEnv,
     case: &Case,
     rt: &mut Runtime,
     pod: &cri_api::v1::PodSandboxConfig,
     sandbox_id: &str,
-    facts: &mut normalize::SideFacts,
-    docs: &mut BTreeMap<String, Value>,
+    seen: &mut Observation,
 ) -> Result<()> {
-    let mut containers = Vec::new();
+    let Observation {
+        raw: docs,
+        facts,
+        containers,
+        ..
+    } = seen;
     for config in &case.containers {
         let mut config = config.clone();
-        resolve_target(&mut config, &containers);
+        resolve_target(&mut config, containers);
         let name = config
             .metadata
             .as_ref()
@@ -102,7 +138,7 @@ async fn observe_pod(
         }
     }
     if case.start {
-        for (name, id) in &containers {
+        for (name, id) in containers.iter() {
             let started = rt
                 .start_container(StartContainerRequest {
                     container_id: id.clone(),
@@ -145,7 +181,7 @@ async fn observe_pod(
     list(&side.log_root.join(case.name), &mut files)?;
     docs.insert("sandbox.files".into(), Value::Object(files));
 
-    for (name, id) in &containers {
+    for (name, id) in containers.iter() {
         let doc = format!("container[{name}]");
         let status = rt
             .container_status(ContainerStatusRequest {
@@ -163,6 +199,10 @@ async fn observe_pod(
         match std::fs::read_to_string(&status_file) {
             Ok(text) => {
                 docs.insert(format!("{doc}.status-file"), parse_or_string(&text));
+                docs.insert(
+                    format!("{doc}.status-file.decoded"),
+                    decoded::status(id, text.as_bytes()),
+                );
                 docs.insert(format!("{doc}.status-file#bytes"), Value::String(text));
             }
             Err(e) => {
@@ -258,7 +298,7 @@ async fn record_docs(
             .or_else(|| any.get("TypeUrl"))
             .cloned()
             .unwrap_or(Value::Null);
-        urls.insert(name.clone(), url);
+        urls.insert(name.clone(), url.clone());
         let value = any
             .get("value")
             .or_else(|| any.get("Value"))
@@ -267,7 +307,15 @@ async fn record_docs(
         let bytes = base64_decode(value).with_context(|| format!("extension {name}"))?;
         let text = String::from_utf8_lossy(&bytes).into_owned();
         if name.ends_with(".metadata") {
+            let any = prost_types::Any {
+                type_url: url.as_str().unwrap_or_default().to_string(),
+                value: bytes,
+            };
             docs.insert(format!("{doc}.metadata"), parse_or_string(&text));
+            docs.insert(
+                format!("{doc}.metadata.decoded"),
+                decoded::metadata(name, id, &any),
+            );
             docs.insert(format!("{doc}.metadata#bytes"), Value::String(text));
         }
     }
@@ -324,7 +372,7 @@ fn error_doc(status: &tonic::Status) -> Value {
     json!({ "code": format!("{:?}", status.code()) })
 }
 
-async fn remove_pod(rt: &mut Runtime, id: &str) -> Result<()> {
+pub(super) async fn remove_pod(rt: &mut Runtime, id: &str) -> Result<()> {
     rt.stop_pod_sandbox(StopPodSandboxRequest {
         pod_sandbox_id: id.to_string(),
     })

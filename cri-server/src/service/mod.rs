@@ -6,6 +6,9 @@ mod image;
 mod runtime;
 mod stats;
 
+#[cfg(test)]
+mod read_rpc_tests;
+
 use std::sync::Arc;
 
 use cri_api::containerd::Containerd;

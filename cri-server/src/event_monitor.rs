@@ -171,7 +171,7 @@ impl<'a> Monitor<'a> {
     async fn handle(&mut self, event: DecodedEvent) {
         match event {
             DecodedEvent::TaskOom(oom) => {
-                crate::container::record_oom(&self.state.containers, &oom.container_id)
+                crate::container::record_oom(&self.state.containers, &oom.container_id).await
             }
             DecodedEvent::ImageCreate(e) => self.sync_image(e.name, 0).await,
             DecodedEvent::ImageUpdate(e) => self.sync_image(e.name, 0).await,

@@ -270,7 +270,16 @@ impl Steps<'_> {
             ..ContainerStatus::default()
         };
         let checkpoints = StatusCheckpoints::new(&state.config.server.root_dir);
-        checkpoints.write(id, &status)?;
+        {
+            // write, fsync, rename, fsync the dir: off the async workers.
+            let (checkpoints, id, status) = (checkpoints.clone(), id.clone(), status.clone());
+            tokio::task::spawn_blocking(move || checkpoints.write(&id, &status))
+                .await
+                .map_err(|e| ContainerError::TaskFailed {
+                    rpc: "CreateContainer",
+                    message: e.to_string(),
+                })??;
+        }
         {
             let id = id.clone();
             undo.push("delete status checkpoint", async move {

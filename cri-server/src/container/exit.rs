@@ -88,9 +88,16 @@ pub(crate) async fn handle_container_exit(
         return Ok(());
     };
     let handle = state.store.handle(id.as_ref());
-    let oom = handle
-        .as_ref()
-        .is_some_and(|h| cgroup_oom_killed(&state.host.cgroup_root, &h.cgroups_path));
+    // A file read: off the async workers.
+    let oom = match &handle {
+        Some(h) => {
+            let (root, path) = (state.host.cgroup_root.clone(), h.cgroups_path.clone());
+            tokio::task::spawn_blocking(move || cgroup_oom_killed(&root, &path))
+                .await
+                .unwrap_or(false)
+        }
+        None => false,
+    };
     let io = handle.as_ref().and_then(|h| h.io());
     if let Some(io) = &io {
         if tokio::time::timeout(DRAIN_TIMEOUT, io.drained())
@@ -123,7 +130,8 @@ pub(crate) async fn handle_container_exit(
         }
         s.unknown = false;
         Ok(())
-    })?;
+    })
+    .await?;
     if let Some(io) = io {
         if let Err(e) = io.close() {
             tracing::warn!(container_id = %id, error = %e, "close container io");
@@ -173,7 +181,7 @@ pub(crate) fn cgroup_oom_killed(cgroup_root: &Path, cgroups_path: &str) -> bool 
 }
 
 /// The TaskOOM handler: the container's reason becomes `OOMKilled`.
-pub fn record_oom(state: &ContainerService, container_id: &str) {
+pub async fn record_oom(state: &ContainerService, container_id: &str) {
     let Ok(container) = state.store.get(container_id) else {
         return;
     };
@@ -183,7 +191,8 @@ pub fn record_oom(state: &ContainerService, container_id: &str) {
     let result = update_status_sync(state, &container.metadata.id, |s| {
         s.reason = REASON_OOM_KILLED.to_owned();
         Ok(())
-    });
+    })
+    .await;
     match result {
         Ok(_) => tracing::info!(container_id, "container OOM killed"),
         Err(e) => tracing::warn!(container_id, error = %e, "record OOM kill"),
@@ -295,8 +304,8 @@ mod tests {
     async fn oom_events_set_the_reason() {
         let env = TestEnv::new();
         add_live_container(&env, "c1", "s1", running_status());
-        record_oom(&env.state, "c1");
-        record_oom(&env.state, "unknown");
+        record_oom(&env.state, "c1").await;
+        record_oom(&env.state, "unknown").await;
         assert_eq!(
             env.state.store.get("c1").unwrap().status.reason,
             REASON_OOM_KILLED

@@ -5,7 +5,7 @@
 //! store keeps one with each record (`ContainerStore<ContainerHandle>`), so
 //! a handle is added and removed with its container.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -28,6 +28,13 @@ pub struct ContainerHandle {
     monitored: AtomicBool,
     /// Serializes UpdateContainerResources calls.
     pub update_lock: tokio::sync::Mutex<()>,
+    /// The sequence number of the last status update, taken under the
+    /// record's lock so that it orders the updates.
+    checkpoint_seq: AtomicU64,
+    /// The sequence number of the status last written to the checkpoint;
+    /// held while a write is in flight (one at a time, never under the
+    /// record's lock).
+    checkpointed: tokio::sync::Mutex<u64>,
 }
 
 impl ContainerHandle {
@@ -41,6 +48,8 @@ impl ContainerHandle {
             stop_signaled: AtomicBool::new(false),
             monitored: AtomicBool::new(false),
             update_lock: tokio::sync::Mutex::new(()),
+            checkpoint_seq: AtomicU64::new(0),
+            checkpointed: tokio::sync::Mutex::new(0),
         }
     }
 
@@ -83,11 +92,54 @@ impl ContainerHandle {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// The next status update's sequence number; call it under the
+    /// record's lock, in the update.
+    pub fn next_checkpoint_seq(&self) -> u64 {
+        self.checkpoint_seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Writes the status of update `seq` with `write` on a blocking
+    /// thread, after the writes of earlier updates; skipped when a later
+    /// update's status is already written. Holds no record lock, so status
+    /// and list calls go on while the disk is slow.
+    pub async fn write_checkpoint<E: Send + 'static>(
+        &self,
+        seq: u64,
+        write: impl FnOnce() -> Result<(), E> + Send + 'static,
+    ) -> Result<(), CheckpointError<E>> {
+        let mut written = self.checkpointed.lock().await;
+        if *written >= seq {
+            return Ok(());
+        }
+        tokio::task::spawn_blocking(write)
+            .await
+            .map_err(|e| CheckpointError::Task(e.to_string()))?
+            .map_err(CheckpointError::Write)?;
+        *written = seq;
+        Ok(())
+    }
+
+    /// Holds the checkpoint writer as an in-flight write would (tests: a
+    /// disk that does not answer).
+    #[cfg(test)]
+    pub async fn block_checkpoints(&self) -> tokio::sync::MutexGuard<'_, u64> {
+        self.checkpointed.lock().await
+    }
+
     /// Whether the stop signal was already sent by a StopContainer with a
     /// timeout; sets the flag (containerd sends it only once).
     pub fn take_stop_signal(&self) -> bool {
         !self.stop_signaled.swap(true, Ordering::SeqCst)
     }
+}
+
+/// A checkpoint write that failed.
+#[derive(Debug)]
+pub enum CheckpointError<E> {
+    /// The blocking task did not finish (it panicked or was cancelled).
+    Task(String),
+    /// The write itself failed.
+    Write(E),
 }
 
 #[cfg(test)]

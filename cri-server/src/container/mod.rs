@@ -184,18 +184,42 @@ pub(crate) fn update_status(
 }
 
 /// containerd's `Status.UpdateSync`: as [`update_status`], and the new
-/// status is written to the checkpoint before it is stored.
-pub(crate) fn update_status_sync(
+/// status is on disk when this returns. Unlike containerd, the write
+/// happens after the record's lock is released (status and list calls do
+/// not wait for the disk); the writes of one container are ordered, and a
+/// write that a later update's has overtaken is skipped.
+pub(crate) async fn update_status_sync(
     state: &ContainerService,
     id: &ContainerId,
     update: impl FnOnce(&mut ContainerStatus) -> Result<()>,
 ) -> Result<ContainerStatus> {
-    let checkpoints = StatusCheckpoints::new(&state.config.server.root_dir);
-    update_status(state, id, |s| {
+    let handle = state.store.handle(id.as_ref());
+    let mut seq = 0;
+    let status = update_status(state, id, |s| {
         update(s)?;
-        checkpoints.write(id, s)?;
+        if let Some(handle) = &handle {
+            seq = handle.next_checkpoint_seq();
+        }
         Ok(())
-    })
+    })?;
+    let checkpoints = StatusCheckpoints::new(&state.config.server.root_dir);
+    let write = {
+        let (id, status) = (id.clone(), status.clone());
+        move || checkpoints.write(&id, &status)
+    };
+    let written = match handle {
+        Some(handle) => handle.write_checkpoint(seq, write).await,
+        // Every stored container has a handle; without one, write in place.
+        None => write().map_err(live::CheckpointError::Write),
+    };
+    match written {
+        Ok(()) => Ok(status),
+        Err(live::CheckpointError::Write(e)) => Err(e.into()),
+        Err(live::CheckpointError::Task(message)) => Err(ContainerError::TaskFailed {
+            rpc: "status checkpoint",
+            message,
+        }),
+    }
 }
 
 /// CRI's name of a state, as containerd prints it in errors.
@@ -235,3 +259,85 @@ pub(crate) fn validate_target(
 
 #[cfg(test)]
 pub(crate) mod testutil;
+
+#[cfg(test)]
+mod checkpoint_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use cri_api::v1::{ContainerStatusRequest, ListContainersRequest};
+
+    use super::testutil::{add_live_container, checkpointed, running_status, TestEnv};
+    use super::*;
+
+    const PROMPT: Duration = Duration::from_secs(2);
+
+    fn set_reason(
+        env: &TestEnv,
+        reason: &'static str,
+    ) -> tokio::task::JoinHandle<Result<ContainerStatus>> {
+        let state = Arc::clone(&env.state);
+        tokio::spawn(async move {
+            update_status_sync(&state, &ContainerId::from("c1"), |s| {
+                s.reason = reason.to_owned();
+                Ok(())
+            })
+            .await
+        })
+    }
+
+    async fn in_memory(env: &TestEnv, reason: &str) {
+        tokio::time::timeout(PROMPT, async {
+            while env.state.store.get("c1").unwrap().status.reason != reason {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn status_calls_answer_while_the_checkpoint_disk_is_stuck() {
+        let env = TestEnv::new();
+        let handle = add_live_container(&env, "c1", "s1", running_status());
+        // A checkpoint write in flight that does not end.
+        let disk = handle.block_checkpoints().await;
+        let update = set_reason(&env, "Slow");
+        in_memory(&env, "Slow").await;
+
+        let request = ContainerStatusRequest {
+            container_id: "c1".into(),
+            verbose: false,
+        };
+        let status = tokio::time::timeout(PROMPT, container_status(&env.state, request))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.status.unwrap().reason, "Slow");
+        let listed = list_containers(&env.state, &ListContainersRequest::default());
+        assert_eq!(listed.len(), 1);
+        // The update waits for the disk, and nothing is on it yet.
+        assert!(!update.is_finished());
+        assert_eq!(checkpointed(&env, "c1").reason, "");
+
+        drop(disk);
+        update.await.unwrap().unwrap();
+        assert_eq!(checkpointed(&env, "c1").reason, "Slow");
+    }
+
+    #[tokio::test]
+    async fn queued_checkpoints_land_in_update_order() {
+        let env = TestEnv::new();
+        let handle = add_live_container(&env, "c1", "s1", running_status());
+        let disk = handle.block_checkpoints().await;
+        let first = set_reason(&env, "First");
+        in_memory(&env, "First").await;
+        let second = set_reason(&env, "Second");
+        in_memory(&env, "Second").await;
+        drop(disk);
+        first.await.unwrap().unwrap();
+        second.await.unwrap().unwrap();
+        assert_eq!(checkpointed(&env, "c1").reason, "Second");
+    }
+}

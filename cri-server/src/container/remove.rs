@@ -111,21 +111,32 @@ async fn remove(state: &ContainerService, container: &Container) -> Result<()> {
             tracing::warn!(container_id = %id, error = %e, "close container io");
         }
     }
-    StatusCheckpoints::new(&state.config.server.root_dir).delete(id)?;
+    let checkpoints = StatusCheckpoints::new(&state.config.server.root_dir);
     let paths = ContainerPaths::new(state, id);
-    for (op, dir) in [
-        ("remove container root directory", &paths.root_dir),
-        (
-            "remove volatile container root directory",
-            &paths.volatile_dir,
-        ),
-    ] {
-        remove_dir_all(dir).map_err(|source| ContainerError::HostPath {
-            op,
-            path: dir.clone(),
-            source,
-        })?;
-    }
+    let container_id = id.clone();
+    // Directory removal and the checkpoint delete: off the async workers.
+    tokio::task::spawn_blocking(move || {
+        checkpoints.delete(&container_id)?;
+        for (op, dir) in [
+            ("remove container root directory", paths.root_dir),
+            (
+                "remove volatile container root directory",
+                paths.volatile_dir,
+            ),
+        ] {
+            remove_dir_all(&dir).map_err(|source| ContainerError::HostPath {
+                op,
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        Ok::<(), ContainerError>(())
+    })
+    .await
+    .map_err(|e| ContainerError::TaskFailed {
+        rpc: "RemoveContainer",
+        message: e.to_string(),
+    })??;
     if let Err(e) = state.store.remove(id) {
         tracing::debug!(container_id = %id, error = %e, "container already gone from the store");
     }

@@ -54,7 +54,8 @@ async fn start(state: &Arc<ContainerService>, id: &str) -> Result<()> {
             s.reason = START_ERROR_REASON.to_owned();
             s.message = message;
             Ok(())
-        });
+        })
+        .await;
         if let Err(e) = recorded {
             tracing::error!(container_id = %id, error = %e, "record start failure");
         }
@@ -211,7 +212,8 @@ async fn start_task(state: &ContainerService, container: &Container) -> Result<(
             s.pid = pid;
             s.started_at = now_nanos();
             Ok(())
-        })?;
+        })
+        .await?;
         Ok::<(), ContainerError>(())
     };
     match run.await {

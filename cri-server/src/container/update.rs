@@ -75,7 +75,8 @@ pub async fn update_container_resources(
     update_status_sync(state, &id, |s| {
         s.resources = Some(resources::spec_to_cri(&new_spec));
         Ok(())
-    })?;
+    })
+    .await?;
     Ok(())
 }
 

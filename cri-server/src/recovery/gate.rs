@@ -1,5 +1,5 @@
 //! The readiness gate: until recovery has rebuilt the stores, every CRI
-//! call except `Version` is answered `Unavailable` by a tower layer in
+//! call except `Version` and `Status` is answered `Unavailable` by a tower layer in
 //! front of the tonic services, so the kubelet never sees a half-loaded
 //! runtime (an empty pod list would make it recreate every pod).
 
@@ -13,9 +13,12 @@ use tower::{Layer, Service};
 
 /// The message of the `Unavailable` answer while recovering.
 pub const RECOVERING_MESSAGE: &str = "cri-server is recovering state from containerd";
-/// The one RPC that answers before recovery ends (the kubelet and the
-/// harness probe it to learn the runtime is up).
-const ALWAYS_SERVED: &str = "/runtime.v1.RuntimeService/Version";
+/// The RPCs that answer before recovery ends: they report on the runtime,
+/// not on the stores (the kubelet probes them to learn the runtime is up).
+const ALWAYS_SERVED: [&str; 2] = [
+    "/runtime.v1.RuntimeService/Version",
+    "/runtime.v1.RuntimeService/Status",
+];
 
 /// Whether recovery has finished. Cheap to clone; clones share the flag.
 #[derive(Debug, Clone, Default)]
@@ -87,7 +90,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        if !self.readiness.is_ready() && request.uri().path() != ALWAYS_SERVED {
+        if !self.readiness.is_ready() && !ALWAYS_SERVED.contains(&request.uri().path()) {
             let status = tonic::Status::unavailable(RECOVERING_MESSAGE);
             return Box::pin(async move { Ok(status.into_http()) });
         }
@@ -137,9 +140,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_version_is_served_until_ready() {
+    async fn only_version_and_status_are_served_until_ready() {
         let readiness = Readiness::new();
         check(&readiness, "/runtime.v1.RuntimeService/Version", true).await;
+        check(&readiness, "/runtime.v1.RuntimeService/Status", true).await;
         check(
             &readiness,
             "/runtime.v1.RuntimeService/ListPodSandbox",

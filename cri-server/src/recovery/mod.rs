@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cri_api::containerd::{ContainerRecord, ContainerdError};
+use futures::stream::{self, StreamExt, TryStreamExt};
 
 pub use gate::{Readiness, RecoveryGate, RecoveryGateLayer, RECOVERING_MESSAGE};
 
@@ -25,6 +26,8 @@ use crate::service::ServerState;
 
 const BACKOFF_INITIAL: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// How many records load at once (each is a few containerd calls).
+const LOAD_PARALLELISM: usize = 16;
 /// How long the image load waits for the event monitor's subscription.
 const EVENT_SUBSCRIPTION_WAIT: Duration = Duration::from_secs(2);
 /// containerd's `filterLabel` strings for the two kinds of CRI containers.
@@ -69,41 +72,68 @@ pub enum RecoveryError {
 /// One recovery pass. Idempotent: records already in the stores (from an
 /// interrupted pass) are skipped.
 pub async fn recover(state: &Arc<ServerState>) -> Result<RecoverySummary, RecoveryError> {
-    // Loaded after the event monitor subscribed, nothing is missed between
-    // the two (the monitor resyncs itself if this comes first).
-    state
-        .images
-        .wait_event_subscription(EVENT_SUBSCRIPTION_WAIT)
-        .await;
-    state.images.load().await.map_err(RecoveryError::Images)?;
+    // The images and the pods load side by side: neither needs the other.
+    let images = async {
+        // Loaded after the event monitor subscribed, nothing is missed
+        // between the two (the monitor resyncs itself if this comes first).
+        state
+            .images
+            .wait_event_subscription(EVENT_SUBSCRIPTION_WAIT)
+            .await;
+        state.images.load().await.map_err(RecoveryError::Images)
+    };
+    let (images, pods) = tokio::join!(images, recover_pods(state));
+    images?;
+    pods
+}
+
+/// Sandboxes, then app containers, each kind [`LOAD_PARALLELISM`] records
+/// at a time, then the orphans.
+async fn recover_pods(state: &Arc<ServerState>) -> Result<RecoverySummary, RecoveryError> {
     let containerd_err = |what| move |source| RecoveryError::Containerd { what, source };
     let mut summary = RecoverySummary::default();
-    let sandbox_records = state
-        .containerd
-        .containers
-        .list(vec![SANDBOX_FILTER.to_owned()])
+    let (sandbox_records, container_records) = tokio::try_join!(
+        async {
+            state
+                .containerd
+                .containers
+                .list(vec![SANDBOX_FILTER.to_owned()])
+                .await
+                .map_err(containerd_err("list sandboxes"))
+        },
+        async {
+            state
+                .containerd
+                .containers
+                .list(vec![CONTAINER_FILTER.to_owned()])
+                .await
+                .map_err(containerd_err("list containers"))
+        },
+    )?;
+    // The futures are made up front: a `Stream::map` closure over borrowed
+    // records trips the compiler's Send check of the spawned recovery.
+    let loads: Vec<_> = sandbox_records
+        .iter()
+        .map(|record| sandboxes::load(state, record))
+        .collect();
+    let outcomes: Vec<Outcome> = stream::iter(loads)
+        .buffer_unordered(LOAD_PARALLELISM)
+        .try_collect()
         .await
-        .map_err(containerd_err("list sandboxes"))?;
-    for record in &sandbox_records {
-        let outcome = sandboxes::load(state, record)
-            .await
-            .map_err(containerd_err("sandbox"))?;
-        summary.sandboxes += 1;
-        summary.degraded += usize::from(outcome == Outcome::Degraded);
-    }
-    let container_records = state
-        .containerd
-        .containers
-        .list(vec![CONTAINER_FILTER.to_owned()])
+        .map_err(containerd_err("sandbox"))?;
+    summary.sandboxes = outcomes.len();
+    summary.degraded += outcomes.iter().filter(|o| **o == Outcome::Degraded).count();
+    let loads: Vec<_> = container_records
+        .iter()
+        .map(|record| containers::load(state, record))
+        .collect();
+    let outcomes: Vec<Outcome> = stream::iter(loads)
+        .buffer_unordered(LOAD_PARALLELISM)
+        .try_collect()
         .await
-        .map_err(containerd_err("list containers"))?;
-    for record in &container_records {
-        let outcome = containers::load(state, record)
-            .await
-            .map_err(containerd_err("container"))?;
-        summary.containers += 1;
-        summary.degraded += usize::from(outcome == Outcome::Degraded);
-    }
+        .map_err(containerd_err("container"))?;
+    summary.containers = outcomes.len();
+    summary.degraded += outcomes.iter().filter(|o| **o == Outcome::Degraded).count();
     let records: Vec<&ContainerRecord> = sandbox_records.iter().chain(&container_records).collect();
     summary.orphans_removed = orphans::clean(state, &records).await;
     Ok(summary)

@@ -3,6 +3,7 @@
 //! that serves them on a unix socket. The only crate that talks to
 //! containerd and the only one that starts a gRPC server.
 
+pub mod allocator;
 pub mod cli;
 pub mod container;
 pub mod containerd_watch;

@@ -10,8 +10,14 @@ use cri_containerd as containerd;
 use cri_server::cli::{Cli, Command, ConfigCommand};
 use cri_server::{daemon, preflight, telemetry};
 
+fn main() -> anyhow::Result<ExitCode> {
+    // Before the runtime's threads exist.
+    cri_server::allocator::release_large_allocations();
+    run()
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
+async fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     if cli.command == Some(Command::Config(ConfigCommand::Default)) {
         print!("{}", Config::default_toml());

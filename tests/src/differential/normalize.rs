@@ -1,4 +1,7 @@
 //! Every normalization the differential suite applies, in one place, each with the reason it is allowed: what must differ between two daemons given the same requests (generated ids, the dirs each was given, time, kernel-assigned pids, the per-daemon CNI network). Nothing else is rewritten.
+//!
+//! Plain std + serde_json on purpose: cri-spec's golden unit test includes
+//! this file (`#[path]`) and normalizes the builder's spec with it.
 
 use std::collections::BTreeMap;
 

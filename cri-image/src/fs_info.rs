@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,12 +24,26 @@ const USAGE_CONCURRENCY: usize = 8;
 /// containerd's plugin type of snapshotters.
 const SNAPSHOTTER_PLUGIN_FILTER: &str = r#"type=="io.containerd.snapshotter.v1""#;
 
-/// Usage of committed snapshots by snapshotter and name, and the
-/// snapshotters' exported roots.
-#[derive(Debug, Default)]
+/// Usage of committed snapshots by snapshotter and name, the
+/// snapshotters' exported roots, and the last answer.
+#[derive(Debug)]
 pub struct UsageCache {
     committed: Mutex<HashMap<(String, String), SnapshotUsage>>,
     roots: Mutex<HashMap<String, PathBuf>>,
+    answer: Mutex<Option<ImageFsInfoResponse>>,
+    /// Images changed since the answer was computed.
+    stale: AtomicBool,
+}
+
+impl Default for UsageCache {
+    fn default() -> Self {
+        Self {
+            committed: Mutex::default(),
+            roots: Mutex::default(),
+            answer: Mutex::default(),
+            stale: AtomicBool::new(true),
+        }
+    }
 }
 
 /// What one snapshotter's snapshots use.
@@ -40,8 +55,74 @@ struct Usage {
 }
 
 impl ImageManager {
-    /// ImageFsInfo.
+    /// ImageFsInfo: the last answer, as containerd's plugin answers from
+    /// what its snapshot syncer stored. It is computed here only when there
+    /// is none yet or images changed since (a pull, a removal, an image
+    /// event); [`spawn_fs_info_syncer`](Self::spawn_fs_info_syncer) keeps
+    /// the writable layers' share current.
     pub async fn fs_info(&self) -> Result<ImageFsInfoResponse> {
+        if !self.fs_usage.stale.load(Ordering::SeqCst) {
+            let answer = self
+                .fs_usage
+                .answer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            if let Some(answer) = answer {
+                return Ok(answer);
+            }
+        }
+        self.refresh_fs_info().await
+    }
+
+    /// Recomputes the ImageFsInfo answer from containerd and keeps it.
+    pub async fn refresh_fs_info(&self) -> Result<ImageFsInfoResponse> {
+        self.fs_usage.stale.store(false, Ordering::SeqCst);
+        match self.compute_fs_info().await {
+            Ok(answer) => {
+                *self
+                    .fs_usage
+                    .answer
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(answer.clone());
+                Ok(answer)
+            }
+            Err(e) => {
+                self.fs_usage.stale.store(true, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    /// Images changed: the next ImageFsInfo recomputes its answer.
+    pub fn mark_fs_info_stale(&self) {
+        self.fs_usage.stale.store(true, Ordering::SeqCst);
+    }
+
+    /// Refreshes the answer every `period` (containerd's
+    /// `stats_collect_period`) until `stop`.
+    pub fn spawn_fs_info_syncer(
+        self: &std::sync::Arc<Self>,
+        period: std::time::Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let manager = std::sync::Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period.max(std::time::Duration::from_secs(1)));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = ticks.tick() => {}
+                }
+                if let Err(e) = manager.refresh_fs_info().await {
+                    tracing::debug!(error = %e, "image filesystem usage");
+                }
+            }
+        });
+    }
+
+    async fn compute_fs_info(&self) -> Result<ImageFsInfoResponse> {
         let roots = self.snapshotter_roots().await;
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)

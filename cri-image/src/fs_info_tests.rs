@@ -121,9 +121,19 @@ async fn reports_the_exported_root_and_the_snapshot_usage() {
     // `native` holds no snapshots: only the default is reported.
     check(&response, &[("/srv/ctd/overlay-root", 105, 11)]);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
-    // The committed layer's usage is cached; the active one is read again.
+    // The next call is answered from the last answer.
     manager.fs_info().await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // A refresh (the syncer's, or after images changed): the committed
+    // layer's usage is cached, the active one is read again.
+    manager.mark_fs_info_stale();
+    check(
+        &manager.fs_info().await.unwrap(),
+        &[("/srv/ctd/overlay-root", 105, 11)],
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+    manager.refresh_fs_info().await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test]

@@ -215,7 +215,11 @@ impl ImageManager {
         let reference = parse_reference(image)?;
         // Kubelets send an empty AuthConfig when they have none.
         let auth = auth.filter(|a| **a != AuthConfig::default()).cloned();
-        self.puller.pull(reference, auth).await
+        let pulled = self.puller.pull(reference, auth).await;
+        if pulled.is_ok() {
+            self.mark_fs_info_stale();
+        }
+        pulled
     }
 
     /// The image `reference` resolves to locally, pulled first if it is

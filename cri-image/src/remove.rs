@@ -30,6 +30,7 @@ impl ImageManager {
                 self.store.remove_reference(name);
             }
         }
+        self.mark_fs_info_stale();
         tracing::info!(id = %found.id, references = ?found.references, "removed image");
         Ok(())
     }

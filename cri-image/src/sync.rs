@@ -47,6 +47,7 @@ impl ImageManager {
         .await?;
         let id = image.id.clone();
         self.store.upsert(image);
+        self.mark_fs_info_stale();
         Ok(SyncOutcome::Present { id })
     }
 
@@ -86,6 +87,7 @@ impl ImageManager {
             });
         }
         self.store.remove(&image.id);
+        self.mark_fs_info_stale();
         Ok(SyncOutcome::Gone {
             removed_image: Some(image.id),
         })

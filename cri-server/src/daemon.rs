@@ -134,6 +134,10 @@ pub async fn run(
         &config.cri.containerd_root_dir,
     );
     let stop_stats = tokio_util::sync::CancellationToken::new();
+    images.spawn_fs_info_syncer(
+        std::time::Duration::from_secs(u64::from(config.cri.stats_collect_period)),
+        stop_stats.clone(),
+    );
     stats.fs_usage().spawn_refresher(
         std::time::Duration::from_secs(u64::from(config.cri.stats_collect_period)),
         stop_stats.clone(),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cri_sandbox::cni::SandboxNetwork;
-use cri_store::sandbox::Sandbox;
+use cri_store::sandbox::{Sandbox, SandboxState};
 use tracing::Instrument;
 
 use super::error::SandboxError;
@@ -49,22 +49,28 @@ pub(crate) async fn stop_sandbox(
             source,
         })?;
 
-    let controller = state
-        .manager
-        .controller_of(&state.config, &meta.runtime_handler)?;
-    match controller.stop(id, Duration::ZERO).await {
-        Ok(()) => {}
-        Err(e) if e.is_not_found() => {
-            tracing::warn!("sandbox not found by its controller while stopping it")
+    // containerd stops the sandbox only while it is READY or UNKNOWN: a
+    // NOTREADY one was stopped before (or its pause task exited and was
+    // deleted), so a second stop, and RemovePodSandbox's, ask nothing of
+    // the controller.
+    if sandbox.status.state != SandboxState::NotReady {
+        let controller = state
+            .manager
+            .controller_of(&state.config, &meta.runtime_handler)?;
+        match controller.stop(id, Duration::ZERO).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {
+                tracing::warn!("sandbox not found by its controller while stopping it")
+            }
+            Err(source) => {
+                return Err(SandboxError::Controller {
+                    id: id.to_string(),
+                    source,
+                })
+            }
         }
-        Err(source) => {
-            return Err(SandboxError::Controller {
-                id: id.to_string(),
-                source,
-            })
-        }
+        mark_not_ready(state, id);
     }
-    mark_not_ready(state, id);
 
     if !meta.netns_path.is_empty() {
         let path = PathBuf::from(&meta.netns_path);

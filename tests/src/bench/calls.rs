@@ -53,8 +53,13 @@ impl CallTable {
     }
 }
 
+/// What the daemon calls on its own, whatever the RPCs: the containerd
+/// watcher's periodic `Version` probe. Not counted.
+const BACKGROUND: &[&str] = &["Version/Version"];
+
 /// The containerd methods logged in `log` (the daemon's log text,
-/// without colours: `NO_COLOR`), as `Service/Method` (`Tasks/Create`).
+/// without colours: `NO_COLOR`), as `Service/Method` (`Tasks/Create`),
+/// without the [`BACKGROUND`] ones.
 pub fn logged_calls(log: &str) -> Vec<String> {
     log.lines()
         .filter(|line| line.contains(cri_containerd::CALL_LOG_TARGET))
@@ -69,6 +74,7 @@ pub fn logged_calls(log: &str) -> Vec<String> {
             let short = service.rsplit('.').next().unwrap_or(service);
             Some(format!("{short}/{method}"))
         })
+        .filter(|call| !BACKGROUND.contains(&call.as_str()))
         .collect()
 }
 
@@ -264,6 +270,7 @@ mod tests {
     fn reads_the_call_events_of_a_text_log() {
         let log = "2026-01-01T00:00:00Z DEBUG rpc{rpc=\"StartContainer\"}: cri_containerd::calls: containerd call method=/containerd.services.tasks.v1.Tasks/Create\n\
                    2026-01-01T00:00:00Z  INFO cri_server: something else method=/x/y\n\
+                   2026-01-01T00:00:00Z DEBUG cri_containerd::calls: containerd call method=/containerd.services.version.v1.Version/Version\n\
                    2026-01-01T00:00:00Z DEBUG cri_containerd::calls: containerd call method=/containerd.services.tasks.v1.Tasks/Start\n";
         assert_eq!(logged_calls(log), vec!["Tasks/Create", "Tasks/Start"]);
     }

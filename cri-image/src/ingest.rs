@@ -171,15 +171,17 @@ fn body(
                     let ctx = Arc::clone(&ctx);
                     let slot = Arc::clone(&fetch_error);
                     let digest = desc.digest.clone();
-                    s.map_err(move |e| {
-                        let typed = ctx.remote.stream_error(&digest, &e);
-                        let message = typed.to_string();
-                        slot.lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .get_or_insert(typed);
-                        std::io::Error::other(message)
-                    })
-                    .boxed()
+                    let typed = s
+                        .map_err(move |e| {
+                            let typed = ctx.remote.stream_error(&digest, &e);
+                            let message = typed.to_string();
+                            slot.lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .get_or_insert(typed);
+                            std::io::Error::other(message)
+                        })
+                        .boxed();
+                    coalesce(typed, WRITE_SIZE)
                 }
                 Err(e) => {
                     let message = e.to_string();
@@ -196,8 +198,79 @@ fn body(
     stream::once(opened).try_flatten().boxed()
 }
 
+/// The size of one content `Write`: the HTTP body arrives in pieces of a
+/// few KiB, and every `Write` is a round trip to containerd, so pieces are
+/// gathered up to this size first (containerd's own copy uses 1 MiB
+/// buffers). It bounds what a layer holds in memory.
+const WRITE_SIZE: usize = 1 << 20;
+
+/// `inner` regrouped into chunks of `size` bytes (the last one shorter).
+/// An error ends the stream; bytes gathered before it are dropped, as the
+/// write fails anyway.
+fn coalesce(
+    inner: BoxStream<'static, std::io::Result<Bytes>>,
+    size: usize,
+) -> BoxStream<'static, std::io::Result<Bytes>> {
+    stream::unfold(Some(inner), move |inner| async move {
+        let mut inner = inner?;
+        let mut gathered = bytes::BytesMut::new();
+        loop {
+            match inner.next().await {
+                Some(Ok(piece)) if gathered.is_empty() && piece.len() >= size => {
+                    return Some((Ok(piece), Some(inner)));
+                }
+                Some(Ok(piece)) => {
+                    gathered.extend_from_slice(&piece);
+                    if gathered.len() >= size {
+                        return Some((Ok(gathered.freeze()), Some(inner)));
+                    }
+                }
+                Some(Err(e)) => return Some((Err(e), None)),
+                None if gathered.is_empty() => return None,
+                None => return Some((Ok(gathered.freeze()), None)),
+            }
+        }
+    })
+    .boxed()
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::coalesce;
+
+    #[tokio::test]
+    async fn pieces_are_gathered_into_writes_of_the_given_size() {
+        use futures::StreamExt;
+        let pieces: Vec<std::io::Result<bytes::Bytes>> = (0..10)
+            .map(|i| Ok(bytes::Bytes::from(vec![i as u8; 300])))
+            .collect();
+        let chunks: Vec<bytes::Bytes> = coalesce(futures::stream::iter(pieces).boxed(), 1000)
+            .map(|c| c.unwrap())
+            .collect()
+            .await;
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [1200, 1200, 600]);
+        let all: Vec<u8> = chunks.concat();
+        let want: Vec<u8> = (0..10u8).flat_map(|i| vec![i; 300]).collect();
+        assert_eq!(all, want, "bytes and order unchanged");
+    }
+
+    #[tokio::test]
+    async fn an_error_ends_the_stream() {
+        use futures::StreamExt;
+        let pieces: Vec<std::io::Result<bytes::Bytes>> = vec![
+            Ok(bytes::Bytes::from_static(b"abc")),
+            Err(std::io::Error::other("reset")),
+            Ok(bytes::Bytes::from_static(b"never")),
+        ];
+        let out: Vec<std::io::Result<bytes::Bytes>> =
+            coalesce(futures::stream::iter(pieces).boxed(), 1000)
+                .collect()
+                .await;
+        assert_eq!(out.len(), 1);
+        assert!(out[0].is_err());
+    }
     use super::*;
     use crate::manifest::media;
 

@@ -385,11 +385,21 @@ mod tests {
             // Imported by another client: no CRI labels yet.
             record(PAUSE, &desc, &[]),
         ];
-        let created: Arc<Mutex<Vec<ImageRecord>>> = Arc::default();
+        let written: Arc<Mutex<Vec<ImageRecord>>> = Arc::default();
         let mut images = MockImages::new();
+        let held = listed.clone();
         images.expect_list().returning(move |_| Ok(listed.clone()));
-        let seen = Arc::clone(&created);
-        images.expect_create().returning(move |r| {
+        images.expect_get().returning(move |name| {
+            held.iter()
+                .find(|r| r.name == name)
+                .cloned()
+                .ok_or_else(|| ContainerdError::NotFound {
+                    op: "get image",
+                    what: name.to_owned(),
+                })
+        });
+        let seen = Arc::clone(&written);
+        images.expect_update().returning(move |r, _| {
             seen.lock().unwrap().push(r.clone());
             Ok(r)
         });
@@ -419,11 +429,11 @@ mod tests {
             .unwrap()
             .is_none());
 
-        // The unmanaged record got an id record and the CRI labels, pinned.
-        let created = created.lock().unwrap();
-        let names: Vec<&str> = created.iter().map(|r| r.name.as_str()).collect();
+        // The id record and the unmanaged record got the CRI labels, pinned.
+        let written = written.lock().unwrap();
+        let names: Vec<&str> = written.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, [config_digest.as_str(), PAUSE]);
-        assert!(created.iter().all(
+        assert!(written.iter().all(
             |r| r.labels.get(PINNED_LABEL_KEY).map(String::as_str) == Some(PINNED_LABEL_VALUE)
         ));
     }

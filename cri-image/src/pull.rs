@@ -268,7 +268,10 @@ impl Puller {
 }
 
 /// containerd's `createImageReference`: create the record, or update its
-/// target and labels when it exists with different ones.
+/// target and labels when it exists with different ones. The record is
+/// read first: re-pulling a present image (the kubelet's `Always` policy)
+/// then costs one round trip per record instead of a failed create and a
+/// read.
 pub async fn create_image_record(
     containerd: &Containerd,
     name: &str,
@@ -281,21 +284,31 @@ pub async fn create_image_record(
         target: target.clone(),
         ..ImageRecord::default()
     };
-    match containerd.images.create(record.clone()).await {
-        Ok(_) => return Ok(()),
-        Err(ContainerdError::AlreadyExists { .. }) => {}
-        Err(e) => {
-            return Err(ImageError::containerd(
-                "create image record",
-                name.to_owned(),
-            )(e))
+    let old = match containerd.images.get(name).await {
+        Ok(old) => old,
+        Err(e) if e.is_not_found() => {
+            match containerd.images.create(record.clone()).await {
+                Ok(_) => return Ok(()),
+                // Created meanwhile by someone else: compare with theirs.
+                Err(ContainerdError::AlreadyExists { .. }) => containerd
+                    .images
+                    .get(name)
+                    .await
+                    .map_err(ImageError::containerd("get image record", name.to_owned()))?,
+                Err(e) => {
+                    return Err(ImageError::containerd(
+                        "create image record",
+                        name.to_owned(),
+                    )(e))
+                }
+            }
         }
-    }
-    let old = containerd
-        .images
-        .get(name)
-        .await
-        .map_err(ImageError::containerd("get image record", name.to_owned()))?;
+        Err(e) => {
+            return Err(ImageError::containerd("get image record", name.to_owned())(
+                e,
+            ))
+        }
+    };
     let pinned = labels.contains_key(PINNED_LABEL_KEY);
     let label_is = |key: &str, value: &str| old.labels.get(key).map(String::as_str) == Some(value);
     if old.target.digest == target.digest

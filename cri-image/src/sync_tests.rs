@@ -40,6 +40,11 @@ fn manager(
         held.lock().unwrap().insert(r.name.clone(), r.clone());
         Ok(r)
     });
+    let held = Arc::clone(&records);
+    images.expect_update().returning(move |r, _| {
+        held.lock().unwrap().insert(r.name.clone(), r.clone());
+        Ok(r)
+    });
     let layer = format!("sha256:{}", "e".repeat(64));
     let mut content = content_with(blobs.clone());
     let present: Vec<String> = blobs.keys().cloned().chain([layer]).collect();

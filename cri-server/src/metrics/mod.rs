@@ -5,6 +5,7 @@
 //! containers by state (from a callback), and the process metrics of the
 //! daemon; served as Prometheus text on `GET /v1/metrics` by `http.rs`.
 
+mod calls;
 /// A Prometheus text parser for tests (ours and the integration suites').
 #[cfg(any(test, feature = "test-client"))]
 pub mod exposition;
@@ -25,6 +26,7 @@ use prometheus_client::registry::Registry;
 
 use objects::ObjectGauges;
 
+pub use calls::{CallCounts, ContainerdCalls};
 pub use grpc::{method_label, GrpcMetricsLayer, GrpcMetricsService, MeteredBody};
 pub use http::{bind, serve, MetricsError, METRICS_PATHS};
 pub use objects::{count_objects, ObjectCounts};
@@ -115,6 +117,11 @@ impl Default for Metrics {
 impl Metrics {
     /// A fresh registry with every instrument at zero.
     pub fn new() -> Self {
+        Self::with_call_counts(cri_containerd::containerd_call_counts)
+    }
+
+    /// As [`Metrics::new`], with containerd's call counts from `calls`.
+    pub fn with_call_counts(calls: CallCounts) -> Self {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(ProcessCollector::for_self()));
         let ours = registry.sub_registry_with_prefix(PREFIX);
@@ -171,6 +178,7 @@ impl Metrics {
         );
         let objects = Arc::new(ObjectGauges::default());
         ours.register_collector(Box::new(Arc::clone(&objects)));
+        ours.register_collector(Box::new(ContainerdCalls::new(calls)));
         Self {
             registry,
             rpc_seconds,

@@ -284,3 +284,41 @@ async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     (status, body.to_owned())
 }
+
+fn some_calls() -> Vec<(&'static str, &'static str, u64)> {
+    vec![
+        ("containerd.services.containers.v1.Containers", "Get", 3),
+        ("containerd.services.tasks.v1.Tasks", "Start", 1),
+    ]
+}
+
+#[test]
+fn containerd_calls_are_counters_by_service_and_method() {
+    let metrics = Metrics::with_call_counts(some_calls);
+    let s = scrape(&metrics);
+    let name = "cri_server_containerd_calls_total";
+    assert_eq!(
+        value(
+            &s,
+            name,
+            &[
+                ("service", "containerd.services.containers.v1.Containers"),
+                ("method", "Get")
+            ]
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            name,
+            &[
+                ("service", "containerd.services.tasks.v1.Tasks"),
+                ("method", "Start")
+            ]
+        ),
+        1.0
+    );
+    let none = Metrics::with_call_counts(Vec::new);
+    assert!(find(&scrape(&none), name, &[]).is_empty());
+}

@@ -227,6 +227,14 @@ async fn pod_container_and_pull_timers_after_a_pod_runs() -> Result<()> {
             &[("runtime", "io.containerd.runc.v2")][..],
         ),
         ("cri_server_cni_setup_seconds_count", &[]),
+        // The pause task was started; the pod's two containers created.
+        (
+            "cri_server_containerd_calls_total",
+            &[
+                ("service", "containerd.services.tasks.v1.Tasks"),
+                ("method", "Start"),
+            ][..],
+        ),
         ("cri_server_cni_teardown_seconds_count", &[]),
         ("cri_server_image_pull_seconds_count", &[]),
         (
@@ -243,6 +251,17 @@ async fn pod_container_and_pull_timers_after_a_pod_runs() -> Result<()> {
     ensure!(
         count("cri_server_image_pull_bytes_total", &[]) > 0.0,
         "no pulled bytes:\n{text}"
+    );
+    let created = count(
+        "cri_server_containerd_calls_total",
+        &[
+            ("service", "containerd.services.containers.v1.Containers"),
+            ("method", "Create"),
+        ],
+    );
+    ensure!(
+        created >= 2.0,
+        "containerd Containers/Create {created}:\n{text}"
     );
     Ok(())
 }

@@ -78,7 +78,7 @@ const METHODS: &[&str] = &[
     "/grpc.health.v1.Health/Check",
 ];
 
-/// The name calls outside [`METHODS`] are counted under.
+/// The name calls outside `METHODS` are counted under.
 pub const OTHER: &str = "other";
 
 static COUNTS: [AtomicU64; METHODS.len() + 1] = [const { AtomicU64::new(0) }; METHODS.len() + 1];

@@ -3,7 +3,7 @@
 //! event (`cri_containerd::calls`), one CRI call at a time is made on an
 //! otherwise idle daemon, and the calls logged between one CRI call and
 //! the next (after a short settle, so follow-ups the call caused count)
-//! are tallied per containerd method. Each sequence runs [`REPEATS`]
+//! are tallied per containerd method. Each sequence runs `REPEATS`
 //! times; a call's count is its smallest total, which drops background
 //! calls that happened to fall in one window.
 
@@ -59,7 +59,7 @@ const BACKGROUND: &[&str] = &["Version/Version"];
 
 /// The containerd methods logged in `log` (the daemon's log text,
 /// without colours: `NO_COLOR`), as `Service/Method` (`Tasks/Create`),
-/// without the [`BACKGROUND`] ones.
+/// without the `BACKGROUND` ones.
 pub fn logged_calls(log: &str) -> Vec<String> {
     log.lines()
         .filter(|line| line.contains(cri_containerd::CALL_LOG_TARGET))
@@ -104,7 +104,7 @@ impl<'a> Window<'a> {
 }
 
 /// Restarts `server` with its containerd call log on, runs the sequence
-/// [`REPEATS`] times, restarts it with its usual environment, and returns
+/// `REPEATS` times, restarts it with its usual environment, and returns
 /// the counts.
 pub async fn count(server: &mut CriServer, images: &BenchImages) -> Result<CallTable> {
     server.set_env(vec![

@@ -15,7 +15,58 @@ pub mod v1 {
     pub use k8s_cri::v1::*;
 }
 
+/// An error and its sources joined by ": ", a source left out when an
+/// outer message already says it (many crates, hyper and reqwest among
+/// them, put the cause only in the source). What every log line and gRPC
+/// message of the workspace shows for a failure.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = s.source();
+    }
+    message
+}
+
 /// The CRI API version this crate serves.
 pub const CRI_API_VERSION: &str = "v1";
 /// The version of the kubelet <-> runtime API spoken (`Version.version`).
 pub const KUBELET_API_VERSION: &str = "0.1.0";
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("{message}")]
+    struct Layer {
+        message: &'static str,
+        #[source]
+        source: Option<Box<Layer>>,
+    }
+
+    fn layer(message: &'static str, source: Option<Layer>) -> Layer {
+        Layer {
+            message,
+            source: source.map(Box::new),
+        }
+    }
+
+    #[test]
+    fn sources_are_joined_once() {
+        let err = layer(
+            "pull busybox",
+            Some(layer(
+                "connect: connection refused",
+                Some(layer("connection refused", None)),
+            )),
+        );
+        assert_eq!(
+            super::error_chain(&err),
+            "pull busybox: connect: connection refused"
+        );
+    }
+}

@@ -292,7 +292,7 @@ impl Remote {
     /// The host an error of a blob stream came from is not known; this
     /// names the hosts for a stream that broke mid-way.
     pub fn stream_error(&self, digest: &str, error: &std::io::Error) -> ImageError {
-        let message = format!("reading blob {digest}: {}", error_chain(error));
+        let message = format!("reading blob {digest}: {}", cri_api::error_chain(error));
         if message.contains("digest") && message.contains("mismatch")
             || message.contains("Verification")
         {
@@ -367,7 +367,7 @@ impl Remote {
                 HostFailure::Failed(ImageError::Network {
                     reference,
                     host: name,
-                    message: error_chain(&error),
+                    message: cri_api::error_chain(&error),
                 })
             }
             OciDistributionError::DigestError(_) => HostFailure::Failed(ImageError::BadContent {
@@ -378,25 +378,10 @@ impl Remote {
             _ => HostFailure::Failed(ImageError::Registry {
                 reference,
                 host: name,
-                message: error_chain(&error),
+                message: cri_api::error_chain(&error),
             }),
         }
     }
-}
-
-/// An error and its sources joined by ": " (reqwest hides the cause).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = s.source();
-    }
-    message
 }
 
 /// Trades an identity (refresh) token for an access token the way
@@ -418,7 +403,7 @@ async fn exchange_identity_token(
     let network = |e: reqwest::Error| ImageError::Network {
         reference: reference.to_string(),
         host: host.host.clone(),
-        message: error_chain(&e),
+        message: cri_api::error_chain(&e),
     };
     let mut builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)

@@ -118,26 +118,13 @@ impl Forwarder {
                 let message = format!(
                     "containerd at {} is unavailable: {}",
                     self.address.display(),
-                    error_chain(&e)
+                    cri_api::error_chain(&e)
                 );
                 tracing::debug!(path = %path, error = %message, "forwarding to containerd failed");
                 tonic::Status::unavailable(message).into_http()
             }
         }
     }
-}
-
-/// `e` and its sources, `: `-joined (hyper's top-level message alone says
-/// only "client error (Connect)").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// One forwarded call in flight: counted from the start of the forward

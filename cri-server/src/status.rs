@@ -13,7 +13,7 @@ use cri_image::ImageError;
 
 /// The status of a failed RPC, logged once.
 fn status(code: Code, err: &dyn std::error::Error) -> Status {
-    let message = error_chain(err);
+    let message = cri_api::error_chain(err);
     match code {
         Code::Internal | Code::Unknown | Code::Unavailable => {
             tracing::error!(code = ?code, error = %message, "rpc failed")
@@ -225,21 +225,6 @@ fn image_code(err: &ImageError) -> Code {
         ImageError::Shared(inner) => image_code(inner),
         ImageError::Task { .. } => Code::Internal,
     }
-}
-
-/// The error and its sources, joined by ": ".
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = s.source();
-    }
-    message
 }
 
 #[cfg(test)]

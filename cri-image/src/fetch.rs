@@ -1,6 +1,7 @@
 //! Talking to registries with `oci-client`: one client per configured host (scheme, TLS, credentials), resolving a reference to its manifest or index, and opening blobs, trying the hosts in order as containerd's resolver and fetcher do.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,6 +26,60 @@ use cri_config::RegistryConfig;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The `client_id` containerd sends when trading an identity token.
 const OAUTH_CLIENT_ID: &str = "containerd-client";
+
+/// How many registry clients [`ClientCache`] keeps before it starts over.
+const MAX_CACHED_CLIENTS: usize = 64;
+
+/// Registry clients kept from one pull to the next, one per host setting
+/// and credentials: their connection pools, TLS setup and bearer tokens
+/// are reused, where a new client would load the root certificates,
+/// dial, and probe `/v2/` again. Credentials are part of the key, so a
+/// pull never uses a token obtained with another pull's credentials.
+#[derive(Default)]
+pub struct ClientCache {
+    clients: Mutex<HashMap<String, Client>>,
+}
+
+impl std::fmt::Debug for ClientCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let len = self
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        f.debug_struct("ClientCache")
+            .field("clients", &len)
+            .finish()
+    }
+}
+
+impl ClientCache {
+    /// The client under `key`, built by `build` when there is none.
+    fn get_or_build(&self, key: String, build: impl FnOnce() -> Result<Client>) -> Result<Client> {
+        if let Some(client) = self
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(client.clone());
+        }
+        let client = build()?;
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if clients.len() >= MAX_CACHED_CLIENTS {
+            clients.clear();
+        }
+        Ok(clients.entry(key).or_insert(client).clone())
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
 
 /// One usable registry endpoint.
 struct HostClient {
@@ -51,14 +106,17 @@ enum HostFailure {
 }
 
 impl Remote {
-    /// Prepares a client per host. A host with a setting this client
+    /// Prepares a client per host, taken from `cache` when a pull with
+    /// the same host settings and credentials (`auth_key` tells them
+    /// apart) made one before. A host with a setting this client
     /// cannot honour (client certificates, extra headers, an API root not
     /// ending in `/v2`) fails the pull, naming the file, host and key.
     pub async fn connect(
         reference: &ImageRef,
         hosts: Vec<RegistryHost>,
-        auth: Option<&AuthConfig>,
+        (auth, auth_key): (Option<&AuthConfig>, &str),
         registry: &RegistryConfig,
+        cache: &ClientCache,
         progress: Arc<Progress>,
     ) -> Result<Self> {
         let config_error = |message: String| ImageError::Config {
@@ -100,8 +158,17 @@ impl Remote {
                 connect_timeout: Some(CONNECT_TIMEOUT),
                 ..ClientConfig::default()
             };
-            let client = Client::try_from(config)
-                .map_err(|e| config_error(format!("registry client for {}: {e}", host.host)))?;
+            let key = format!(
+                "{}\n{:?}\n{:?}\n{:?}\n{auth_key}",
+                host.url(),
+                host.scheme,
+                host.skip_verify,
+                host.ca_certs
+            );
+            let client = cache.get_or_build(key, || {
+                Client::try_from(config)
+                    .map_err(|e| config_error(format!("registry client for {}: {e}", host.host)))
+            })?;
             let credentials = credentials_for(auth, registry, &host.host)
                 .map_err(|e| config_error(e.to_string()))?;
             let auth = match credentials {
@@ -573,5 +640,34 @@ mod tests {
             "repository%3Aa%2Fb%3Apull"
         );
         assert_eq!(form_encode("a b"), "a+b");
+    }
+
+    async fn connect(cache: &ClientCache, reference: &str, auth_key: &str) -> Remote {
+        let reference = ImageRef::parse(reference).expect("reference");
+        let registry = RegistryConfig::default();
+        let hosts = super::super::hosts::resolve(&registry, reference.domain()).expect("hosts");
+        Remote::connect(
+            &reference,
+            hosts,
+            (None, auth_key),
+            &registry,
+            cache,
+            Arc::new(Progress::default()),
+        )
+        .await
+        .map_err(|e| e.to_string())
+        .expect("connect")
+    }
+
+    #[tokio::test]
+    async fn clients_are_reused_per_host_and_credentials() {
+        let cache = ClientCache::default();
+        connect(&cache, "127.0.0.1:5000/a:1", "").await;
+        connect(&cache, "127.0.0.1:5000/b:2", "").await;
+        assert_eq!(cache.len(), 1, "same host, same credentials: one client");
+        connect(&cache, "127.0.0.1:5000/a:1", "other credentials").await;
+        assert_eq!(cache.len(), 2, "other credentials get their own client");
+        connect(&cache, "127.0.0.1:5001/a:1", "").await;
+        assert_eq!(cache.len(), 3, "another host gets its own client");
     }
 }

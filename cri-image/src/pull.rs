@@ -10,17 +10,18 @@ use cri_api::v1::AuthConfig;
 use cri_store::image::{Image, ImageStore};
 use futures::future::{BoxFuture, Shared};
 use futures::FutureExt;
-use oci_spec::image::{ImageConfiguration, ImageManifest};
+use oci_spec::image::ImageConfiguration;
 use sha2::{Digest as _, Sha256};
 use tracing::Instrument;
 
 use super::error::{ImageError, Result};
-use super::fetch::Remote;
+use super::fetch::{ClientCache, Remote};
 use super::hosts;
 use super::ingest::{set_label, store_blob, Source};
 use super::labels::{
-    children_gc_labels, gc_snapshot_key, image_record_labels, GC_EXPIRE, IMAGE_LABEL_KEY,
-    IMAGE_LABEL_VALUE, PINNED_LABEL_KEY, PINNED_LABEL_VALUE,
+    append_distribution_source, children_gc_labels, distribution_source_key, gc_snapshot_key,
+    image_record_labels, label_fits, GC_EXPIRE, IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE,
+    PINNED_LABEL_KEY, PINNED_LABEL_VALUE,
 };
 use super::manifest::{
     chain_id, is_index_type, is_layer_type, is_manifest_type, parse_config, parse_index,
@@ -46,6 +47,8 @@ pub struct Puller {
     chain_locks: Arc<KeyedLocks>,
     platform: HostPlatform,
     inflight: Mutex<HashMap<String, SharedPull>>,
+    /// Registry clients reused from pull to pull.
+    clients: ClientCache,
     /// Where finished pulls are recorded, once the daemon set it.
     metrics: std::sync::OnceLock<Arc<dyn crate::PullObserver>>,
 }
@@ -72,7 +75,8 @@ pub struct PullContext {
 /// What a successful fetch and unpack produced.
 pub struct Pulled {
     pub target: Descriptor,
-    pub manifest: ImageManifest,
+    /// The manifest's annotations.
+    pub annotations: HashMap<String, String>,
     pub config: ImageConfiguration,
     pub config_digest: String,
     pub chain_id: String,
@@ -92,6 +96,7 @@ impl Puller {
             chain_locks: Arc::default(),
             platform: HostPlatform::current(),
             inflight: Mutex::default(),
+            clients: ClientCache::default(),
             metrics: std::sync::OnceLock::new(),
         }
     }
@@ -166,36 +171,22 @@ impl Puller {
         })?;
         let progress = Arc::new(Progress::default());
         let timeout = self.settings.image_pull_progress_timeout;
+        let auth_key = auth_fingerprint(auth.as_ref());
         let remote = tokio::select! {
-            remote = Remote::connect(&reference, hosts, auth.as_ref(), &self.settings.registry, Arc::clone(&progress)) => remote?,
+            remote = Remote::connect(&reference, hosts, (auth.as_ref(), &auth_key), &self.settings.registry, &self.clients, Arc::clone(&progress)) => remote?,
             () = progress.stalled(timeout) => return Err(ImageError::ProgressTimeout { reference: reference.to_string(), timeout }),
         };
-        let lease = self.create_lease(&reference).await?;
-        let ctx = Arc::new(PullContext {
-            containerd: self.containerd.clone(),
-            settings: Arc::clone(&self.settings),
-            reference: reference.clone(),
-            remote,
-            lease: lease.clone(),
-            chain_locks: Arc::clone(&self.chain_locks),
-            extracts: ActiveExtracts::default(),
-        });
-        let fetched = tokio::select! {
-            pulled = fetch_and_unpack(&ctx, &self.platform) => pulled,
+        let resolved = tokio::select! {
+            resolved = remote.resolve() => resolved,
             () = progress.stalled(timeout) => Err(ImageError::ProgressTimeout { reference: reference.to_string(), timeout }),
         };
-        let result = match fetched {
-            Ok(pulled) => self.record(&reference, pulled).await,
+        let result = match resolved {
+            Ok(resolved) => match self.present(&reference, &resolved).await {
+                Some(image) => Ok(image),
+                None => self.fetch(&reference, remote, resolved, &progress).await,
+            },
             Err(e) => Err(e),
         };
-        if result.is_err() {
-            for key in ctx.extracts.take() {
-                remove_extract(&ctx, &key).await;
-            }
-        }
-        if let Err(e) = self.containerd.leases.delete(&lease, false).await {
-            tracing::warn!(lease, error = %e, "failed to delete pull lease; it expires in 24h");
-        }
         let (_, bytes) = progress.snapshot();
         match &result {
             Ok(image) => {
@@ -207,6 +198,45 @@ impl Puller {
             Err(e) => {
                 tracing::warn!(image = %reference, error = %e, bytes, elapsed = ?started.elapsed(), "pull failed")
             }
+        }
+        result
+    }
+
+    /// The full way: fetch what containerd lacks and unpack it under a
+    /// lease, then write the image records.
+    async fn fetch(
+        &self,
+        reference: &ImageRef,
+        remote: Remote,
+        resolved: (Descriptor, Bytes),
+        progress: &Progress,
+    ) -> Result<Image> {
+        let timeout = self.settings.image_pull_progress_timeout;
+        let lease = self.create_lease(reference).await?;
+        let ctx = Arc::new(PullContext {
+            containerd: self.containerd.clone(),
+            settings: Arc::clone(&self.settings),
+            reference: reference.clone(),
+            remote,
+            lease: lease.clone(),
+            chain_locks: Arc::clone(&self.chain_locks),
+            extracts: ActiveExtracts::default(),
+        });
+        let fetched = tokio::select! {
+            pulled = fetch_and_unpack(&ctx, &self.platform, resolved) => pulled,
+            () = progress.stalled(timeout) => Err(ImageError::ProgressTimeout { reference: reference.to_string(), timeout }),
+        };
+        let result = match fetched {
+            Ok(pulled) => self.record(reference, pulled).await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            for key in ctx.extracts.take() {
+                remove_extract(&ctx, &key).await;
+            }
+        }
+        if let Err(e) = self.containerd.leases.delete(&lease, false).await {
+            tracing::warn!(lease, error = %e, "failed to delete pull lease; it expires in 24h");
         }
         result
     }
@@ -231,23 +261,145 @@ impl Puller {
         Ok(id)
     }
 
+    /// The short path of a pull (the kubelet's `Always` policy on an image
+    /// it has): when the resolved manifest, its config and the unpacked
+    /// snapshot are all in containerd with the labels a full pull would
+    /// set, and the three image records already point at the manifest,
+    /// nothing is fetched, written or leased. The checks run side by side;
+    /// the image config comes from the store. `None` sends the pull the
+    /// full way, which puts right whatever is missing.
+    async fn present(&self, reference: &ImageRef, resolved: &(Descriptor, Bytes)) -> Option<Image> {
+        let (target, target_body) = resolved;
+        let discard = self.settings.discard_unpacked_layers;
+        let content = &self.containerd.content;
+        // (digest, the labels a full pull leaves on it)
+        let mut blobs: Vec<(String, HashMap<String, String>)> = Vec::new();
+        let (manifest_desc, manifest_body, child) = if is_index_type(&target.media_type) {
+            let index = parse_index(target_body).ok()?;
+            let children: Vec<(String, String)> = index
+                .manifests()
+                .iter()
+                .map(|d| (d.media_type().to_string(), d.digest().to_string()))
+                .collect();
+            blobs.push((
+                target.digest.clone(),
+                children_gc_labels(
+                    children.iter().map(|(m, d)| (m.as_str(), d.as_str())),
+                    discard,
+                ),
+            ));
+            let desc = to_seam(self.platform.select(&index)?);
+            if !is_manifest_type(&desc.media_type) {
+                return None;
+            }
+            let body = content.read(&desc.digest, 0, 0).await.ok()?;
+            check_blob(&desc, &body).ok()?;
+            (desc.clone(), body, Some(desc))
+        } else if is_manifest_type(&target.media_type) {
+            (target.clone(), target_body.clone(), None)
+        } else {
+            return None;
+        };
+        let manifest = parse_manifest(&manifest_body).ok()?;
+        let config_desc = to_seam(manifest.config());
+        let layers: Vec<Descriptor> = manifest.layers().iter().map(to_seam).collect();
+        let stored = self.store.get(&config_desc.digest).ok()?;
+        if stored.id != config_desc.digest {
+            return None;
+        }
+        let diff_ids = stored.config.rootfs().diff_ids();
+        if diff_ids.len() != layers.len() || layers.is_empty() {
+            return None;
+        }
+        let top = chain_id(diff_ids);
+        let children =
+            std::iter::once((config_desc.media_type.as_str(), config_desc.digest.as_str())).chain(
+                layers
+                    .iter()
+                    .map(|l| (l.media_type.as_str(), l.digest.as_str())),
+            );
+        blobs.push((
+            manifest_desc.digest.clone(),
+            children_gc_labels(children, discard),
+        ));
+        blobs.push((
+            config_desc.digest.clone(),
+            HashMap::from([(gc_snapshot_key(&self.settings.snapshotter), top.clone())]),
+        ));
+
+        let pinned = self.settings.is_pinned(&reference.to_string());
+        let labels = image_record_labels(pinned);
+        let names: Vec<String> = [
+            Some(config_desc.digest.clone()),
+            reference.repo_tag(),
+            Some(reference.repo_digest(&target.digest)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let source_key = distribution_source_key(reference.domain());
+        let infos = futures::future::join_all(blobs.iter().map(|(digest, _)| content.info(digest)));
+        let records =
+            futures::future::join_all(names.iter().map(|n| self.containerd.images.get(n)));
+        let snapshot = self
+            .containerd
+            .snapshots
+            .stat(&self.settings.snapshotter, &top);
+        let (infos, records, snapshot) = futures::join!(infos, records, snapshot);
+        snapshot.ok()?;
+        for ((_, wanted), info) in blobs.iter().zip(infos) {
+            let info = info.ok()?;
+            let has = |k: &String, v: &String| info.labels.get(k) == Some(v);
+            if !wanted.iter().all(|(k, v)| has(k, v)) {
+                return None;
+            }
+            let existing = info.labels.get(&source_key).map(String::as_str);
+            let source = append_distribution_source(existing, reference.path());
+            if label_fits(&source_key, &source) && existing != Some(source.as_str()) {
+                return None;
+            }
+        }
+        for record in records {
+            if !record_is_current(&record.ok()?, target, &labels) {
+                return None;
+            }
+        }
+        let pulled = Pulled {
+            target: target.clone(),
+            size: pulled_size(target, child.as_ref(), &config_desc, &layers),
+            annotations: manifest.annotations().clone().unwrap_or_default(),
+            config: stored.config,
+            config_digest: config_desc.digest,
+            chain_id: top,
+        };
+        self.remember(reference, pulled, pinned).ok()
+    }
+
     /// Creates or updates the image records and the store entry.
     async fn record(&self, reference: &ImageRef, pulled: Pulled) -> Result<Image> {
         let id = pulled.config_digest.clone();
         let pinned = self.settings.is_pinned(&reference.to_string());
         let labels = image_record_labels(pinned);
+        let names = [
+            Some(id),
+            reference.repo_tag(),
+            Some(reference.repo_digest(&pulled.target.digest)),
+        ];
+        futures::future::try_join_all(
+            names
+                .iter()
+                .flatten()
+                .map(|name| create_image_record(&self.containerd, name, &pulled.target, &labels)),
+        )
+        .await?;
+        self.remember(reference, pulled, pinned)
+    }
+
+    /// Puts the pulled image into the store and returns it as stored.
+    fn remember(&self, reference: &ImageRef, pulled: Pulled, pinned: bool) -> Result<Image> {
+        let id = pulled.config_digest.clone();
         let repo_tag = reference.repo_tag();
         let repo_digest = reference.repo_digest(&pulled.target.digest);
-        for name in [
-            Some(id.clone()),
-            repo_tag.clone(),
-            Some(repo_digest.clone()),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            create_image_record(&self.containerd, &name, &pulled.target, &labels).await?;
-        }
         let image = Image {
             id: id.clone(),
             references: [repo_tag, Some(repo_digest)]
@@ -258,7 +410,7 @@ impl Puller {
             size: pulled.size,
             config: pulled.config,
             pinned,
-            annotations: pulled.manifest.annotations().clone().unwrap_or_default(),
+            annotations: pulled.annotations,
         };
         self.store.upsert(image);
         self.store
@@ -309,14 +461,10 @@ pub async fn create_image_record(
             ))
         }
     };
-    let pinned = labels.contains_key(PINNED_LABEL_KEY);
-    let label_is = |key: &str, value: &str| old.labels.get(key).map(String::as_str) == Some(value);
-    if old.target.digest == target.digest
-        && label_is(IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE)
-        && (!pinned || label_is(PINNED_LABEL_KEY, PINNED_LABEL_VALUE))
-    {
+    if record_is_current(&old, target, labels) {
         return Ok(());
     }
+    let pinned = labels.contains_key(PINNED_LABEL_KEY);
     let mut fieldpaths = vec!["target".to_owned(), format!("labels.{IMAGE_LABEL_KEY}")];
     if pinned {
         fieldpaths.push(format!("labels.{PINNED_LABEL_KEY}"));
@@ -332,20 +480,51 @@ pub async fn create_image_record(
     Ok(())
 }
 
+/// Whether an image record already points at `target` with the CRI
+/// labels in `labels`: then it is left as it is.
+fn record_is_current(
+    old: &ImageRecord,
+    target: &Descriptor,
+    labels: &HashMap<String, String>,
+) -> bool {
+    let pinned = labels.contains_key(PINNED_LABEL_KEY);
+    let label_is = |key: &str, value: &str| old.labels.get(key).map(String::as_str) == Some(value);
+    old.target.digest == target.digest
+        && label_is(IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE)
+        && (!pinned || label_is(PINNED_LABEL_KEY, PINNED_LABEL_VALUE))
+}
+
+/// The image's size as containerd's CRI plugin reports it: the target,
+/// the chosen manifest of an index, the config and the layers.
+fn pulled_size(
+    target: &Descriptor,
+    child: Option<&Descriptor>,
+    config: &Descriptor,
+    layers: &[Descriptor],
+) -> u64 {
+    std::iter::once(target)
+        .chain(child)
+        .chain(std::iter::once(config))
+        .chain(layers)
+        .map(|d| u64::try_from(d.size).unwrap_or_default())
+        .sum()
+}
+
 /// Fetches the manifest (through an index if need be), config and layers
 /// into the content store and unpacks the layers.
-async fn fetch_and_unpack(ctx: &Arc<PullContext>, platform: &HostPlatform) -> Result<Pulled> {
+async fn fetch_and_unpack(
+    ctx: &Arc<PullContext>,
+    platform: &HostPlatform,
+    (target, target_body): (Descriptor, Bytes),
+) -> Result<Pulled> {
     let reference = ctx.reference.to_string();
     let discard = ctx.settings.discard_unpacked_layers;
-    let (target, target_body) = ctx.remote.resolve().await?;
     let bad = |digest: &str, message: String| ImageError::BadContent {
         reference: reference.clone(),
         digest: digest.to_owned(),
         message,
     };
-    let mut size = u64::try_from(target.size).unwrap_or_default();
-
-    let (manifest_desc, manifest_body) = if is_index_type(&target.media_type) {
+    let (manifest_desc, manifest_body, child) = if is_index_type(&target.media_type) {
         let index = parse_index(&target_body).map_err(|m| bad(&target.digest, m))?;
         let children: Vec<(String, String)> = index
             .manifests()
@@ -373,10 +552,9 @@ async fn fetch_and_unpack(ctx: &Arc<PullContext>, platform: &HostPlatform) -> Re
         }
         let body = ctx.remote.fetch_manifest(&desc).await?;
         check_blob(&desc, &body).map_err(|m| bad(&desc.digest, m))?;
-        size += u64::try_from(desc.size).unwrap_or_default();
-        (desc, body)
+        (desc.clone(), body, Some(desc))
     } else if is_manifest_type(&target.media_type) {
-        (target.clone(), target_body.clone())
+        (target.clone(), target_body.clone(), None)
     } else {
         return Err(ImageError::UnsupportedMediaType {
             reference: reference.clone(),
@@ -433,11 +611,7 @@ async fn fetch_and_unpack(ctx: &Arc<PullContext>, platform: &HostPlatform) -> Re
             format!("{} layers but {} diff ids", layers.len(), diff_ids.len()),
         ));
     }
-    size += u64::try_from(config_desc.size).unwrap_or_default();
-    size += layers
-        .iter()
-        .map(|l| u64::try_from(l.size).unwrap_or_default())
-        .sum::<u64>();
+    let size = pulled_size(&target, child.as_ref(), &config_desc, &layers);
 
     let annotated = annotate_layers(ctx, &manifest_desc.digest, &layers);
     let top = unpack(ctx, &annotated, &diff_ids).await?;
@@ -451,8 +625,8 @@ async fn fetch_and_unpack(ctx: &Arc<PullContext>, platform: &HostPlatform) -> Re
         .await?;
     }
     Ok(Pulled {
+        annotations: manifest.annotations().clone().unwrap_or_default(),
         target,
-        manifest,
         config,
         config_digest: config_desc.digest,
         chain_id: chain_id(&diff_ids),

@@ -368,6 +368,125 @@ async fn pull_list_status_remove_and_fs_info() -> Result<()> {
     Ok(())
 }
 
+/// `cri_server_containerd_calls_total` for one containerd method.
+async fn calls(address: &str, service: &str, method: &str) -> Result<f64> {
+    use cri_server::metrics::exposition::{find, parse};
+    let response = cri_tests::http::request(address, "GET", "/v1/metrics", &[], b"").await?;
+    ensure!(response.status == 200, "{}", response.text());
+    let text = response.text();
+    let samples = parse(&text).with_context(|| format!("not Prometheus text:\n{text}"))?;
+    let labels = [
+        ("service", format!("containerd.services.{service}")),
+        ("method", method.to_owned()),
+    ];
+    let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Ok(find(&samples, "cri_server_containerd_calls_total", &labels)
+        .first()
+        .map_or(0.0, |s| s.value))
+}
+
+/// What a pull writes into containerd: content, leases, snapshots, records.
+const WRITES: [(&str, &str); 6] = [
+    ("content.v1.Content", "Write"),
+    ("content.v1.Content", "Update"),
+    ("leases.v1.Leases", "Create"),
+    ("snapshots.v1.Snapshots", "Prepare"),
+    ("images.v1.Images", "Create"),
+    ("images.v1.Images", "Update"),
+];
+
+async fn writes(address: &str) -> Result<Vec<f64>> {
+    let mut counts = Vec::new();
+    for (service, method) in WRITES {
+        counts.push(calls(address, service, method).await?);
+    }
+    Ok(counts)
+}
+
+#[tokio::test]
+async fn pulling_a_present_image_writes_nothing_and_repairs_what_is_missing() -> Result<()> {
+    let harness = Harness::start().await?;
+    let address = format!(
+        "127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port()
+    );
+    let server = harness
+        .server(ServerOptions {
+            cri_server_toml: format!("metrics_address = \"{address}\"\n"),
+            ..Default::default()
+        })
+        .await?;
+    let mut client = server.image_client().await?;
+    let images: &TestImages = &harness.images;
+    let manifest = images.busybox_digests.manifest.clone();
+    let id = images.busybox_digests.config.clone();
+
+    for image in [&images.busybox, &images.multiarch] {
+        pull(&mut client, image, None).await?;
+        let before = writes(&address).await?;
+        let again = pull(&mut client, image, None).await?;
+        let after = writes(&address).await?;
+        ensure!(
+            before == after,
+            "pulling the present {image} again wrote into containerd: {WRITES:?} went from {before:?} to {after:?}"
+        );
+        ensure!(
+            status(&mut client, image, false).await?.image.map(|i| i.id) == Some(again.clone()),
+            "{image} is not {again} after the second pull"
+        );
+    }
+
+    // A record removed behind our back is written again.
+    harness
+        .containerd
+        .ctr_ok(&["images", "rm", images.busybox.as_str()])
+        .await?;
+    let before = calls(&address, "images.v1.Images", "Create").await?;
+    ensure!(pull(&mut client, &images.busybox, None).await? == id);
+    let created = calls(&address, "images.v1.Images", "Create").await? - before;
+    ensure!(created == 1.0, "{created} image records created, want 1");
+    let listed = records(&harness).await?;
+    ensure!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(images.busybox.as_str())
+                && l.contains("io.cri-containerd.image=managed")),
+        "tag record not restored:\n{listed}"
+    );
+
+    // A manifest that lost its source label gets it back.
+    let source = "containerd.io/distribution.source.127.0.0.1";
+    harness
+        .containerd
+        .ctr_ok(&["content", "label", manifest.as_str(), &format!("{source}=")])
+        .await?;
+    let content = harness.containerd.ctr_ok(&["content", "ls"]).await?;
+    ensure!(
+        content
+            .lines()
+            .any(|l| l.starts_with(&manifest) && !l.contains(source)),
+        "the label was not removed:\n{content}"
+    );
+    ensure!(pull(&mut client, &images.busybox, None).await? == id);
+    let content = harness.containerd.ctr_ok(&["content", "ls"]).await?;
+    let line = content
+        .lines()
+        .find(|l| l.starts_with(&manifest))
+        .context("manifest gone")?;
+    ensure!(
+        line.contains(&format!("{source}=library/busybox")),
+        "source label not restored: {line}"
+    );
+    let leases = harness.containerd.ctr_ok(&["leases", "ls"]).await?;
+    ensure!(
+        leases.lines().count() <= 1,
+        "pull leases left behind:\n{leases}"
+    );
+    Ok(())
+}
+
 /// A `config_path` with one `hosts.toml` per registry.
 fn write_hosts(dir: &Path, host_dir: &str, text: &str) -> Result<()> {
     let d = dir.join(host_dir);

@@ -609,6 +609,7 @@ fn form_encode(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -643,9 +644,9 @@ mod tests {
     }
 
     async fn connect(cache: &ClientCache, reference: &str, auth_key: &str) -> Remote {
-        let reference = ImageRef::parse(reference).expect("reference");
+        let reference = ImageRef::parse(reference).unwrap();
         let registry = RegistryConfig::default();
-        let hosts = super::super::hosts::resolve(&registry, reference.domain()).expect("hosts");
+        let hosts = super::super::hosts::resolve(&registry, reference.domain()).unwrap();
         Remote::connect(
             &reference,
             hosts,
@@ -656,7 +657,7 @@ mod tests {
         )
         .await
         .map_err(|e| e.to_string())
-        .expect("connect")
+        .unwrap()
     }
 
     #[tokio::test]

@@ -10,28 +10,34 @@ impl ImageManager {
         let Some(found) = self.resolve_local(image)? else {
             return Ok(());
         };
-        let mut names = found.references.clone();
-        names.push(found.id.clone());
-        let last = names.len() - 1;
-        for (i, name) in names.iter().enumerate() {
-            match self.containerd.images.delete(name, i == last).await {
-                Ok(()) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => {
-                    return Err(ImageError::containerd(
-                        "delete image record",
-                        format!("{name} of {}", found.id),
-                    )(e))
-                }
-            }
-            if i == last {
-                self.store.remove(name);
-            } else {
-                self.store.remove_reference(name);
-            }
+        // The references side by side, then the id record, synchronously.
+        let deleted = futures::future::join_all(
+            found
+                .references
+                .iter()
+                .map(|name| self.delete_record(name, &found.id, false)),
+        )
+        .await;
+        for (name, result) in found.references.iter().zip(deleted) {
+            result?;
+            self.store.remove_reference(name);
         }
+        self.delete_record(&found.id, &found.id, true).await?;
+        self.store.remove(&found.id);
         self.mark_fs_info_stale();
         tracing::info!(id = %found.id, references = ?found.references, "removed image");
         Ok(())
+    }
+
+    /// Deletes the record `name` of image `id`; a missing one is fine.
+    async fn delete_record(&self, name: &str, id: &str, sync: bool) -> Result<()> {
+        match self.containerd.images.delete(name, sync).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(ImageError::containerd(
+                "delete image record",
+                format!("{name} of {id}"),
+            )(e)),
+        }
     }
 }

@@ -36,6 +36,21 @@ impl ImageManager {
         }
     }
 
+    /// [`sync_record`](Self::sync_record) for an `/images/delete` event:
+    /// a name the store holds neither as a reference nor as an image id
+    /// changes nothing, so containerd is not asked. RemoveImage drops its
+    /// names from the store before their events arrive.
+    pub async fn sync_deleted(&self, name: &str) -> Result<SyncOutcome> {
+        let known = self.store.resolve(name).is_some()
+            || (is_digest(name) && self.store.get(name).is_ok_and(|image| image.id == name));
+        if !known {
+            return Ok(SyncOutcome::Gone {
+                removed_image: None,
+            });
+        }
+        self.sync_record(name).await
+    }
+
     async fn sync_present(&self, record: &ImageRecord) -> Result<SyncOutcome> {
         let image = load_record(
             &self.containerd,

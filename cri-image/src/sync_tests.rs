@@ -117,6 +117,45 @@ async fn an_image_with_a_missing_layer_is_not_added() {
 }
 
 #[tokio::test]
+async fn a_delete_event_asks_containerd_only_for_names_the_store_holds() {
+    let (desc, config_digest, blobs) = fake_image("");
+    let managed = [(IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE)];
+    let records = Arc::new(Mutex::new(HashMap::from([
+        (NAME.to_owned(), record(NAME, &desc, &managed)),
+        (
+            config_digest.clone(),
+            record(&config_digest, &desc, &managed),
+        ),
+    ])));
+    let manager = manager(Arc::clone(&records), blobs);
+    manager.sync_record(NAME).await.unwrap();
+
+    // OTHER is not in the store. Had containerd been asked, its record
+    // (made after the event) would have been adopted.
+    records
+        .lock()
+        .unwrap()
+        .insert(OTHER.to_owned(), record(OTHER, &desc, &managed));
+    let outcome = manager.sync_deleted(OTHER).await.unwrap();
+    assert_eq!(
+        outcome,
+        SyncOutcome::Gone {
+            removed_image: None
+        }
+    );
+    assert!(manager.resolve_local(OTHER).unwrap().is_none());
+
+    // NAME is in the store: containerd is asked, and the tag goes.
+    records.lock().unwrap().remove(NAME);
+    manager.sync_deleted(NAME).await.unwrap();
+    assert!(manager.resolve_local(NAME).unwrap().is_none());
+    assert!(
+        manager.store().get(&config_digest).is_ok(),
+        "the id record keeps the image"
+    );
+}
+
+#[tokio::test]
 async fn a_deleted_tag_keeps_the_image_while_its_id_record_is_there() {
     let (desc, config_digest, blobs) = fake_image("");
     let managed = [(IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE)];

@@ -175,8 +175,23 @@ impl<'a> Monitor<'a> {
             }
             DecodedEvent::ImageCreate(e) => self.sync_image(e.name, 0).await,
             DecodedEvent::ImageUpdate(e) => self.sync_image(e.name, 0).await,
-            DecodedEvent::ImageDelete(e) => self.sync_image(e.name, 0).await,
+            DecodedEvent::ImageDelete(e) => self.sync_image_deleted(e.name).await,
             _ => {}
+        }
+    }
+
+    /// A delete event: a retry of the name is superseded, and a name the
+    /// store does not hold needs no containerd call.
+    async fn sync_image_deleted(&mut self, name: String) {
+        if self.retries.contains_key(&name) {
+            return self.sync_image(name, 0).await;
+        }
+        match self.state.images.sync_deleted(&name).await {
+            Ok(outcome) => tracing::debug!(image = %name, ?outcome, "image store synced"),
+            Err(e) => {
+                tracing::debug!(image = %name, error = %e, "image sync failed; retrying");
+                self.sync_image(name, 1).await;
+            }
         }
     }
 

@@ -234,13 +234,16 @@ impl Steps<'_> {
             image_labels.as_ref(),
             labels::CONTAINER_KIND_CONTAINER,
         );
-        let sandbox_record = state.containerd.containers.get(sandbox_id.as_ref()).await?;
+        let runtime = state
+            .sandbox_runtimes
+            .get(&state.containerd, sandbox_id)
+            .await?;
         let extension = container_metadata_to_any(meta)?;
         let record = ContainerRecord {
             id: id.to_string(),
             labels: container_labels,
             image: image_name,
-            runtime: sandbox_record.runtime,
+            runtime,
             spec: Some(spec::spec_any(id.as_ref(), &spec)?),
             snapshotter: snapshotter.clone(),
             snapshot_key: id.to_string(),
@@ -258,28 +261,30 @@ impl Steps<'_> {
                 }
             });
         }
-        // The container record holds the snapshot now.
-        if let Err(e) = state.containerd.leases.delete(&lease_id, false).await {
-            tracing::warn!(lease = %lease_id, error = %e, "delete create lease");
-        }
-
-        // The status checkpoint, the live handle and the store.
+        // The status checkpoint, the live handle and the store. The
+        // container record holds the snapshot now: the lease goes while
+        // the checkpoint is written.
         let status = ContainerStatus {
             created_at: super::now_nanos(),
             resources: Some(resources::spec_to_cri(&spec)),
             ..ContainerStatus::default()
         };
         let checkpoints = StatusCheckpoints::new(&state.config.server.root_dir);
-        {
-            // write, fsync, rename, fsync the dir: off the async workers.
+        let lease_gone = async {
+            if let Err(e) = state.containerd.leases.delete(&lease_id, false).await {
+                tracing::warn!(lease = %lease_id, error = %e, "delete create lease");
+            }
+        };
+        // write, fsync, rename, fsync the dir: off the async workers.
+        let written = {
             let (checkpoints, id, status) = (checkpoints.clone(), id.clone(), status.clone());
             tokio::task::spawn_blocking(move || checkpoints.write(&id, &status))
-                .await
-                .map_err(|e| ContainerError::TaskFailed {
-                    rpc: "CreateContainer",
-                    message: e.to_string(),
-                })??;
-        }
+        };
+        let ((), written) = futures::join!(lease_gone, written);
+        written.map_err(|e| ContainerError::TaskFailed {
+            rpc: "CreateContainer",
+            message: e.to_string(),
+        })??;
         {
             let id = id.clone();
             undo.push("delete status checkpoint", async move {

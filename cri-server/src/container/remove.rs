@@ -84,28 +84,37 @@ fn set_removing(state: &ContainerService, id: &cri_api::ids::ContainerId) -> Res
 async fn remove(state: &ContainerService, container: &Container) -> Result<()> {
     let id = &container.metadata.id;
     let handle = state.store.handle(id.as_ref());
-    // `Container.Delete(WithSnapshotCleanup)`: the snapshot, then the record.
-    let (snapshotter, key) = match state.containerd.containers.get(id.as_ref()).await {
-        Ok(record) => (record.snapshotter, record.snapshot_key),
-        Err(e) if e.is_not_found() => (
-            handle
-                .as_ref()
-                .map(|h| h.snapshotter.clone())
-                .unwrap_or_default(),
-            id.to_string(),
-        ),
-        Err(e) => return Err(e.into()),
+    // `Container.Delete(WithSnapshotCleanup)`: the snapshot and the record,
+    // side by side (each removal is retried as a whole if the other
+    // fails). The snapshot is the one created with the container: key = id,
+    // on the snapshotter the handle names; containerd is asked only for a
+    // container without a handle.
+    let (snapshotter, key) = match handle.as_ref() {
+        Some(h) => (h.snapshotter.clone(), id.to_string()),
+        None => match state.containerd.containers.get(id.as_ref()).await {
+            Ok(record) => (record.snapshotter, record.snapshot_key),
+            Err(e) if e.is_not_found() => (String::new(), String::new()),
+            Err(e) => return Err(e.into()),
+        },
     };
-    if !snapshotter.is_empty() && !key.is_empty() {
-        match state.containerd.snapshots.remove(&snapshotter, &key).await {
-            Err(e) if !e.is_not_found() => return Err(e.into()),
-            _ => {}
+    let snapshot = async {
+        if snapshotter.is_empty() || key.is_empty() {
+            return Ok(());
         }
-    }
-    match state.containerd.containers.delete(id.as_ref()).await {
-        Err(e) if !e.is_not_found() => return Err(e.into()),
-        _ => {}
-    }
+        match state.containerd.snapshots.remove(&snapshotter, &key).await {
+            Err(e) if !e.is_not_found() => Err(e),
+            _ => Ok(()),
+        }
+    };
+    let record = async {
+        match state.containerd.containers.delete(id.as_ref()).await {
+            Err(e) if !e.is_not_found() => Err(e),
+            _ => Ok(()),
+        }
+    };
+    let (snapshot, record) = futures::join!(snapshot, record);
+    snapshot?;
+    record?;
     if let Some(io) = handle.as_ref().and_then(|h| h.io()) {
         if let Err(e) = io.close() {
             tracing::warn!(container_id = %id, error = %e, "close container io");
@@ -155,7 +164,7 @@ async fn remove(state: &ContainerService, container: &Container) -> Result<()> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use cri_api::containerd::{ContainerRecord, ContainerdError};
+    use cri_api::containerd::ContainerdError;
     use futures::StreamExt;
     use mockall::predicate::eq;
     use mockall::Sequence;
@@ -179,31 +188,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn removes_snapshot_then_container_then_files() {
+    async fn removes_snapshot_record_and_files_without_reading_the_record() {
+        // No `containers.get` expectation: the snapshotter and key come
+        // from the store, so a read of the record fails the test.
         let mut mocks = Mocks::default();
-        let mut seq = Sequence::new();
-        mocks
-            .services
-            .containers
-            .expect_get()
-            .with(eq("c1"))
-            .times(1)
-            .in_sequence(&mut seq)
-            .returning(|id| {
-                Ok(ContainerRecord {
-                    id: id.into(),
-                    snapshotter: "native".into(),
-                    snapshot_key: id.into(),
-                    ..ContainerRecord::default()
-                })
-            });
         mocks
             .services
             .snapshots
             .expect_remove()
-            .with(eq("native"), eq("c1"))
+            .with(eq("overlayfs"), eq("c1"))
             .times(1)
-            .in_sequence(&mut seq)
             .returning(|_, _| Ok(()));
         mocks
             .services
@@ -211,7 +205,6 @@ mod tests {
             .expect_delete()
             .with(eq("c1"))
             .times(1)
-            .in_sequence(&mut seq)
             .returning(|_| Ok(()));
         let env = TestEnv::with(mocks, "");
         add_live_container(&env, "c1", "s1", exited());
@@ -234,11 +227,6 @@ mod tests {
     #[tokio::test]
     async fn objects_already_gone_are_fine() {
         let mut mocks = Mocks::default();
-        mocks
-            .services
-            .containers
-            .expect_get()
-            .returning(|_| Err(not_found("get container")));
         // The snapshotter comes from the live handle.
         mocks
             .services
@@ -262,14 +250,6 @@ mod tests {
     #[tokio::test]
     async fn a_failed_remove_can_be_retried() {
         let mut mocks = Mocks::default();
-        mocks.services.containers.expect_get().returning(|id| {
-            Ok(ContainerRecord {
-                id: id.into(),
-                snapshotter: "overlayfs".into(),
-                snapshot_key: id.into(),
-                ..ContainerRecord::default()
-            })
-        });
         let mut seq = Sequence::new();
         mocks
             .services
@@ -294,7 +274,7 @@ mod tests {
             .services
             .containers
             .expect_delete()
-            .times(1)
+            .times(2)
             .returning(|_| Ok(()));
         let env = TestEnv::with(mocks, "");
         add_live_container(&env, "c1", "s1", exited());

@@ -4,11 +4,12 @@
 //! [`SandboxLookup`]; the sandbox RPCs reach containers only through the
 //! [`PodContainers`] implementation here.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cri_api::containerd::Containerd;
+use cri_api::containerd::{Containerd, ContainerdError, RuntimeInfo};
 use cri_api::ids::SandboxId;
 use cri_store::container::ContainerStore;
 use cri_store::name_index::NameIndex;
@@ -42,6 +43,9 @@ pub struct ContainerService {
     /// The user databases of images already read (no view mount for the
     /// next container of the same image).
     pub user_dbs: super::spec::UserDbCache,
+    /// The runtime of each pod's containerd container, which its app
+    /// containers are created with: read once per pod.
+    pub sandbox_runtimes: SandboxRuntimes,
     /// The pods the containers belong to, read-only.
     pub sandboxes: Arc<dyn SandboxLookup>,
 }
@@ -71,6 +75,83 @@ impl PodContainers for ContainerService {
                 });
             }
         }
+        self.sandbox_runtimes.forget(sandbox_id);
         Ok(())
+    }
+}
+
+/// The containerd runtime (name and options) of each pod's sandbox
+/// container, as containerd's CRI plugin reads it from the sandbox store
+/// for every CreateContainer. Kept from the first read until the pod's
+/// containers are all removed; sandbox ids are never reused.
+#[derive(Debug, Default)]
+pub struct SandboxRuntimes {
+    runtimes: std::sync::Mutex<HashMap<SandboxId, RuntimeInfo>>,
+}
+
+impl SandboxRuntimes {
+    /// The runtime of `sandbox_id`'s containerd container, read from
+    /// containerd the first time.
+    pub async fn get(
+        &self,
+        containerd: &Containerd,
+        sandbox_id: &SandboxId,
+    ) -> Result<RuntimeInfo, ContainerdError> {
+        if let Some(runtime) = self.lock().get(sandbox_id) {
+            return Ok(runtime.clone());
+        }
+        let record = containerd.containers.get(sandbox_id.as_ref()).await?;
+        self.lock()
+            .insert(sandbox_id.clone(), record.runtime.clone());
+        Ok(record.runtime)
+    }
+
+    fn forget(&self, sandbox_id: &SandboxId) {
+        self.lock().remove(sandbox_id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SandboxId, RuntimeInfo>> {
+        self.runtimes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use cri_api::containerd::{ContainerRecord, MockServices};
+    use mockall::predicate::eq;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pods_runtime_is_read_once_until_its_containers_are_removed() {
+        let mut services = MockServices::default();
+        services
+            .containers
+            .expect_get()
+            .with(eq("s1"))
+            .times(2)
+            .returning(|id| {
+                Ok(ContainerRecord {
+                    id: id.to_owned(),
+                    runtime: RuntimeInfo {
+                        name: "io.containerd.runc.v2".into(),
+                        options: None,
+                    },
+                    ..ContainerRecord::default()
+                })
+            });
+        let containerd = services.build();
+        let runtimes = SandboxRuntimes::default();
+        let sandbox = SandboxId::from("s1".to_owned());
+        for _ in 0..3 {
+            let runtime = runtimes.get(&containerd, &sandbox).await.unwrap();
+            assert_eq!(runtime.name, "io.containerd.runc.v2");
+        }
+        // Forgotten with the pod's containers: the next read asks again.
+        runtimes.forget(&sandbox);
+        runtimes.get(&containerd, &sandbox).await.unwrap();
     }
 }

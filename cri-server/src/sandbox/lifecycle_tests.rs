@@ -327,3 +327,37 @@ async fn an_exited_sandbox_turns_not_ready() {
     }
     panic!("sandbox did not turn NOTREADY");
 }
+
+#[tokio::test]
+async fn a_ready_sandboxs_pid_comes_from_the_store_else_from_the_controller() {
+    let log: Log = Arc::default();
+    let mut m = mocks(&log, Fail::Nothing);
+    m.controller
+        .expect_platform()
+        .returning(|_| Ok(cri_spec::Platform::host()));
+    // Asked only once the sandbox is no longer ready.
+    m.controller.expect_status().times(1).returning(|_, _| {
+        Ok(ControllerStatus {
+            pid: 0,
+            process_status: "deleted".into(),
+            container: None,
+        })
+    });
+    let (_dir, state) = running(m, &log).await;
+    let sandbox = state.sandboxes.get(SANDBOX_ID).unwrap();
+    let (pid, _) = state.sandboxes.runtime(&sandbox).await.unwrap();
+    assert_eq!(pid, 4242, "the pid the controller's start returned");
+
+    state
+        .sandboxes
+        .store
+        .update_status(&SandboxId::from(SANDBOX_ID.to_owned()), |s| {
+            s.state = SandboxState::NotReady;
+            s.pid = 0;
+            Ok::<_, cri_store::StoreError>(())
+        })
+        .unwrap();
+    let sandbox = state.sandboxes.get(SANDBOX_ID).unwrap();
+    let (pid, _) = state.sandboxes.runtime(&sandbox).await.unwrap();
+    assert_eq!(pid, 0);
+}

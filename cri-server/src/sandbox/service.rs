@@ -12,7 +12,7 @@ use cri_api::ids::SandboxId;
 use cri_api::v1::PodSandboxStatus;
 use cri_spec::Platform;
 use cri_store::name_index::NameIndex;
-use cri_store::sandbox::{Sandbox, SandboxMetadata, SandboxStore};
+use cri_store::sandbox::{Sandbox, SandboxMetadata, SandboxState, SandboxStore};
 
 use super::{SandboxError, SandboxManager};
 use crate::metrics::Metrics;
@@ -66,8 +66,9 @@ pub trait SandboxLookup: Send + Sync + std::fmt::Debug {
     /// The host files an app container of the sandbox bind-mounts.
     fn files(&self, sandbox: &SandboxMetadata) -> cri_spec::SandboxFiles;
     /// The pid of the sandbox's init process (whose namespaces app
-    /// containers join) and the platform its containers are built for,
-    /// from the sandbox's controller.
+    /// containers join) and the platform its containers are built for:
+    /// the pid from the store while the sandbox is ready, else from its
+    /// controller.
     async fn runtime(&self, sandbox: &Sandbox) -> Result<(u32, Platform), SandboxError>;
     /// The (non-verbose) PodSandboxStatus, as container events carry it.
     async fn status(&self, id: &str) -> Result<PodSandboxStatus, SandboxError>;
@@ -92,12 +93,19 @@ impl SandboxLookup for SandboxService {
             id: id.to_string(),
             source,
         };
-        let status = controller
-            .status(id, false)
-            .await
-            .map_err(controller_error)?;
+        // A ready sandbox's pid is in the store (set at run and recovery,
+        // cleared at exit), as containerd's controller keeps it in memory.
+        let pid = if sandbox.status.state == SandboxState::Ready && sandbox.status.pid != 0 {
+            sandbox.status.pid
+        } else {
+            controller
+                .status(id, false)
+                .await
+                .map_err(controller_error)?
+                .pid
+        };
         let platform = controller.platform(id).await.map_err(controller_error)?;
-        Ok((status.pid, platform))
+        Ok((pid, platform))
     }
 
     async fn status(&self, id: &str) -> Result<PodSandboxStatus, SandboxError> {

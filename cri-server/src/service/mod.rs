@@ -91,6 +91,7 @@ impl ServerState {
             metrics: Arc::clone(&metrics),
             stats: Arc::clone(&stats),
             user_dbs: Default::default(),
+            sandbox_runtimes: Default::default(),
             sandboxes: Arc::clone(&sandboxes) as Arc<dyn SandboxLookup>,
         });
         Arc::new(Self {

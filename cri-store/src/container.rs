@@ -132,6 +132,17 @@ impl<H> ContainerStore<H> {
         self.records.list_where(|_| true)
     }
 
+    /// `f` applied to every container in id order, keeping what it
+    /// returns, without copying the records: what list RPCs build their
+    /// answers with.
+    pub fn filter_map<T>(
+        &self,
+        f: impl FnMut(&ContainerMetadata, &ContainerStatus) -> Option<T>,
+    ) -> Vec<T> {
+        let mut f = f;
+        self.records.filter_map(|m, s| f(m, s))
+    }
+
     /// The containers of one sandbox, sorted by id.
     pub fn list_by_sandbox(&self, sandbox_id: &SandboxId) -> Vec<Container> {
         self.records.list_where(|m| m.sandbox_id == *sandbox_id)

@@ -2,7 +2,7 @@
 //! metadata plus a status that changes under its own lock, with lookup by
 //! full id or unique prefix.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use crate::error::{Result, StoreError};
@@ -57,11 +57,11 @@ impl<M, S: Clone, A> Entry<M, S, A> {
 }
 
 /// An id and its entry.
-type IdEntry<M, S, A> = (String, Arc<Entry<M, S, A>>);
 
 #[derive(Debug)]
 struct Inner<M, S, A> {
-    entries: HashMap<String, Arc<Entry<M, S, A>>>,
+    /// By id: iteration is in id order, so lists need no sort.
+    entries: BTreeMap<String, Arc<Entry<M, S, A>>>,
     ids: PrefixIndex,
 }
 
@@ -78,7 +78,7 @@ impl<M: Keyed, S: Clone, A> Records<M, S, A> {
         Self {
             kind,
             inner: RwLock::new(Inner {
-                entries: HashMap::new(),
+                entries: BTreeMap::new(),
                 ids: PrefixIndex::default(),
             }),
         }
@@ -138,17 +138,33 @@ impl<M: Keyed, S: Clone, A> Records<M, S, A> {
 
     /// Every record matching `keep`, sorted by id.
     pub(crate) fn list_where(&self, keep: impl Fn(&M) -> bool) -> Vec<Record<M, S>> {
-        let mut entries: Vec<IdEntry<M, S, A>> = {
-            let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-            inner
-                .entries
-                .iter()
-                .filter(|(_, e)| keep(&e.metadata))
-                .map(|(id, e)| (id.clone(), Arc::clone(e)))
-                .collect()
-        };
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        entries.iter().map(|(_, e)| e.snapshot()).collect()
+        self.filter_map(|metadata, status| {
+            keep(metadata).then(|| Record {
+                metadata: Arc::clone(metadata),
+                status: status.clone(),
+            })
+        })
+    }
+
+    /// `f` applied to every record in id order, keeping what it returns:
+    /// no record is copied, and each status is read under its own lock
+    /// (not the store's).
+    pub(crate) fn filter_map<T>(&self, mut f: impl FnMut(&Arc<M>, &S) -> Option<T>) -> Vec<T> {
+        let entries: Vec<Arc<Entry<M, S, A>>> = self
+            .inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries
+            .values()
+            .cloned()
+            .collect();
+        entries
+            .iter()
+            .filter_map(|e| {
+                let status = e.status.lock().unwrap_or_else(PoisonError::into_inner);
+                f(&e.metadata, &status)
+            })
+            .collect()
     }
 
     pub(crate) fn update_status<E>(

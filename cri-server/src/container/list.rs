@@ -3,74 +3,88 @@
 //! unique sandbox id prefix) and label selector.
 
 use cri_api::v1::{Container as CriContainer, ContainerFilter, ListContainersRequest};
-use cri_store::container::Container;
+use cri_store::container::{ContainerMetadata, ContainerStatus};
 
 use super::ContainerService;
 
-/// ListContainers.
+/// ListContainers: the filter is resolved once, then each container is
+/// matched on its stored record and only a match is converted.
 pub fn list_containers(
     state: &ContainerService,
     request: &ListContainersRequest,
 ) -> Vec<CriContainer> {
-    let containers = state.store.list().iter().map(to_cri).collect();
-    match &request.filter {
-        Some(filter) => filter_containers(state, containers, filter),
-        None => containers,
-    }
+    let Some(filter) = &request.filter else {
+        return state
+            .store
+            .filter_map(|meta, status| Some(to_cri(meta, status)));
+    };
+    let filter = Filter::resolve(state, filter);
+    state
+        .store
+        .filter_map(|meta, status| filter.matches(meta, status).then(|| to_cri(meta, status)))
 }
 
 /// containerd's `toCRIContainer`.
-fn to_cri(container: &Container) -> CriContainer {
-    let meta = &container.metadata;
+fn to_cri(meta: &ContainerMetadata, status: &ContainerStatus) -> CriContainer {
     CriContainer {
         id: meta.id.to_string(),
         pod_sandbox_id: meta.sandbox_id.to_string(),
         metadata: meta.config.metadata.clone(),
         image: meta.config.image.clone(),
         image_ref: meta.image_ref.clone(),
-        state: container.status.state() as i32,
-        created_at: container.status.created_at,
+        state: status.state() as i32,
+        created_at: status.created_at,
         labels: meta.config.labels.clone(),
         annotations: meta.config.annotations.clone(),
         image_id: meta.image_ref.clone(),
     }
 }
 
-/// containerd's `filterCRIContainers`: short ids are expanded when they
-/// match exactly one container or sandbox, else compared as given.
-fn filter_containers(
-    state: &ContainerService,
-    containers: Vec<CriContainer>,
-    filter: &ContainerFilter,
-) -> Vec<CriContainer> {
-    let sandbox_id = match filter.pod_sandbox_id.as_str() {
-        "" => String::new(),
-        prefix => state
-            .sandboxes
-            .get(prefix)
-            .map(|s| s.metadata.id.to_string())
-            .unwrap_or_else(|_| prefix.to_owned()),
-    };
-    let id = match filter.id.as_str() {
-        "" => String::new(),
-        prefix => state
-            .store
-            .get(prefix)
-            .map(|c| c.metadata.id.to_string())
-            .unwrap_or_else(|_| prefix.to_owned()),
-    };
-    containers
-        .into_iter()
-        .filter(|c| id.is_empty() || c.id == id)
-        .filter(|c| sandbox_id.is_empty() || c.pod_sandbox_id == sandbox_id)
-        .filter(|c| filter.state.as_ref().is_none_or(|s| s.state == c.state))
-        .filter(|c| {
-            filter
-                .label_selector
+/// containerd's `filterCRIContainers`, with short ids expanded once: an
+/// id or sandbox id prefix that matches exactly one container or sandbox
+/// stands for it, else it is compared as given.
+struct Filter<'a> {
+    id: String,
+    sandbox_id: String,
+    state: Option<i32>,
+    labels: &'a std::collections::HashMap<String, String>,
+}
+
+impl<'a> Filter<'a> {
+    fn resolve(state: &ContainerService, filter: &'a ContainerFilter) -> Self {
+        let sandbox_id = match filter.pod_sandbox_id.as_str() {
+            "" => String::new(),
+            prefix => state
+                .sandboxes
+                .get(prefix)
+                .map(|s| s.metadata.id.to_string())
+                .unwrap_or_else(|_| prefix.to_owned()),
+        };
+        let id = match filter.id.as_str() {
+            "" => String::new(),
+            prefix => state
+                .store
+                .get(prefix)
+                .map(|c| c.metadata.id.to_string())
+                .unwrap_or_else(|_| prefix.to_owned()),
+        };
+        Self {
+            id,
+            sandbox_id,
+            state: filter.state.as_ref().map(|s| s.state),
+            labels: &filter.label_selector,
+        }
+    }
+
+    fn matches(&self, meta: &ContainerMetadata, status: &ContainerStatus) -> bool {
+        (self.id.is_empty() || meta.id.as_ref() == self.id)
+            && (self.sandbox_id.is_empty() || meta.sandbox_id.as_ref() == self.sandbox_id)
+            && self.state.is_none_or(|s| s == status.state() as i32)
+            && self
+                .labels
                 .iter()
-                .all(|(k, v)| c.labels.get(k) == Some(v))
-        })
-        .collect()
+                .all(|(k, v)| meta.config.labels.get(k) == Some(v))
+    }
 }
 
 #[cfg(test)]

@@ -41,14 +41,37 @@ impl ImageManager {
     /// changes nothing, so containerd is not asked. RemoveImage drops its
     /// names from the store before their events arrive.
     pub async fn sync_deleted(&self, name: &str) -> Result<SyncOutcome> {
-        let known = self.store.resolve(name).is_some()
-            || (is_digest(name) && self.store.get(name).is_ok_and(|image| image.id == name));
-        if !known {
+        if !self.holds(name) {
             return Ok(SyncOutcome::Gone {
                 removed_image: None,
             });
         }
         self.sync_record(name).await
+    }
+
+    /// [`sync_record`](Self::sync_record) for an `/images/create` event:
+    /// a name the store already holds is the record a pull of this daemon
+    /// just wrote, so containerd is not asked again. (A record deleted and
+    /// made anew by someone else is synced at its delete event, which comes
+    /// first on the same stream and reads the record as it is then.)
+    pub async fn sync_created(&self, name: &str) -> Result<SyncOutcome> {
+        match self.store_id_of(name) {
+            Some(id) => Ok(SyncOutcome::Present { id }),
+            None => self.sync_record(name).await,
+        }
+    }
+
+    fn holds(&self, name: &str) -> bool {
+        self.store_id_of(name).is_some()
+    }
+
+    /// The id of the stored image `name` is a reference or the id of.
+    fn store_id_of(&self, name: &str) -> Option<String> {
+        if let Some(image) = self.store.resolve(name) {
+            return Some(image.id);
+        }
+        let image = self.store.get(name).ok().filter(|_| is_digest(name))?;
+        (image.id == name).then_some(image.id)
     }
 
     async fn sync_present(&self, record: &ImageRecord) -> Result<SyncOutcome> {

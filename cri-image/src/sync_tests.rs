@@ -156,6 +156,34 @@ async fn a_delete_event_asks_containerd_only_for_names_the_store_holds() {
 }
 
 #[tokio::test]
+async fn a_create_event_asks_containerd_only_for_names_the_store_lacks() {
+    let (desc, config_digest, blobs) = fake_image("");
+    let managed = [(IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE)];
+    let records = Arc::new(Mutex::new(HashMap::from([(
+        NAME.to_owned(),
+        record(NAME, &desc, &managed),
+    )])));
+    let manager = manager(Arc::clone(&records), blobs);
+    // Not in the store: read from containerd and adopted.
+    assert_eq!(
+        manager.sync_created(NAME).await.unwrap(),
+        SyncOutcome::Present {
+            id: config_digest.clone()
+        }
+    );
+    // In the store: answered from it. Had containerd been asked, the
+    // record removed meanwhile would have been found gone.
+    records.lock().unwrap().remove(NAME);
+    assert_eq!(
+        manager.sync_created(NAME).await.unwrap(),
+        SyncOutcome::Present {
+            id: config_digest.clone()
+        }
+    );
+    assert!(manager.resolve_local(NAME).unwrap().is_some());
+}
+
+#[tokio::test]
 async fn a_deleted_tag_keeps_the_image_while_its_id_record_is_there() {
     let (desc, config_digest, blobs) = fake_image("");
     let managed = [(IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE)];

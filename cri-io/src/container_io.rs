@@ -22,6 +22,10 @@ use crate::log::{CriLog, CriLogWriter, StreamType};
 
 /// Size of one read from an output FIFO (Go's `io.Copy` buffer).
 pub const READ_BUF_SIZE: usize = 32 * 1024;
+/// The read buffer a pump starts with; it grows to [`READ_BUF_SIZE`] the
+/// first time a read fills it, so a quiet container's two pumps keep 8
+/// KiB and not 64 KiB.
+const FIRST_READ_BUF_SIZE: usize = 4 * 1024;
 
 /// The IO of one container. Cheap to clone; clones share everything.
 #[derive(Clone, Debug)]
@@ -231,7 +235,7 @@ struct Pump {
 impl Pump {
     async fn run(mut self) {
         let stream = self.stream.as_str();
-        let mut buf = vec![0u8; READ_BUF_SIZE];
+        let mut buf = vec![0u8; FIRST_READ_BUF_SIZE];
         let closed = self.closed.fired();
         tokio::pin!(closed);
         loop {
@@ -256,6 +260,9 @@ impl Pump {
                 }
             }
             self.fanout.broadcast(&buf[..n]);
+            if n == buf.len() && buf.len() < READ_BUF_SIZE {
+                buf.resize(READ_BUF_SIZE, 0);
+            }
         }
         if let Some(log) = self.log.as_mut() {
             if let Err(e) = log.finish().await {

@@ -173,25 +173,10 @@ impl<'a> Monitor<'a> {
             DecodedEvent::TaskOom(oom) => {
                 crate::container::record_oom(&self.state.containers, &oom.container_id).await
             }
-            DecodedEvent::ImageCreate(e) => self.sync_image(e.name, 0).await,
+            DecodedEvent::ImageCreate(e) => self.sync_image_created(e.name).await,
             DecodedEvent::ImageUpdate(e) => self.sync_image(e.name, 0).await,
             DecodedEvent::ImageDelete(e) => self.sync_image_deleted(e.name).await,
             _ => {}
-        }
-    }
-
-    /// A delete event: a retry of the name is superseded, and a name the
-    /// store does not hold needs no containerd call.
-    async fn sync_image_deleted(&mut self, name: String) {
-        if self.retries.contains_key(&name) {
-            return self.sync_image(name, 0).await;
-        }
-        match self.state.images.sync_deleted(&name).await {
-            Ok(outcome) => tracing::debug!(image = %name, ?outcome, "image store synced"),
-            Err(e) => {
-                tracing::debug!(image = %name, error = %e, "image sync failed; retrying");
-                self.sync_image(name, 1).await;
-            }
         }
     }
 
@@ -211,7 +196,39 @@ impl<'a> Monitor<'a> {
     /// containerd's `UpdateImage` for `name`; `attempts` earlier failures.
     async fn sync_image(&mut self, name: String, attempts: u32) {
         self.retries.remove(&name);
-        match self.state.images.sync_record(&name).await {
+        let outcome = self.state.images.sync_record(&name).await;
+        self.synced(name, attempts, outcome);
+    }
+
+    /// A create event: a name the store already holds (this daemon's own
+    /// pull) needs no containerd call.
+    async fn sync_image_created(&mut self, name: String) {
+        if self.retries.contains_key(&name) {
+            return self.sync_image(name, 0).await;
+        }
+        let outcome = self.state.images.sync_created(&name).await;
+        self.synced(name, 0, outcome);
+    }
+
+    /// A delete event: a name the store does not hold needs no containerd
+    /// call.
+    async fn sync_image_deleted(&mut self, name: String) {
+        if self.retries.contains_key(&name) {
+            return self.sync_image(name, 0).await;
+        }
+        let outcome = self.state.images.sync_deleted(&name).await;
+        self.synced(name, 0, outcome);
+    }
+
+    /// Logs a sync; a failed one is retried later, with backoff, until
+    /// `RETRY_ATTEMPTS` attempts failed.
+    fn synced(
+        &mut self,
+        name: String,
+        attempts: u32,
+        outcome: cri_image::Result<cri_image::SyncOutcome>,
+    ) {
+        match outcome {
             Ok(outcome) => tracing::debug!(image = %name, ?outcome, "image store synced"),
             Err(e) if attempts + 1 >= RETRY_ATTEMPTS => tracing::warn!(
                 image = %name,

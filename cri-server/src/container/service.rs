@@ -82,8 +82,9 @@ impl PodContainers for ContainerService {
 
 /// The containerd runtime (name and options) of each pod's sandbox
 /// container, as containerd's CRI plugin reads it from the sandbox store
-/// for every CreateContainer. Kept from the first read until the pod's
-/// containers are all removed; sandbox ids are never reused.
+/// for every CreateContainer. Recorded when the pod runs or is recovered
+/// (else read from containerd once), kept until the pod's containers are
+/// all removed; sandbox ids are never reused.
 #[derive(Debug, Default)]
 pub struct SandboxRuntimes {
     runtimes: std::sync::Mutex<HashMap<SandboxId, RuntimeInfo>>,
@@ -104,6 +105,12 @@ impl SandboxRuntimes {
         self.lock()
             .insert(sandbox_id.clone(), record.runtime.clone());
         Ok(record.runtime)
+    }
+
+    /// Records the runtime of `sandbox_id`'s containerd container, as it
+    /// was created or recovered.
+    pub fn remember(&self, sandbox_id: SandboxId, runtime: RuntimeInfo) {
+        self.lock().insert(sandbox_id, runtime);
     }
 
     fn forget(&self, sandbox_id: &SandboxId) {

@@ -66,6 +66,10 @@ pub(super) async fn load(
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e),
     }
+    state
+        .containers
+        .sandbox_runtimes
+        .remember(id.clone(), record.runtime.clone());
     let name = metadata.name.clone();
     if let Some(reason) = &degraded {
         tracing::error!(pod_sandbox_id = %id, %reason, "cannot load sandbox metadata; keeping the sandbox NOTREADY for removal");

@@ -4,7 +4,7 @@
 //! `runtimeoptions.v1.Options` (`TypeUrl`, `ConfigPath`) for other shims;
 //! and back to JSON for verbose status.
 
-use cri_api::containerd::Any;
+use cri_api::containerd::{Any, RuntimeInfo};
 use prost::Message;
 use serde_json::{json, Map, Value};
 
@@ -58,6 +58,15 @@ pub struct ShimOptions {
 
 fn path_string(p: Option<&std::path::Path>) -> String {
     p.map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+/// The runtime (name and options) of the containerd containers made with
+/// `runtime`: the pause container's, which its app containers copy.
+pub fn runtime_info(runtime: &RuntimeConfig) -> RuntimeInfo {
+    RuntimeInfo {
+        name: runtime.runtime_type.clone(),
+        options: runtime_options(runtime),
+    }
 }
 
 /// The options Any of `runtime`, or `None` when containerd would send none

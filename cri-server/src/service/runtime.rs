@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use cri_api::ids::SandboxId;
 use cri_api::v1::runtime_service_server::RuntimeService;
 use cri_api::v1::*;
 use tonic::{Request, Response, Status};
@@ -59,8 +60,17 @@ impl RuntimeService for CriRuntimeService {
         &self,
         request: Request<RunPodSandboxRequest>,
     ) -> Result<Response<RunPodSandboxResponse>, Status> {
-        let id = sandbox::run_pod_sandbox(Arc::clone(&self.state.sandboxes), request.into_inner())
-            .await?;
+        let request = request.into_inner();
+        let handler = request.runtime_handler.clone();
+        let id = sandbox::run_pod_sandbox(Arc::clone(&self.state.sandboxes), request).await?;
+        // The pod's app containers are created with its pause container's
+        // runtime: known now, never read back from containerd.
+        if let Some(runtime) = self.state.config.cri.runtime(&handler) {
+            self.state
+                .containers
+                .sandbox_runtimes
+                .remember(SandboxId::from(id.as_str()), sandbox::runtime_info(runtime));
+        }
         Ok(Response::new(RunPodSandboxResponse { pod_sandbox_id: id }))
     }
 

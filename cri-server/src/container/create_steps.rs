@@ -137,7 +137,18 @@ impl Steps<'_> {
             target_pid,
         };
         let files = state.sandboxes.files(&sandbox.metadata);
-        let labeled = spec::build(&state.host, files, users, request).await?;
+        // The lease that protects the writable snapshot until the container
+        // record references it is taken while the spec is built (on a
+        // blocking thread).
+        let lease_id = format!("{id}-create");
+        let (labeled, leased) = futures::join!(
+            spec::build(&state.host, files, users, request),
+            self.create_lease(&lease_id)
+        );
+        if leased.is_ok() {
+            push_delete_lease(undo, state, &lease_id);
+        }
+        let labeled = labeled?;
         // The label is recorded (also for privileged containers, whose spec
         // carries none) and released if the create fails.
         meta.process_label = labeled.process_label.clone();
@@ -149,13 +160,10 @@ impl Steps<'_> {
                 Ok::<(), String>(())
             });
         }
+        leased?;
         let spec = labeled.spec;
 
-        // A writable snapshot of the image, protected by a lease until the
-        // container record references it.
-        let lease_id = format!("{id}-create");
-        self.create_lease(&lease_id).await?;
-        push_delete_lease(undo, state, &lease_id);
+        // A writable snapshot of the image, under the lease.
         let rootfs = state
             .containerd
             .snapshots

@@ -36,6 +36,8 @@ enum Step {
     /// The user database was read; a step without containerd fails.
     AfterUserDb,
     Lease,
+    /// The lease was taken; a step without containerd fails.
+    AfterLease,
     Prepare,
     /// The snapshot exists; a step without containerd fails.
     AfterPrepare,
@@ -126,7 +128,7 @@ fn expect_plan(m: &mut MockServices, seq: &mut Sequence, plan: Plan) -> Captured
                 Err(failure("create lease"))
             }
         });
-    if fail == Step::Lease {
+    if fail <= Step::AfterLease {
         return captured;
     }
     m.snapshots
@@ -464,10 +466,10 @@ async fn user_database_failure_removes_the_dirs() {
 }
 
 #[tokio::test]
-async fn spec_failure_removes_the_dirs() {
+async fn spec_failure_removes_the_dirs_and_the_lease() {
     // A privileged container in a sandbox that is not privileged: the spec
-    // fails after the user database was read, before the lease.
-    let env = env_failing_at(Step::AfterUserDb, &[]);
+    // fails after the user database was read, while the lease is taken.
+    let env = env_failing_at(Step::AfterLease, &[Undo::DeleteLease]);
     let mut req = request();
     req.config.as_mut().unwrap().linux = Some(LinuxContainerConfig {
         security_context: Some(LinuxContainerSecurityContext {

@@ -13,6 +13,8 @@ pub enum Unit {
     Millis,
     /// Memory, shown in MiB.
     MiB,
+    /// Sizes of answers, shown in KiB.
+    KiB,
 }
 
 impl Unit {
@@ -20,6 +22,7 @@ impl Unit {
         match self {
             Unit::Millis => "ms",
             Unit::MiB => "MiB",
+            Unit::KiB => "KiB",
         }
     }
 }

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use cri_api::v1::*;
 use futures::stream::{self, StreamExt, TryStreamExt};
+use prost::Message;
 use tonic::transport::Channel;
 
 use super::report::{Group, Report, Unit};
@@ -462,6 +463,23 @@ pub async fn stats(
             }
         }
         t.relist(rt, &names[2], &names[3]).await?;
+    }
+    // The size of the relist's answers, which the kubelet reads every second.
+    let containers = rt
+        .list_containers(ListContainersRequest::default())
+        .await?
+        .into_inner();
+    let pods = rt
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await?
+        .into_inner();
+    for (name, bytes) in [
+        (&names[2], containers.encoded_len()),
+        (&names[3], pods.encoded_len()),
+    ] {
+        let name = format!("{name}: answer size");
+        t.report
+            .value(side, Group::Other, Unit::KiB, &name, bytes as f64 / 1024.0);
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
-use nix::sys::statfs::{statfs, NSFS_MAGIC, PROC_SUPER_MAGIC};
+use nix::sys::statfs::{statfs, Statfs, NSFS_MAGIC, PROC_SUPER_MAGIC};
 
 use super::mounts::unmount_detach;
 use crate::netns::{netns_name, NetNs, NetnsError, NetnsManager, DEFAULT_NETNS_DIR};
@@ -190,13 +190,14 @@ fn remove_all(path: &Path) -> Result<(), NetnsError> {
     }
 }
 
+/// A namespace file: nsfs, or procfs on old kernels.
+fn is_namespace(fs: &Statfs) -> bool {
+    fs.filesystem_type() == NSFS_MAGIC || fs.filesystem_type() == PROC_SUPER_MAGIC
+}
+
 fn is_closed_blocking(path: &Path) -> Result<bool, NetnsError> {
     match statfs(path) {
-        Ok(fs)
-            if fs.filesystem_type() == NSFS_MAGIC || fs.filesystem_type() == PROC_SUPER_MAGIC =>
-        {
-            Ok(false)
-        }
+        Ok(fs) if is_namespace(&fs) => Ok(false),
         Ok(_) => {
             // Not (or no longer) a namespace: drop the stale pin.
             remove_all(path)?;
@@ -234,6 +235,14 @@ impl NetnsManager for LinuxNetns {
     }
 
     async fn is_closed(&self, path: &Path) -> Result<bool, NetnsError> {
+        // One statfs of a pin this daemon made on tmpfs (containerd makes
+        // the same call in PodSandboxStatus): answered here, without a
+        // blocking thread. Only dropping a stale pin goes to one.
+        match statfs(path) {
+            Ok(fs) if is_namespace(&fs) => return Ok(false),
+            Err(Errno::ENOENT) => return Ok(true),
+            _ => {}
+        }
         let owned = path.to_path_buf();
         blocking(path, move || is_closed_blocking(&owned)).await
     }
@@ -244,7 +253,16 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn check(path: &Path, expected_closed: bool) {
+    /// The manager's answer (a statfs, a blocking thread for a stale pin)
+    /// and the blocking check's agree with `expected_closed`.
+    async fn check(path: &Path, expected_closed: bool) {
+        let manager = LinuxNetns::new("/nonexistent");
+        assert_eq!(
+            manager.is_closed(path).await.unwrap(),
+            expected_closed,
+            "{}",
+            path.display()
+        );
         assert_eq!(
             is_closed_blocking(path).unwrap(),
             expected_closed,
@@ -253,25 +271,27 @@ mod tests {
         );
     }
 
-    #[test]
-    fn missing_paths_are_closed_and_removal_is_idempotent() {
+    #[tokio::test]
+    async fn missing_paths_are_closed_and_removal_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("cni-missing");
-        check(&missing, true);
+        check(&missing, true).await;
         remove_blocking(&missing).unwrap();
     }
 
-    #[test]
-    fn a_plain_file_is_a_closed_netns_and_is_removed() {
+    #[tokio::test]
+    async fn a_plain_file_is_a_closed_netns_and_is_removed() {
         let dir = tempfile::tempdir().unwrap();
         let stale = dir.path().join("cni-stale");
         std::fs::write(&stale, b"").unwrap();
-        check(&stale, true);
-        assert!(!stale.exists());
+        let manager = LinuxNetns::new(dir.path());
+        assert!(manager.is_closed(&stale).await.unwrap());
+        assert!(!stale.exists(), "the stale pin is removed");
+        check(&stale, true).await;
     }
 
-    #[test]
-    fn proc_netns_is_open() {
-        check(Path::new("/proc/self/ns/net"), false);
+    #[tokio::test]
+    async fn proc_netns_is_open() {
+        check(Path::new("/proc/self/ns/net"), false).await;
     }
 }

@@ -25,6 +25,9 @@ pub use error::ControllerError;
 
 /// Encodes the sandbox metadata extension of the pause container once the
 /// SELinux process label is known: returns the extension key and value.
+/// What it encodes at create time lacks the pod's network (IP, CNI
+/// result), which is set up meanwhile and written later with
+/// [`SandboxController::update_metadata`], as containerd 1.7 does.
 pub type MetadataExtension =
     Arc<dyn Fn(&str) -> Result<(String, Any), String> + Send + Sync + 'static>;
 
@@ -101,6 +104,15 @@ pub trait SandboxController: Send + Sync {
     /// Makes and starts the sandbox. On failure everything it made is
     /// removed again before the error is returned.
     async fn start(&self, id: &SandboxId) -> Result<SandboxInstance, ControllerError>;
+    /// Replaces the extension `key` of a started sandbox's record with
+    /// `value`, leaving the rest of the record as it is: the sandbox
+    /// metadata once the pod network is known.
+    async fn update_metadata(
+        &self,
+        id: &SandboxId,
+        key: &str,
+        value: Any,
+    ) -> Result<(), ControllerError>;
     /// The platform the sandbox's containers are built for.
     async fn platform(&self, id: &SandboxId) -> Result<Platform, ControllerError>;
     /// Stops the sandbox (its process); idempotent.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cri_api::containerd::{Containerd, ExitStatus, TaskMetric, TaskStatus};
+use cri_api::containerd::{Any, ContainerRecord, Containerd, ExitStatus, TaskMetric, TaskStatus};
 use cri_api::ids::SandboxId;
 use cri_spec::{HostOs, Platform, SeLinux};
 
@@ -115,6 +115,25 @@ impl SandboxController for PodSandboxController {
             .take_pending(id)
             .ok_or_else(|| ControllerError::NotCreated { id: id.clone() })?;
         self.start_sandbox(request).await
+    }
+
+    /// One containerd Containers/Update with the field path
+    /// `extensions.<key>`: only that extension changes.
+    async fn update_metadata(&self, id: &SandboxId, key: &str, value: Any) -> Result<()> {
+        let record = ContainerRecord {
+            id: id.to_string(),
+            extensions: HashMap::from([(key.to_owned(), value)]),
+            ..ContainerRecord::default()
+        };
+        self.containerd
+            .containers
+            .update(record, vec![format!("extensions.{key}")])
+            .await
+            .map_err(ControllerError::containerd_op(
+                "update sandbox metadata",
+                id,
+            ))?;
+        Ok(())
     }
 
     async fn platform(&self, _id: &SandboxId) -> Result<Platform> {

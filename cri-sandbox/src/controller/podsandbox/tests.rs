@@ -564,3 +564,64 @@ async fn status_of_a_deleted_task() {
     let status = c.status(&SandboxId::from("sb1"), false).await.unwrap();
     assert_eq!((status.pid, status.process_status.as_str()), (9, "running"));
 }
+
+#[tokio::test]
+async fn update_metadata_rewrites_only_that_extension() {
+    let env = Env::new();
+    let mut services = MockServices::default();
+    type Seen = Option<(ContainerRecord, Vec<String>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let s = Arc::clone(&seen);
+    services
+        .containers
+        .expect_update()
+        .times(1)
+        .returning(move |record, paths| {
+            *s.lock().unwrap() = Some((record.clone(), paths));
+            Ok(record)
+        });
+    let c = controller(&env, services, false);
+    let value = Any {
+        type_url: "github.com/containerd/cri/pkg/store/sandbox/Metadata".into(),
+        value: br#"{"Version":"v1"}"#.to_vec(),
+    };
+    c.update_metadata(
+        &SandboxId::from("sb1"),
+        "io.cri-containerd.sandbox.metadata",
+        value.clone(),
+    )
+    .await
+    .unwrap();
+    let (record, paths) = seen.lock().unwrap().take().unwrap();
+    assert_eq!(record.id, "sb1");
+    assert_eq!(
+        record.extensions,
+        HashMap::from([("io.cri-containerd.sandbox.metadata".to_owned(), value)])
+    );
+    assert_eq!(paths, ["extensions.io.cri-containerd.sandbox.metadata"]);
+}
+
+#[tokio::test]
+async fn a_failed_metadata_update_names_the_sandbox() {
+    let env = Env::new();
+    let mut services = MockServices::default();
+    services
+        .containers
+        .expect_update()
+        .returning(|_, _| Err(unavailable()));
+    let c = controller(&env, services, false);
+    let err = c
+        .update_metadata(&SandboxId::from("sb1"), "k", Any::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ControllerError::Containerd {
+                op: "update sandbox metadata",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

@@ -315,8 +315,7 @@ impl SandboxController for ExitOnNotify {
     async fn update_metadata(
         &self,
         _: &SandboxId,
-        _: &str,
-        _: cri_api::containerd::Any,
+        _: cri_sandbox::controller::MetadataExtension,
     ) -> Result<(), ControllerError> {
         Ok(())
     }

@@ -12,15 +12,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use cri_api::containerd::{Any, RuntimeInfo};
+use cri_api::containerd::RuntimeInfo;
 use cri_api::error_chain;
 use cri_api::ids::SandboxId;
 use cri_api::rollback::Rollback;
 use cri_api::v1::{NamespaceMode, PodSandboxConfig, PodSandboxMetadata, RunPodSandboxRequest};
 use cri_sandbox::cni::{CniNetwork, CniResult, SandboxNetwork};
 use cri_sandbox::controller::{
-    ControllerError, CreateSandbox, MetadataExtension, SandboxController, SandboxImage,
-    SandboxInstance,
+    CreateSandbox, MetadataExtension, SandboxController, SandboxImage, SandboxInstance,
 };
 use cri_store::sandbox::{Sandbox, SandboxMetadata, SandboxState, SandboxStatus};
 use cri_store::StoreError;
@@ -231,11 +230,17 @@ async fn run(
     }
 }
 
-/// The sandbox metadata extension of the pause container's record.
-fn metadata_extension(metadata: &SandboxMetadata) -> Result<(String, Any), String> {
-    sandbox_metadata_to_any(metadata)
-        .map(|any| (SANDBOX_METADATA_EXTENSION.to_owned(), any))
-        .map_err(|e| e.to_string())
+/// Encodes `metadata` as the pause container's extension, with the
+/// process label the controller gives.
+fn extension_of(metadata: &SandboxMetadata) -> MetadataExtension {
+    let encoded = metadata.clone();
+    Arc::new(move |process_label: &str| {
+        let mut m = encoded.clone();
+        m.process_label = process_label.to_owned();
+        sandbox_metadata_to_any(&m)
+            .map(|any| (SANDBOX_METADATA_EXTENSION.to_owned(), any))
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// What CNI ADD gave the pod: the result, its IP and additional IPs.
@@ -245,12 +250,15 @@ struct PodNetwork {
     additional_ips: Vec<String>,
 }
 
-/// Netns, then CNI ADD concurrently with the controller's create and
-/// start; fills in the network part of `metadata` and, once both are done,
-/// writes it into the sandbox's record. Both branches always run to the
-/// end (neither is dropped half way), so the undo of whichever succeeded
-/// is registered even when the other failed: a failed ADD still stops
-/// and removes the pause, a failed pause still tears the network down.
+/// Netns, then CNI ADD concurrently with the controller's create (pause
+/// files, snapshot, container and task); once both are done, fills in the
+/// network part of `metadata`, writes it into the sandbox's record and has
+/// the controller start the sandbox. Both branches always run to the end
+/// (neither is dropped half way), so the undo of whichever succeeded is
+/// registered even when the other failed: a failed ADD still removes the
+/// pause, a failed pause still tears the network down. The record has the
+/// network before the pause runs, so a crash in between leaves no running
+/// pod without its IP.
 async fn setup(
     state: &Arc<SandboxService>,
     plan: &Plan,
@@ -297,24 +305,23 @@ async fn setup(
     };
 
     // The record is created with the netns path but without the network,
-    // which is not known yet (containerd 1.7's first two writes).
+    // which is not known yet (containerd 1.7's first two writes). A crash
+    // before the update leaves a created, never started task: recovery
+    // deletes it and loads the pod NOTREADY, with no IP.
     let request = create_request(state, plan, metadata, network.as_ref().map(|n| n.2.clone()));
     let controller_err = |source| SandboxError::Controller {
         id: id.to_string(),
         source,
     };
-    let pause = async {
-        plan.controller.create(request).await?;
-        plan.controller.start(id).await
-    };
-    let (added, started) = match &network {
+    let pause = plan.controller.create(request);
+    let (added, created) = match &network {
         Some((cni, network, _)) => {
-            let (added, started) = tokio::join!(add_network(state, id, cni, network), pause);
-            (Some(added), started)
+            let (added, created) = tokio::join!(add_network(state, id, cni, network), pause);
+            (Some(added), created)
         }
         None => (None, pause.await),
     };
-    if started.is_ok() {
+    if created.is_ok() {
         undo.push("stop and remove sandbox", {
             let (controller, id) = (Arc::clone(&plan.controller), id.clone());
             async move {
@@ -325,37 +332,31 @@ async fn setup(
     }
     // A network failure is reported first, as containerd sets the
     // network up before it creates the pause task.
-    let added = match (added, &started) {
+    let added = match (added, &created) {
         (Some(Err(e)), Err(pause)) => {
-            tracing::warn!(error = %error_chain(pause), "sandbox start failed too");
+            tracing::warn!(error = %error_chain(pause), "sandbox create failed too");
             return Err(e);
         }
         (added, _) => added.transpose()?,
     };
-    let instance = started.map_err(controller_err)?;
-    metadata.process_label = instance
-        .labels
-        .get("selinux_label")
-        .cloned()
-        .unwrap_or_default();
+    created.map_err(controller_err)?;
     if let Some(added) = added {
         metadata.ip = added.ip;
         metadata.additional_ips = added.additional_ips;
         metadata.cni_result = serde_json::to_value(&added.result).ok();
         // containerd 1.7: "Update metadata here to save CNI result and pod
         // IPs to disk."
-        let (key, value) = metadata_extension(metadata).map_err(|message| {
-            controller_err(ControllerError::Encode {
-                id: id.clone(),
-                what: "sandbox metadata",
-                message,
-            })
-        })?;
         plan.controller
-            .update_metadata(id, &key, value)
+            .update_metadata(id, extension_of(metadata))
             .await
             .map_err(controller_err)?;
     }
+    let instance = plan.controller.start(id).await.map_err(controller_err)?;
+    metadata.process_label = instance
+        .labels
+        .get("selinux_label")
+        .cloned()
+        .unwrap_or_default();
     Ok(instance)
 }
 
@@ -401,12 +402,6 @@ fn create_request(
         .config()
         .as_ref()
         .and_then(|c| c.labels().clone());
-    let encoded = metadata.clone();
-    let extension: MetadataExtension = Arc::new(move |process_label: &str| {
-        let mut m = encoded.clone();
-        m.process_label = process_label.to_owned();
-        metadata_extension(&m)
-    });
     CreateSandbox {
         id: plan.id.clone(),
         config: plan.config.clone(),
@@ -432,7 +427,7 @@ fn create_request(
             state.manager.daemon_oom_score_adj(),
         ),
         labels: sandbox_labels(&plan.config.labels, image_labels.as_ref()),
-        metadata: extension,
+        metadata: extension_of(metadata),
     }
 }
 

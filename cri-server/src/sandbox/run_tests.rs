@@ -38,7 +38,7 @@ fn check(log: &Log, expected: &[&str]) {
 const CREATE: &str = "controller create netns=Some(\"/run/netns/cni-test\")";
 const UPDATE: &str = "controller update io.cri-containerd.sandbox.metadata";
 
-/// Like [`run_with`], with CNI ADD held until the controller's start is
+/// Like [`run_with`], with CNI ADD held until the controller's create is
 /// called: it finishes only if the two run at the same time.
 async fn run_gated(fail: Fail) -> (tempfile::TempDir, Log, Arc<ServerState>, Result<String>) {
     let dir = tempfile::tempdir().unwrap();
@@ -47,7 +47,7 @@ async fn run_gated(fail: Fail) -> (tempfile::TempDir, Log, Arc<ServerState>, Res
     let cni = Arc::new(GatedCni {
         inner: m.cni,
         log: log.clone(),
-        add_after: Some(Arc::clone(&m.started)),
+        add_after: Some(Arc::clone(&m.created)),
         del_after: None,
     });
     let state = state_with(dir.path(), Arc::new(m.controller), m.netns, cni, "").await;
@@ -56,7 +56,7 @@ async fn run_gated(fail: Fail) -> (tempfile::TempDir, Log, Arc<ServerState>, Res
         run_pod_sandbox(Arc::clone(&state.sandboxes), request(pod("web"), "")),
     )
     .await
-    .expect("CNI ADD waits for the pause start: they did not run at the same time");
+    .expect("CNI ADD waits for the pause create: they did not run at the same time");
     (dir, log, state, result)
 }
 
@@ -70,8 +70,8 @@ async fn a_pod_gets_netns_network_and_a_ready_record() {
             "create netns",
             &format!("cni add {NETNS}"),
             CREATE,
-            "controller start",
             UPDATE,
+            "controller start",
         ],
     );
     let sandbox = state.sandboxes.store.get(SANDBOX_ID).unwrap();
@@ -145,8 +145,8 @@ async fn the_controller_gets_the_sandbox_to_make() {
     controller
         .expect_update_metadata()
         .times(1)
-        .returning(move |_, key, value| {
-            *u.lock().unwrap() = Some((key.to_owned(), value));
+        .returning(move |_, metadata| {
+            *u.lock().unwrap() = Some(metadata("").unwrap());
             Ok(())
         });
     controller.expect_wait().returning(|id| {
@@ -213,7 +213,7 @@ async fn failed_netns_leaves_nothing_and_frees_the_name() {
 
 #[tokio::test]
 async fn failed_cni_add_removes_the_pause_then_deletes_and_removes_the_netns() {
-    // ADD fails first; the pause started meanwhile is undone too.
+    // ADD fails first; the pause created meanwhile is removed too.
     let (_dir, log, state, result) = run_with(Fail::CniSetup).await;
     assert!(matches!(
         result.unwrap_err(),
@@ -225,7 +225,6 @@ async fn failed_cni_add_removes_the_pause_then_deletes_and_removes_the_netns() {
             "create netns",
             &format!("cni add {NETNS}"),
             CREATE,
-            "controller start",
             "controller stop",
             "controller shutdown",
             &format!("cni del {NETNS}"),
@@ -237,7 +236,7 @@ async fn failed_cni_add_removes_the_pause_then_deletes_and_removes_the_netns() {
 }
 
 #[tokio::test]
-async fn cni_add_runs_while_the_pause_starts() {
+async fn cni_add_runs_while_the_pause_is_made() {
     let (_dir, log, state, result) = run_gated(Fail::Nothing).await;
     assert_eq!(result.unwrap(), SANDBOX_ID);
     check(
@@ -246,9 +245,9 @@ async fn cni_add_runs_while_the_pause_starts() {
             "create netns",
             "cni add entered",
             CREATE,
-            "controller start",
             &format!("cni add {NETNS}"),
             UPDATE,
+            "controller start",
         ],
     );
     let meta = state.sandboxes.store.get(SANDBOX_ID).unwrap().metadata;
@@ -256,7 +255,7 @@ async fn cni_add_runs_while_the_pause_starts() {
 }
 
 #[tokio::test]
-async fn a_cni_add_failing_after_the_pause_started_still_removes_the_pause() {
+async fn a_cni_add_failing_after_the_pause_was_made_still_removes_it() {
     let (_dir, log, state, result) = run_gated(Fail::CniSetup).await;
     assert!(matches!(
         result.unwrap_err(),
@@ -268,7 +267,6 @@ async fn a_cni_add_failing_after_the_pause_started_still_removes_the_pause() {
             "create netns",
             "cni add entered",
             CREATE,
-            "controller start",
             &format!("cni add {NETNS}"),
             "controller stop",
             "controller shutdown",
@@ -281,7 +279,7 @@ async fn a_cni_add_failing_after_the_pause_started_still_removes_the_pause() {
 
 #[tokio::test]
 async fn a_pause_failing_while_cni_adds_still_tears_the_network_down() {
-    let (_dir, log, state, result) = run_gated(Fail::ControllerStart).await;
+    let (_dir, log, state, result) = run_gated(Fail::ControllerCreate).await;
     let err = result.unwrap_err();
     assert!(matches!(err, SandboxError::Controller { .. }), "{err}");
     check(
@@ -290,7 +288,6 @@ async fn a_pause_failing_while_cni_adds_still_tears_the_network_down() {
             "create netns",
             "cni add entered",
             CREATE,
-            "controller start",
             &format!("cni add {NETNS}"),
             &format!("cni del {NETNS}"),
             &format!("remove netns {NETNS}"),
@@ -311,7 +308,6 @@ async fn a_failed_metadata_update_undoes_the_pause_and_the_network() {
             "create netns",
             &format!("cni add {NETNS}"),
             CREATE,
-            "controller start",
             UPDATE,
             "controller stop",
             "controller shutdown",
@@ -332,7 +328,6 @@ async fn a_result_without_ip_is_undone() {
             "create netns",
             &format!("cni add {NETNS}"),
             CREATE,
-            "controller start",
             "controller stop",
             "controller shutdown",
             &format!("cni del {NETNS}"),
@@ -361,7 +356,7 @@ async fn failed_controller_create_undoes_the_network() {
 }
 
 #[tokio::test]
-async fn failed_controller_start_undoes_the_network() {
+async fn failed_controller_start_undoes_the_pause_and_the_network() {
     let (_dir, log, state, result) = run_with(Fail::ControllerStart).await;
     let err = result.unwrap_err();
     assert!(matches!(err, SandboxError::Controller { .. }), "{err}");
@@ -371,7 +366,10 @@ async fn failed_controller_start_undoes_the_network() {
             "create netns",
             &format!("cni add {NETNS}"),
             CREATE,
+            UPDATE,
             "controller start",
+            "controller stop",
+            "controller shutdown",
             &format!("cni del {NETNS}"),
             &format!("remove netns {NETNS}"),
         ],

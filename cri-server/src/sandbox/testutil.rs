@@ -89,8 +89,8 @@ pub(crate) struct Mocks {
     pub controller: MockSandboxController,
     pub netns: MockNetnsManager,
     pub cni: MockCniNetwork,
-    /// Notified when the controller's start is called.
-    pub started: Arc<Notify>,
+    /// Notified when the controller's create is called.
+    pub created: Arc<Notify>,
     /// Notified when the controller's stop is called.
     pub stopped: Arc<Notify>,
 }
@@ -171,20 +171,20 @@ pub(crate) fn mocks(log: &Log, fail: Fail) -> Mocks {
     cni.expect_status().returning(|| Ok(()));
 
     let mut controller = MockSandboxController::new();
-    let (started, stopped) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (created, stopped) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let l = log.clone();
+    let c = Arc::clone(&created);
     controller.expect_create().returning(move |req| {
         push(&l, format!("controller create netns={:?}", req.netns_path));
+        c.notify_one();
         if fail == Fail::ControllerCreate {
             return Err(ControllerError::NotCreated { id: req.id });
         }
         Ok(())
     });
     let l = log.clone();
-    let s = Arc::clone(&started);
     controller.expect_start().returning(move |id| {
         push(&l, "controller start");
-        s.notify_one();
         if matches!(fail, Fail::ControllerStart | Fail::StartAndTeardown) {
             return Err(ControllerError::Containerd {
                 op: "start sandbox task",
@@ -202,7 +202,8 @@ pub(crate) fn mocks(log: &Log, fail: Fail) -> Mocks {
     let l = log.clone();
     controller
         .expect_update_metadata()
-        .returning(move |id, key, _| {
+        .returning(move |id, metadata| {
+            let (key, _) = metadata("").unwrap();
             push(&l, format!("controller update {key}"));
             if fail == Fail::UpdateMetadata {
                 return Err(ControllerError::Containerd {
@@ -240,7 +241,7 @@ pub(crate) fn mocks(log: &Log, fail: Fail) -> Mocks {
         controller,
         netns,
         cni,
-        started,
+        created,
         stopped,
     }
 }

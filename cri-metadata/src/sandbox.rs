@@ -454,6 +454,20 @@ mod tests {
     }
 
     #[test]
+    fn an_extension_written_before_the_network_reads_without_ip() {
+        // A crash between the record's create and the update after CNI
+        // ADD leaves this (containerd 1.7 leaves the same): netns, no IP.
+        let m = read(&format!(
+            r#"{{"Version":"v1","Metadata":{{"ID":"s1","Name":"n","Config":{{}},"NetNSPath":"{NETNS}","IP":"","AdditionalIPs":null,"RuntimeHandler":"runc","CNIResult":null,"ProcessLabel":""}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(m.netns_path, NETNS);
+        assert_eq!((m.ip.as_str(), m.additional_ips.len()), ("", 0));
+        assert_eq!(m.cni_result, None);
+        assert_eq!(m.runtime_handler, "runc");
+    }
+
+    #[test]
     fn unknown_keys_ignored() {
         // `CRIHandler` existed in a 1.7 development build.
         let m = read(r#"{"Version":"v1","Metadata":{"ID":"s1","CRIHandler":"podsandbox","Config":{"hostname":"h","new_field":[1]}}}"#).unwrap();

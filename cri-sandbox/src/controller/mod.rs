@@ -25,6 +25,9 @@ pub use error::ControllerError;
 
 /// Encodes the sandbox metadata extension of the pause container once the
 /// SELinux process label is known: returns the extension key and value.
+/// What it encodes at create time lacks the pod's network (IP, CNI
+/// result), which is set up meanwhile and written later with
+/// [`SandboxController::update_metadata`], as containerd 1.7 does.
 pub type MetadataExtension =
     Arc<dyn Fn(&str) -> Result<(String, Any), String> + Send + Sync + 'static>;
 
@@ -92,15 +95,28 @@ pub struct ControllerStatus {
 }
 
 /// Runs pod sandboxes. Each method names the sandbox by id; `create` must
-/// come before `start`.
+/// come before `start`. `shutdown` also removes a sandbox created and not
+/// started.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait SandboxController: Send + Sync {
-    /// Registers a sandbox to be started.
+    /// Makes the sandbox, ready to start (the pause container: files,
+    /// rootfs, container record and task, not started). On failure
+    /// everything it made is removed again before the error is returned.
     async fn create(&self, request: CreateSandbox) -> Result<(), ControllerError>;
-    /// Makes and starts the sandbox. On failure everything it made is
+    /// Starts the created sandbox. On failure everything `create` made is
     /// removed again before the error is returned.
     async fn start(&self, id: &SandboxId) -> Result<SandboxInstance, ControllerError>;
+    /// Rewrites the sandbox metadata extension of a created sandbox's
+    /// record with `metadata` (called with the process label `create`
+    /// gave it), leaving the rest of the record as it is: the metadata
+    /// once the pod network is known, written before `start` so that a
+    /// running sandbox's record always has it.
+    async fn update_metadata(
+        &self,
+        id: &SandboxId,
+        metadata: MetadataExtension,
+    ) -> Result<(), ControllerError>;
     /// The platform the sandbox's containers are built for.
     async fn platform(&self, id: &SandboxId) -> Result<Platform, ControllerError>;
     /// Stops the sandbox (its process); idempotent.

@@ -16,7 +16,7 @@ use cri_sandbox::controller::{
 use cri_store::sandbox::SandboxState;
 
 use super::testutil::{
-    entries, mocks, pod, request, state, state_with, Fail, Log, Mocks, NETNS, SANDBOX_ID,
+    entries, mocks, pod, request, state, state_with, Fail, GatedCni, Log, Mocks, NETNS, SANDBOX_ID,
 };
 use super::*;
 use crate::service::ServerState;
@@ -42,7 +42,7 @@ fn check(log: &Log, expected: &[&str]) {
 }
 
 #[tokio::test]
-async fn stop_stops_the_sandbox_then_the_network_and_is_idempotent() {
+async fn stop_stops_the_sandbox_and_the_network_and_is_idempotent() {
     let log: Log = Arc::default();
     let (_dir, state) = running(mocks(&log, Fail::Nothing), &log).await;
     stop_pod_sandbox(&state.sandboxes, &*state.containers, SANDBOX_ID)
@@ -51,9 +51,9 @@ async fn stop_stops_the_sandbox_then_the_network_and_is_idempotent() {
     check(
         &log,
         &[
-            "controller stop",
             "netns closed?",
             &format!("cni del {NETNS}"),
+            "controller stop",
             &format!("remove netns {NETNS}"),
         ],
     );
@@ -91,9 +91,9 @@ async fn remove_stops_first_then_shuts_down_and_forgets() {
     check(
         &log,
         &[
-            "controller stop",
             "netns closed?",
             &format!("cni del {NETNS}"),
+            "controller stop",
             &format!("remove netns {NETNS}"),
             "netns closed?",
             "controller shutdown",
@@ -110,6 +110,43 @@ async fn remove_stops_first_then_shuts_down_and_forgets() {
     run_pod_sandbox(Arc::clone(&state.sandboxes), request(pod("web"), ""))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn cni_del_runs_while_the_pause_stops() {
+    let log: Log = Arc::default();
+    let m = mocks(&log, Fail::Nothing);
+    let cni = Arc::new(GatedCni {
+        inner: m.cni,
+        log: log.clone(),
+        add_after: None,
+        del_after: Some(Arc::clone(&m.stopped)),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_with(dir.path(), Arc::new(m.controller), m.netns, cni, "").await;
+    run_pod_sandbox(Arc::clone(&state.sandboxes), request(pod("web"), ""))
+        .await
+        .unwrap();
+    log.lock().unwrap().clear();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        stop_pod_sandbox(&state.sandboxes, &*state.containers, SANDBOX_ID),
+    )
+    .await
+    .expect("CNI DEL waits for the pause stop: they did not run at the same time")
+    .unwrap();
+    check(
+        &log,
+        &[
+            "netns closed?",
+            "cni del entered",
+            "controller stop",
+            &format!("cni del {NETNS}"),
+            &format!("remove netns {NETNS}"),
+        ],
+    );
+    let sandbox = state.sandboxes.store.get(SANDBOX_ID).unwrap();
+    assert_eq!(sandbox.status.state, SandboxState::NotReady);
 }
 
 #[tokio::test]
@@ -275,6 +312,13 @@ impl SandboxController for ExitOnNotify {
             labels: Default::default(),
         })
     }
+    async fn update_metadata(
+        &self,
+        _: &SandboxId,
+        _: cri_sandbox::controller::MetadataExtension,
+    ) -> Result<(), ControllerError> {
+        Ok(())
+    }
     async fn platform(&self, _: &SandboxId) -> Result<cri_spec::Platform, ControllerError> {
         Ok(cri_spec::Platform::host())
     }
@@ -310,7 +354,7 @@ async fn an_exited_sandbox_turns_not_ready() {
         exit: tokio::sync::Notify::new(),
     });
     let dir = tempfile::tempdir().unwrap();
-    let state = state_with(dir.path(), controller.clone(), m.netns, m.cni, "").await;
+    let state = state_with(dir.path(), controller.clone(), m.netns, Arc::new(m.cni), "").await;
     run_pod_sandbox(Arc::clone(&state.sandboxes), request(pod("web"), ""))
         .await
         .unwrap();

@@ -1,20 +1,23 @@
 //! RunPodSandbox: validate and name the pod, reserve the name, pick the
 //! runtime handler and its controller, ensure the pause image, pin a netns
-//! and run CNI (unless host network), then have the controller make and
-//! start the sandbox, store it READY and watch its exit. Every step after
+//! (unless host network), then run CNI ADD while the controller makes and
+//! starts the sandbox, write the network into the sandbox's record, store
+//! it READY and watch its exit. Every step after
 //! the name reservation registers its undo; a failure unwinds them newest
 //! first. The body runs in a spawned task so a cancelled RPC still
 //! finishes or unwinds.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use cri_api::containerd::RuntimeInfo;
+use cri_api::error_chain;
 use cri_api::ids::SandboxId;
 use cri_api::rollback::Rollback;
 use cri_api::v1::{NamespaceMode, PodSandboxConfig, PodSandboxMetadata, RunPodSandboxRequest};
-use cri_sandbox::cni::SandboxNetwork;
+use cri_sandbox::cni::{CniNetwork, CniResult, SandboxNetwork};
 use cri_sandbox::controller::{
     CreateSandbox, MetadataExtension, SandboxController, SandboxImage, SandboxInstance,
 };
@@ -227,8 +230,35 @@ async fn run(
     }
 }
 
-/// Netns, CNI, then the controller's create and start; fills in the
-/// network part of `metadata`.
+/// Encodes `metadata` as the pause container's extension, with the
+/// process label the controller gives.
+fn extension_of(metadata: &SandboxMetadata) -> MetadataExtension {
+    let encoded = metadata.clone();
+    Arc::new(move |process_label: &str| {
+        let mut m = encoded.clone();
+        m.process_label = process_label.to_owned();
+        sandbox_metadata_to_any(&m)
+            .map(|any| (SANDBOX_METADATA_EXTENSION.to_owned(), any))
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// What CNI ADD gave the pod: the result, its IP and additional IPs.
+struct PodNetwork {
+    result: CniResult,
+    ip: String,
+    additional_ips: Vec<String>,
+}
+
+/// Netns, then CNI ADD concurrently with the controller's create (pause
+/// files, snapshot, container and task); once both are done, fills in the
+/// network part of `metadata`, writes it into the sandbox's record and has
+/// the controller start the sandbox. Both branches always run to the end
+/// (neither is dropped half way), so the undo of whichever succeeded is
+/// registered even when the other failed: a failed ADD still removes the
+/// pause, a failed pause still tears the network down. The record has the
+/// network before the pause runs, so a crash in between leaves no running
+/// pod without its IP.
 async fn setup(
     state: &Arc<SandboxService>,
     plan: &Plan,
@@ -236,7 +266,7 @@ async fn setup(
     undo: &mut Rollback,
 ) -> Result<SandboxInstance> {
     let id = &plan.id;
-    let netns_path = if host_network(&plan.config) {
+    let network = if host_network(&plan.config) {
         None
     } else {
         let netns = state
@@ -271,42 +301,109 @@ async fn setup(
                     .await
             }
         });
-        let cni_started = std::time::Instant::now();
-        let result = cni
-            .setup(&network)
-            .instrument(tracing::info_span!("cni.setup"))
-            .await
-            .map_err(|source| SandboxError::NetworkSetup {
-                id: id.to_string(),
-                source,
-            })?;
-        state.metrics.observe_cni_setup(cni_started.elapsed());
-        let ip_pref = state.config.cri.cni.ip_pref.as_str();
-        let (ip, additional_ips) = result
-            .pod_ips(ip_pref)
-            .ok_or_else(|| SandboxError::NoPodIp { id: id.to_string() })?;
-        tracing::debug!(ip = %ip, "pod network ready");
-        metadata.ip = ip;
-        metadata.additional_ips = additional_ips;
-        metadata.cni_result = serde_json::to_value(&result).ok();
-        Some(path)
+        Some((cni, network, path))
     };
 
+    // The record is created with the netns path but without the network,
+    // which is not known yet (containerd 1.7's first two writes). A crash
+    // before the update leaves a created, never started task: recovery
+    // deletes it and loads the pod NOTREADY, with no IP.
+    let request = create_request(state, plan, metadata, network.as_ref().map(|n| n.2.clone()));
+    let controller_err = |source| SandboxError::Controller {
+        id: id.to_string(),
+        source,
+    };
+    let pause = plan.controller.create(request);
+    let (added, created) = match &network {
+        Some((cni, network, _)) => {
+            let (added, created) = tokio::join!(add_network(state, id, cni, network), pause);
+            (Some(added), created)
+        }
+        None => (None, pause.await),
+    };
+    if created.is_ok() {
+        undo.push("stop and remove sandbox", {
+            let (controller, id) = (Arc::clone(&plan.controller), id.clone());
+            async move {
+                controller.stop(&id, std::time::Duration::ZERO).await?;
+                controller.shutdown(&id).await
+            }
+        });
+    }
+    // A network failure is reported first, as containerd sets the
+    // network up before it creates the pause task.
+    let added = match (added, &created) {
+        (Some(Err(e)), Err(pause)) => {
+            tracing::warn!(error = %error_chain(pause), "sandbox create failed too");
+            return Err(e);
+        }
+        (added, _) => added.transpose()?,
+    };
+    created.map_err(controller_err)?;
+    if let Some(added) = added {
+        metadata.ip = added.ip;
+        metadata.additional_ips = added.additional_ips;
+        metadata.cni_result = serde_json::to_value(&added.result).ok();
+        // containerd 1.7: "Update metadata here to save CNI result and pod
+        // IPs to disk."
+        plan.controller
+            .update_metadata(id, extension_of(metadata))
+            .await
+            .map_err(controller_err)?;
+    }
+    let instance = plan.controller.start(id).await.map_err(controller_err)?;
+    metadata.process_label = instance
+        .labels
+        .get("selinux_label")
+        .cloned()
+        .unwrap_or_default();
+    Ok(instance)
+}
+
+/// CNI ADD, timed, and the pod IPs from its result.
+async fn add_network(
+    state: &SandboxService,
+    id: &SandboxId,
+    cni: &Arc<dyn CniNetwork>,
+    network: &SandboxNetwork,
+) -> Result<PodNetwork> {
+    let cni_started = std::time::Instant::now();
+    let result = cni
+        .setup(network)
+        .instrument(tracing::info_span!("cni.setup"))
+        .await
+        .map_err(|source| SandboxError::NetworkSetup {
+            id: id.to_string(),
+            source,
+        })?;
+    state.metrics.observe_cni_setup(cni_started.elapsed());
+    let ip_pref = state.config.cri.cni.ip_pref.as_str();
+    let (ip, additional_ips) = result
+        .pod_ips(ip_pref)
+        .ok_or_else(|| SandboxError::NoPodIp { id: id.to_string() })?;
+    tracing::debug!(ip = %ip, "pod network ready");
+    Ok(PodNetwork {
+        result,
+        ip,
+        additional_ips,
+    })
+}
+
+/// What the controller makes: the pause container, its record carrying
+/// `metadata` as it is now.
+fn create_request(
+    state: &SandboxService,
+    plan: &Plan,
+    metadata: &SandboxMetadata,
+    netns_path: Option<PathBuf>,
+) -> CreateSandbox {
     let image_config = &plan.image.config;
     let image_labels = image_config
         .config()
         .as_ref()
         .and_then(|c| c.labels().clone());
-    let encoded = metadata.clone();
-    let extension: MetadataExtension = Arc::new(move |process_label: &str| {
-        let mut m = encoded.clone();
-        m.process_label = process_label.to_owned();
-        sandbox_metadata_to_any(&m)
-            .map(|any| (SANDBOX_METADATA_EXTENSION.to_owned(), any))
-            .map_err(|e| e.to_string())
-    });
-    let request = CreateSandbox {
-        id: id.clone(),
+    CreateSandbox {
+        id: plan.id.clone(),
         config: plan.config.clone(),
         netns_path,
         image: SandboxImage {
@@ -330,30 +427,8 @@ async fn setup(
             state.manager.daemon_oom_score_adj(),
         ),
         labels: sandbox_labels(&plan.config.labels, image_labels.as_ref()),
-        metadata: extension,
-    };
-    let controller_err = |source| SandboxError::Controller {
-        id: id.to_string(),
-        source,
-    };
-    plan.controller
-        .create(request)
-        .await
-        .map_err(controller_err)?;
-    let instance = plan.controller.start(id).await.map_err(controller_err)?;
-    undo.push("stop and remove sandbox", {
-        let (controller, id) = (Arc::clone(&plan.controller), id.clone());
-        async move {
-            controller.stop(&id, std::time::Duration::ZERO).await?;
-            controller.shutdown(&id).await
-        }
-    });
-    metadata.process_label = instance
-        .labels
-        .get("selinux_label")
-        .cloned()
-        .unwrap_or_default();
-    Ok(instance)
+        metadata: extension_of(metadata),
+    }
 }
 
 #[cfg(test)]

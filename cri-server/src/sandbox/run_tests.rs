@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use cri_api::v1::{LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption};
 use cri_sandbox::controller::CreateSandbox;
@@ -12,7 +13,7 @@ use cri_store::sandbox::SandboxState;
 
 use super::*;
 use crate::sandbox::testutil::{
-    entries, mocks, pod, request, state, Fail, Log, NETNS, PAUSE, SANDBOX_ID,
+    entries, mocks, pod, request, state, state_with, Fail, GatedCni, Log, NETNS, PAUSE, SANDBOX_ID,
 };
 use crate::service::ServerState;
 
@@ -35,6 +36,29 @@ fn check(log: &Log, expected: &[&str]) {
 }
 
 const CREATE: &str = "controller create netns=Some(\"/run/netns/cni-test\")";
+const UPDATE: &str = "controller update io.cri-containerd.sandbox.metadata";
+
+/// Like [`run_with`], with CNI ADD held until the controller's create is
+/// called: it finishes only if the two run at the same time.
+async fn run_gated(fail: Fail) -> (tempfile::TempDir, Log, Arc<ServerState>, Result<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Log = Arc::default();
+    let m = mocks(&log, fail);
+    let cni = Arc::new(GatedCni {
+        inner: m.cni,
+        log: log.clone(),
+        add_after: Some(Arc::clone(&m.created)),
+        del_after: None,
+    });
+    let state = state_with(dir.path(), Arc::new(m.controller), m.netns, cni, "").await;
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        run_pod_sandbox(Arc::clone(&state.sandboxes), request(pod("web"), "")),
+    )
+    .await
+    .expect("CNI ADD waits for the pause create: they did not run at the same time");
+    (dir, log, state, result)
+}
 
 #[tokio::test]
 async fn a_pod_gets_netns_network_and_a_ready_record() {
@@ -46,6 +70,7 @@ async fn a_pod_gets_netns_network_and_a_ready_record() {
             "create netns",
             &format!("cni add {NETNS}"),
             CREATE,
+            UPDATE,
             "controller start",
         ],
     );
@@ -115,6 +140,15 @@ async fn the_controller_gets_the_sandbox_to_make() {
             labels: HashMap::new(),
         })
     });
+    let updated: Arc<Mutex<Option<(String, cri_api::containerd::Any)>>> = Arc::default();
+    let u = Arc::clone(&updated);
+    controller
+        .expect_update_metadata()
+        .times(1)
+        .returning(move |_, metadata| {
+            *u.lock().unwrap() = Some(metadata("").unwrap());
+            Ok(())
+        });
     controller.expect_wait().returning(|id| {
         Err(cri_sandbox::controller::ControllerError::Containerd {
             op: "wait",
@@ -153,8 +187,19 @@ async fn the_controller_gets_the_sandbox_to_make() {
     let json: serde_json::Value = serde_json::from_slice(&any.value).unwrap();
     assert_eq!(json["Version"], "v1");
     assert_eq!(json["Metadata"]["NetNSPath"], NETNS);
-    assert_eq!(json["Metadata"]["IP"], "10.88.0.5");
+    // The network is set up while the record is made: it comes later.
+    assert_eq!(json["Metadata"]["IP"], "");
+    assert_eq!(json["Metadata"]["CNIResult"], serde_json::Value::Null);
     assert_eq!(json["Metadata"]["RuntimeHandler"], "runc");
+    // ... with the update, which writes what the store has, in full.
+    let (key, any) = updated.lock().unwrap().take().unwrap();
+    assert_eq!(key, "io.cri-containerd.sandbox.metadata");
+    let stored = state.sandboxes.store.get(SANDBOX_ID).unwrap().metadata;
+    assert_eq!(any, cri_metadata::sandbox_metadata_to_any(&stored).unwrap());
+    let json: serde_json::Value = serde_json::from_slice(&any.value).unwrap();
+    assert_eq!(json["Metadata"]["IP"], "10.88.0.5");
+    assert_eq!(json["Metadata"]["AdditionalIPs"][0], "fd00::5");
+    assert!(json["Metadata"]["CNIResult"]["Interfaces"]["eth0"].is_object());
 }
 
 #[tokio::test]
@@ -167,7 +212,8 @@ async fn failed_netns_leaves_nothing_and_frees_the_name() {
 }
 
 #[tokio::test]
-async fn failed_cni_add_deletes_then_removes_the_netns() {
+async fn failed_cni_add_removes_the_pause_then_deletes_and_removes_the_netns() {
+    // ADD fails first; the pause created meanwhile is removed too.
     let (_dir, log, state, result) = run_with(Fail::CniSetup).await;
     assert!(matches!(
         result.unwrap_err(),
@@ -178,6 +224,93 @@ async fn failed_cni_add_deletes_then_removes_the_netns() {
         &[
             "create netns",
             &format!("cni add {NETNS}"),
+            CREATE,
+            "controller stop",
+            "controller shutdown",
+            &format!("cni del {NETNS}"),
+            &format!("remove netns {NETNS}"),
+        ],
+    );
+    assert!(state.sandboxes.store.list().is_empty());
+    assert_eq!(state.sandboxes.names.owner("web_default_uid-web_1"), None);
+}
+
+#[tokio::test]
+async fn cni_add_runs_while_the_pause_is_made() {
+    let (_dir, log, state, result) = run_gated(Fail::Nothing).await;
+    assert_eq!(result.unwrap(), SANDBOX_ID);
+    check(
+        &log,
+        &[
+            "create netns",
+            "cni add entered",
+            CREATE,
+            &format!("cni add {NETNS}"),
+            UPDATE,
+            "controller start",
+        ],
+    );
+    let meta = state.sandboxes.store.get(SANDBOX_ID).unwrap().metadata;
+    assert_eq!(meta.ip, "10.88.0.5");
+}
+
+#[tokio::test]
+async fn a_cni_add_failing_after_the_pause_was_made_still_removes_it() {
+    let (_dir, log, state, result) = run_gated(Fail::CniSetup).await;
+    assert!(matches!(
+        result.unwrap_err(),
+        SandboxError::NetworkSetup { .. }
+    ));
+    check(
+        &log,
+        &[
+            "create netns",
+            "cni add entered",
+            CREATE,
+            &format!("cni add {NETNS}"),
+            "controller stop",
+            "controller shutdown",
+            &format!("cni del {NETNS}"),
+            &format!("remove netns {NETNS}"),
+        ],
+    );
+    assert!(state.sandboxes.store.list().is_empty());
+}
+
+#[tokio::test]
+async fn a_pause_failing_while_cni_adds_still_tears_the_network_down() {
+    let (_dir, log, state, result) = run_gated(Fail::ControllerCreate).await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, SandboxError::Controller { .. }), "{err}");
+    check(
+        &log,
+        &[
+            "create netns",
+            "cni add entered",
+            CREATE,
+            &format!("cni add {NETNS}"),
+            &format!("cni del {NETNS}"),
+            &format!("remove netns {NETNS}"),
+        ],
+    );
+    assert!(state.sandboxes.store.list().is_empty());
+    assert_eq!(state.sandboxes.names.owner("web_default_uid-web_1"), None);
+}
+
+#[tokio::test]
+async fn a_failed_metadata_update_undoes_the_pause_and_the_network() {
+    let (_dir, log, state, result) = run_with(Fail::UpdateMetadata).await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, SandboxError::Controller { .. }), "{err}");
+    check(
+        &log,
+        &[
+            "create netns",
+            &format!("cni add {NETNS}"),
+            CREATE,
+            UPDATE,
+            "controller stop",
+            "controller shutdown",
             &format!("cni del {NETNS}"),
             &format!("remove netns {NETNS}"),
         ],
@@ -194,6 +327,9 @@ async fn a_result_without_ip_is_undone() {
         &[
             "create netns",
             &format!("cni add {NETNS}"),
+            CREATE,
+            "controller stop",
+            "controller shutdown",
             &format!("cni del {NETNS}"),
             &format!("remove netns {NETNS}"),
         ],
@@ -220,7 +356,7 @@ async fn failed_controller_create_undoes_the_network() {
 }
 
 #[tokio::test]
-async fn failed_controller_start_undoes_the_network() {
+async fn failed_controller_start_undoes_the_pause_and_the_network() {
     let (_dir, log, state, result) = run_with(Fail::ControllerStart).await;
     let err = result.unwrap_err();
     assert!(matches!(err, SandboxError::Controller { .. }), "{err}");
@@ -230,7 +366,10 @@ async fn failed_controller_start_undoes_the_network() {
             "create netns",
             &format!("cni add {NETNS}"),
             CREATE,
+            UPDATE,
             "controller start",
+            "controller stop",
+            "controller shutdown",
             &format!("cni del {NETNS}"),
             &format!("remove netns {NETNS}"),
         ],

@@ -92,7 +92,14 @@ mod tests {
                 Err(CniError::NoPluginDirs)
             }
         });
-        let state = state_with(dir.path(), Arc::new(m.controller), m.netns, cni, &extra).await;
+        let state = state_with(
+            dir.path(),
+            Arc::new(m.controller),
+            m.netns,
+            Arc::new(cni),
+            &extra,
+        )
+        .await;
         (dir, state)
     }
 

@@ -1,7 +1,7 @@
-//! StopPodSandbox: stop every container of the pod (forcibly), stop the
-//! sandbox through its controller (shm unmounted, pause task killed and
-//! reaped), mark it NOTREADY, then tear the pod network down with the
-//! cached CNI result and remove the netns pin. The record stays. Each
+//! StopPodSandbox: stop every container of the pod (forcibly), then, at
+//! the same time, stop the sandbox through its controller (shm unmounted,
+//! pause task killed and reaped; marked NOTREADY) and tear the pod network
+//! down with the cached CNI result; then remove the netns pin. The record stays. Each
 //! step tolerates what an earlier stop (or an outside kill) already did.
 
 use std::path::PathBuf;
@@ -53,10 +53,19 @@ pub(crate) async fn stop_sandbox(
     // NOTREADY one was stopped before (or its pause task exited and was
     // deleted), so a second stop, and RemovePodSandbox's, ask nothing of
     // the controller.
-    if sandbox.status.state != SandboxState::NotReady {
-        let controller = state
-            .manager
-            .controller_of(&state.config, &meta.runtime_handler)?;
+    let controller = if sandbox.status.state != SandboxState::NotReady {
+        Some(
+            state
+                .manager
+                .controller_of(&state.config, &meta.runtime_handler)?,
+        )
+    } else {
+        None
+    };
+    let stop_pause = async {
+        let Some(controller) = controller else {
+            return Ok(());
+        };
         match controller.stop(id, Duration::ZERO).await {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {
@@ -70,39 +79,17 @@ pub(crate) async fn stop_sandbox(
             }
         }
         mark_not_ready(state, id);
-    }
-
-    if !meta.netns_path.is_empty() {
-        let path = PathBuf::from(&meta.netns_path);
-        let netns = state.manager.netns();
-        let closed = netns
-            .is_closed(&path)
-            .await
-            .map_err(|source| SandboxError::Netns {
-                id: id.to_string(),
-                source,
-            })?;
-        // CNI wants an empty netns path once the namespace is gone.
-        let cni_path = if closed { PathBuf::new() } else { path.clone() };
-        let network = SandboxNetwork::from_pod_config(id.clone(), cni_path, &meta.config).map_err(
-            |source| SandboxError::NetworkTeardown {
-                id: id.to_string(),
-                source,
-            },
-        )?;
-        let cni_started = std::time::Instant::now();
+        Ok(())
+    };
+    // CNI DEL runs while the pause stops: the app containers are stopped
+    // already, and the netns lives on its pin, not on the pause process.
+    // The pin goes once both are done.
+    let (network, stopped) = tokio::join!(teardown_network(state, sandbox), stop_pause);
+    stopped?;
+    if let Some(path) = network? {
         state
             .manager
-            .cni_for(&meta.runtime_handler)
-            .teardown(&network)
-            .instrument(tracing::info_span!("cni.teardown"))
-            .await
-            .map_err(|source| SandboxError::NetworkTeardown {
-                id: id.to_string(),
-                source,
-            })?;
-        state.metrics.observe_cni_teardown(cni_started.elapsed());
-        netns
+            .netns()
             .remove(&path)
             .await
             .map_err(|source| SandboxError::Netns {
@@ -112,4 +99,46 @@ pub(crate) async fn stop_sandbox(
         tracing::info!("tore down the pod network");
     }
     Ok(())
+}
+
+/// CNI DEL of the sandbox's network, with the cached CNI result; returns
+/// the netns pin to remove, `None` for host-network pods.
+async fn teardown_network(state: &SandboxService, sandbox: &Sandbox) -> Result<Option<PathBuf>> {
+    let meta = &sandbox.metadata;
+    let id = &meta.id;
+    if meta.netns_path.is_empty() {
+        return Ok(None);
+    }
+    let path = PathBuf::from(&meta.netns_path);
+    let closed = state
+        .manager
+        .netns()
+        .is_closed(&path)
+        .await
+        .map_err(|source| SandboxError::Netns {
+            id: id.to_string(),
+            source,
+        })?;
+    // CNI wants an empty netns path once the namespace is gone.
+    let cni_path = if closed { PathBuf::new() } else { path.clone() };
+    let network =
+        SandboxNetwork::from_pod_config(id.clone(), cni_path, &meta.config).map_err(|source| {
+            SandboxError::NetworkTeardown {
+                id: id.to_string(),
+                source,
+            }
+        })?;
+    let cni_started = std::time::Instant::now();
+    state
+        .manager
+        .cni_for(&meta.runtime_handler)
+        .teardown(&network)
+        .instrument(tracing::info_span!("cni.teardown"))
+        .await
+        .map_err(|source| SandboxError::NetworkTeardown {
+            id: id.to_string(),
+            source,
+        })?;
+    state.metrics.observe_cni_teardown(cni_started.elapsed());
+    Ok(Some(path))
 }

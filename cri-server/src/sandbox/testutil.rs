@@ -11,10 +11,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use tokio::sync::Notify;
+
 use cri_api::containerd::{ContainerdError, MockServices};
 use cri_api::ids::IdGenerator;
 use cri_api::v1::{PodSandboxConfig, PodSandboxMetadata, RunPodSandboxRequest};
-use cri_sandbox::cni::{CniError, CniResult, InterfaceConfig, IpConfig, MockCniNetwork};
+use cri_sandbox::cni::{
+    CniError, CniNetwork, CniResult, InterfaceConfig, IpConfig, MockCniNetwork, SandboxNetwork,
+};
 use cri_sandbox::controller::{
     ControllerError, MockSandboxController, SandboxController, SandboxInstance,
 };
@@ -69,6 +73,8 @@ pub(crate) enum Fail {
     ControllerStart,
     /// Start fails and the teardown undo fails too.
     StartAndTeardown,
+    /// Writing the network into the sandbox's record fails.
+    UpdateMetadata,
 }
 
 pub(crate) fn unavailable() -> ContainerdError {
@@ -83,6 +89,41 @@ pub(crate) struct Mocks {
     pub controller: MockSandboxController,
     pub netns: MockNetnsManager,
     pub cni: MockCniNetwork,
+    /// Notified when the controller's create is called.
+    pub created: Arc<Notify>,
+    /// Notified when the controller's stop is called.
+    pub stopped: Arc<Notify>,
+}
+
+/// A CNI that enters each ADD (DEL) and then waits, before doing what
+/// `inner` does, until `add_after` (`del_after`) is notified: run in
+/// sequence with what notifies it, it never finishes.
+pub(crate) struct GatedCni {
+    pub inner: MockCniNetwork,
+    pub log: Log,
+    pub add_after: Option<Arc<Notify>>,
+    pub del_after: Option<Arc<Notify>>,
+}
+
+#[async_trait::async_trait]
+impl CniNetwork for GatedCni {
+    async fn setup(&self, network: &SandboxNetwork) -> Result<CniResult, CniError> {
+        if let Some(gate) = &self.add_after {
+            push(&self.log, "cni add entered");
+            gate.notified().await;
+        }
+        self.inner.setup(network).await
+    }
+    async fn teardown(&self, network: &SandboxNetwork) -> Result<(), CniError> {
+        if let Some(gate) = &self.del_after {
+            push(&self.log, "cni del entered");
+            gate.notified().await;
+        }
+        self.inner.teardown(network).await
+    }
+    async fn status(&self) -> Result<(), CniError> {
+        self.inner.status().await
+    }
 }
 
 pub(crate) fn mocks(log: &Log, fail: Fail) -> Mocks {
@@ -130,9 +171,12 @@ pub(crate) fn mocks(log: &Log, fail: Fail) -> Mocks {
     cni.expect_status().returning(|| Ok(()));
 
     let mut controller = MockSandboxController::new();
+    let (created, stopped) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let l = log.clone();
+    let c = Arc::clone(&created);
     controller.expect_create().returning(move |req| {
         push(&l, format!("controller create netns={:?}", req.netns_path));
+        c.notify_one();
         if fail == Fail::ControllerCreate {
             return Err(ControllerError::NotCreated { id: req.id });
         }
@@ -156,8 +200,25 @@ pub(crate) fn mocks(log: &Log, fail: Fail) -> Mocks {
         })
     });
     let l = log.clone();
+    controller
+        .expect_update_metadata()
+        .returning(move |id, metadata| {
+            let (key, _) = metadata("").unwrap();
+            push(&l, format!("controller update {key}"));
+            if fail == Fail::UpdateMetadata {
+                return Err(ControllerError::Containerd {
+                    op: "update sandbox metadata",
+                    id: id.clone(),
+                    source: unavailable(),
+                });
+            }
+            Ok(())
+        });
+    let l = log.clone();
+    let s = Arc::clone(&stopped);
     controller.expect_stop().returning(move |_, _| {
         push(&l, "controller stop");
+        s.notify_one();
         Ok(())
     });
     let l = log.clone();
@@ -180,6 +241,8 @@ pub(crate) fn mocks(log: &Log, fail: Fail) -> Mocks {
         controller,
         netns,
         cni,
+        created,
+        stopped,
     }
 }
 
@@ -243,8 +306,16 @@ pub(crate) async fn state(dir: &Path, mocks: Mocks, extra_config: &str) -> Arc<S
         controller,
         netns,
         cni,
+        ..
     } = mocks;
-    state_with(dir, Arc::new(controller), netns, cni, extra_config).await
+    state_with(
+        dir,
+        Arc::new(controller),
+        netns,
+        Arc::new(cni),
+        extra_config,
+    )
+    .await
 }
 
 /// Like [`state`], with any controller.
@@ -252,7 +323,7 @@ pub(crate) async fn state_with(
     dir: &Path,
     controller: Arc<dyn SandboxController>,
     netns: MockNetnsManager,
-    cni: MockCniNetwork,
+    cni: Arc<dyn CniNetwork>,
     extra_config: &str,
 ) -> Arc<ServerState> {
     let mut services = MockServices::default();
@@ -276,7 +347,7 @@ pub(crate) async fn state_with(
         podsandbox: controller,
         files,
         netns: Arc::new(netns),
-        cni: Arc::new(cni),
+        cni,
         handler_cni: HashMap::new(),
         ids: Arc::new(CountingIds::default()),
         daemon_oom_score_adj: 0,

@@ -11,16 +11,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cri_api::containerd::{Containerd, ExitStatus, TaskMetric, TaskStatus};
+use cri_api::containerd::{ContainerRecord, Containerd, ExitStatus, TaskMetric, TaskStatus};
 use cri_api::ids::SandboxId;
 use cri_spec::{HostOs, Platform, SeLinux};
 
 pub use start::SPEC_TYPE_URL;
 pub(crate) use task::delete_task_forcibly;
 
-use super::{ControllerError, ControllerStatus, CreateSandbox, SandboxController, SandboxInstance};
+use super::{
+    ControllerError, ControllerStatus, CreateSandbox, MetadataExtension, SandboxController,
+    SandboxInstance,
+};
 use crate::files::SandboxFiles;
 use crate::host::RootfsUserDb;
+use start::Created;
 
 type Result<T, E = ControllerError> = std::result::Result<T, E>;
 
@@ -32,7 +36,8 @@ pub struct PodSandboxController {
     selinux: Arc<dyn SeLinux>,
     user_db: Arc<dyn RootfsUserDb>,
     platform: Platform,
-    pending: Mutex<HashMap<SandboxId, CreateSandbox>>,
+    /// Sandboxes made by `create` whose task `start` has not started yet.
+    created: Mutex<HashMap<SandboxId, Created>>,
 }
 
 impl std::fmt::Debug for PodSandboxController {
@@ -61,7 +66,7 @@ impl PodSandboxController {
             selinux,
             user_db,
             platform: Platform::host(),
-            pending: Mutex::new(HashMap::new()),
+            created: Mutex::new(HashMap::new()),
         }
     }
 
@@ -70,8 +75,8 @@ impl PodSandboxController {
         &self.files
     }
 
-    fn take_pending(&self, id: &SandboxId) -> Option<CreateSandbox> {
-        self.pending
+    fn take_created(&self, id: &SandboxId) -> Option<Created> {
+        self.created
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(id)
@@ -102,19 +107,59 @@ fn process_status_name(status: TaskStatus) -> &'static str {
 
 #[async_trait]
 impl SandboxController for PodSandboxController {
+    /// Files, rootfs snapshot, spec, container record and task (created,
+    /// not started).
     async fn create(&self, request: CreateSandbox) -> Result<()> {
-        self.pending
+        let created = self.create_sandbox(&request).await?;
+        let replaced = self
+            .created
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(request.id.clone(), request);
+            .insert(request.id.clone(), created);
+        if let Some(stale) = replaced {
+            // Not reachable through the CRI: an id is created once.
+            stale.undo.commit();
+        }
         Ok(())
     }
 
+    /// Starts the task `create` made.
     async fn start(&self, id: &SandboxId) -> Result<SandboxInstance> {
-        let request = self
-            .take_pending(id)
+        let created = self
+            .take_created(id)
             .ok_or_else(|| ControllerError::NotCreated { id: id.clone() })?;
-        self.start_sandbox(request).await
+        self.start_created(created).await
+    }
+
+    /// One containerd Containers/Update with the field path
+    /// `extensions.<key>`: only that extension changes.
+    async fn update_metadata(&self, id: &SandboxId, metadata: MetadataExtension) -> Result<()> {
+        let process_label = self
+            .created
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .map(|c| c.process_label().to_owned())
+            .ok_or_else(|| ControllerError::NotCreated { id: id.clone() })?;
+        let (key, value) = metadata(&process_label).map_err(|message| ControllerError::Encode {
+            id: id.clone(),
+            what: "sandbox metadata",
+            message,
+        })?;
+        let record = ContainerRecord {
+            id: id.to_string(),
+            extensions: HashMap::from([(key.clone(), value)]),
+            ..ContainerRecord::default()
+        };
+        self.containerd
+            .containers
+            .update(record, vec![format!("extensions.{key}")])
+            .await
+            .map_err(ControllerError::containerd_op(
+                "update sandbox metadata",
+                id,
+            ))?;
+        Ok(())
     }
 
     async fn platform(&self, _id: &SandboxId) -> Result<Platform> {
@@ -187,7 +232,10 @@ impl SandboxController for PodSandboxController {
     /// Removes the sandbox files, the task, the rootfs snapshot and the
     /// container record; each missing piece is fine.
     async fn shutdown(&self, id: &SandboxId) -> Result<()> {
-        self.take_pending(id);
+        // A sandbox created and never started: removed below, as any.
+        if let Some(created) = self.take_created(id) {
+            created.undo.commit();
+        }
         let files = self.files.clone();
         let owned = id.clone();
         self.blocking(id, move || files.remove(&owned))

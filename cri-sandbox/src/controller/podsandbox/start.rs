@@ -1,6 +1,7 @@
-//! Starting a pause-container sandbox (containerd's podsandbox
-//! `Controller.Start`): sandbox files, rootfs snapshot, OCI spec,
-//! containerd container, task; each step registers its undo and a failure
+//! Making and starting a pause-container sandbox (containerd's podsandbox
+//! `Controller.Start`, split in two): `create` makes the sandbox files,
+//! rootfs snapshot, OCI spec, containerd container and task; `start`
+//! starts the task. Each step registers its undo; a failure in either
 //! unwinds them newest first.
 
 use std::collections::HashMap;
@@ -25,29 +26,64 @@ const INHERITED_SNAPSHOT_LABEL_PREFIX: &str = "containerd.io/snapshot/";
 
 type Result<T, E = ControllerError> = std::result::Result<T, E>;
 
+/// A sandbox made by `create`, its task not started yet, with the undo
+/// of everything made.
+pub(super) struct Created {
+    pub instance: SandboxInstance,
+    pub undo: Rollback,
+}
+
+impl Created {
+    /// The SELinux process label the sandbox was made with.
+    pub fn process_label(&self) -> &str {
+        self.instance
+            .labels
+            .get("selinux_label")
+            .map_or("", String::as_str)
+    }
+}
+
+/// `source`, with what could not be undone after it.
+async fn unwound(source: ControllerError, undo: Rollback) -> ControllerError {
+    let failures = undo.unwind().await;
+    if failures.is_empty() {
+        source
+    } else {
+        ControllerError::WithUndo {
+            source: Box::new(source),
+            undo: failures,
+        }
+    }
+}
+
 impl PodSandboxController {
-    pub(super) async fn start_sandbox(&self, request: CreateSandbox) -> Result<SandboxInstance> {
+    /// Makes the sandbox up to its created task; on failure, unwinds.
+    pub(super) async fn create_sandbox(&self, request: &CreateSandbox) -> Result<Created> {
         let mut undo = Rollback::new();
-        match self.start_steps(&request, &mut undo).await {
-            Ok(instance) => {
+        match self.create_steps(request, &mut undo).await {
+            Ok(instance) => Ok(Created { instance, undo }),
+            Err(source) => Err(unwound(source, undo).await),
+        }
+    }
+
+    /// Starts the task of a created sandbox; on failure, unwinds what
+    /// `create_sandbox` made.
+    pub(super) async fn start_created(&self, created: Created) -> Result<SandboxInstance> {
+        let Created { instance, undo } = created;
+        let id = &instance.id;
+        match self.containerd.tasks.start(id.as_ref(), "").await {
+            Ok(pid) => {
                 undo.commit();
-                Ok(instance)
+                Ok(SandboxInstance { pid, ..instance })
             }
-            Err(source) => {
-                let failures = undo.unwind().await;
-                if failures.is_empty() {
-                    Err(source)
-                } else {
-                    Err(ControllerError::WithUndo {
-                        source: Box::new(source),
-                        undo: failures,
-                    })
-                }
+            Err(e) => {
+                let source = ControllerError::containerd_op("start sandbox task", id)(e);
+                Err(unwound(source, undo).await)
             }
         }
     }
 
-    async fn start_steps(
+    async fn create_steps(
         &self,
         req: &CreateSandbox,
         undo: &mut Rollback,
@@ -78,7 +114,8 @@ impl PodSandboxController {
             rootfs,
             ..CreateTask::default()
         };
-        self.containerd
+        let pid = self
+            .containerd
             .tasks
             .create(task)
             .await
@@ -87,12 +124,6 @@ impl PodSandboxController {
             let (tasks, id) = (self.containerd.tasks.clone(), id.to_string());
             async move { delete_task_forcibly(&tasks, &id).await.map(|_| ()) }
         });
-        let pid = self
-            .containerd
-            .tasks
-            .start(id.as_ref(), "")
-            .await
-            .map_err(ControllerError::containerd_op("start sandbox task", id))?;
         Ok(SandboxInstance {
             id: id.clone(),
             pid,

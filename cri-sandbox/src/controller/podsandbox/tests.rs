@@ -278,8 +278,10 @@ async fn run(fail: Fail) -> (Env, Result<SandboxInstance>) {
         pause_image(&["/pause"])
     };
     let c = controller(&env, services, fail == Fail::Files);
-    c.create(request(image)).await.unwrap();
-    let result = c.start(&SandboxId::from("sb1")).await;
+    let result = match c.create(request(image)).await {
+        Ok(()) => c.start(&SandboxId::from("sb1")).await,
+        Err(e) => Err(e),
+    };
     (env, result)
 }
 
@@ -563,4 +565,127 @@ async fn status_of_a_deleted_task() {
     let c = controller(&env, services, false);
     let status = c.status(&SandboxId::from("sb1"), false).await.unwrap();
     assert_eq!((status.pid, status.process_status.as_str()), (9, "running"));
+}
+
+#[tokio::test]
+async fn create_makes_the_task_and_start_only_starts_it() {
+    let env = Env::new();
+    let c = controller(&env, containerd(&env.log, Fail::Nothing), false);
+    c.create(request(pause_image(&["/pause"]))).await.unwrap();
+    assert_eq!(log_of(&env.log).last().unwrap(), "create task");
+    env.log.lock().unwrap().clear();
+    let instance = c.start(&SandboxId::from("sb1")).await.unwrap();
+    assert_eq!(instance.pid, 42);
+    check(&log_of(&env.log), &["start task"]);
+    // Started once: a second start has nothing to start.
+    let err = c.start(&SandboxId::from("sb1")).await.unwrap_err();
+    assert!(matches!(err, ControllerError::NotCreated { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn shutdown_removes_a_sandbox_created_and_never_started() {
+    let env = Env::new();
+    let mut services = containerd(&env.log, Fail::Nothing);
+    services.containers.expect_get().returning(|id| {
+        Ok(ContainerRecord {
+            id: id.to_owned(),
+            snapshotter: "overlayfs".into(),
+            snapshot_key: id.to_owned(),
+            ..ContainerRecord::default()
+        })
+    });
+    let c = controller(&env, services, false);
+    c.create(request(pause_image(&["/pause"]))).await.unwrap();
+    env.log.lock().unwrap().clear();
+    c.shutdown(&SandboxId::from("sb1")).await.unwrap();
+    let log = log_of(&env.log);
+    for step in ["delete task", "remove snapshot", "delete container"] {
+        assert!(log.iter().any(|e| e == step), "{step}: {log:?}");
+    }
+    assert!(!env.sandbox_dir().exists());
+    let err = c.start(&SandboxId::from("sb1")).await.unwrap_err();
+    assert!(matches!(err, ControllerError::NotCreated { .. }), "{err}");
+}
+
+/// A metadata extension that checks the process label it is given.
+fn metadata_ext(value: Any) -> MetadataExtension {
+    Arc::new(move |label: &str| {
+        assert_eq!(label, "", "the label create gave the sandbox");
+        Ok((
+            "io.cri-containerd.sandbox.metadata".to_owned(),
+            value.clone(),
+        ))
+    })
+}
+
+#[tokio::test]
+async fn update_metadata_rewrites_only_that_extension() {
+    let env = Env::new();
+    let mut services = containerd(&env.log, Fail::Nothing);
+    type Seen = Option<(ContainerRecord, Vec<String>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let s = Arc::clone(&seen);
+    services
+        .containers
+        .expect_update()
+        .times(1)
+        .returning(move |record, paths| {
+            *s.lock().unwrap() = Some((record.clone(), paths));
+            Ok(record)
+        });
+    let c = controller(&env, services, false);
+    c.create(request(pause_image(&["/pause"]))).await.unwrap();
+    let value = Any {
+        type_url: "github.com/containerd/cri/pkg/store/sandbox/Metadata".into(),
+        value: br#"{"Version":"v1"}"#.to_vec(),
+    };
+    c.update_metadata(&SandboxId::from("sb1"), metadata_ext(value.clone()))
+        .await
+        .unwrap();
+    let (record, paths) = seen.lock().unwrap().take().unwrap();
+    assert_eq!(record.id, "sb1");
+    assert_eq!(
+        record.extensions,
+        HashMap::from([("io.cri-containerd.sandbox.metadata".to_owned(), value)])
+    );
+    assert_eq!(paths, ["extensions.io.cri-containerd.sandbox.metadata"]);
+    // The sandbox is still there to start.
+    c.start(&SandboxId::from("sb1")).await.unwrap();
+}
+
+#[tokio::test]
+async fn update_metadata_wants_a_created_sandbox() {
+    let env = Env::new();
+    let c = controller(&env, MockServices::default(), false);
+    let err = c
+        .update_metadata(&SandboxId::from("sb1"), metadata_ext(Any::default()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ControllerError::NotCreated { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_failed_metadata_update_names_the_sandbox() {
+    let env = Env::new();
+    let mut services = containerd(&env.log, Fail::Nothing);
+    services
+        .containers
+        .expect_update()
+        .returning(|_, _| Err(unavailable()));
+    let c = controller(&env, services, false);
+    c.create(request(pause_image(&["/pause"]))).await.unwrap();
+    let err = c
+        .update_metadata(&SandboxId::from("sb1"), metadata_ext(Any::default()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ControllerError::Containerd {
+                op: "update sandbox metadata",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

@@ -479,6 +479,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_remove_keeps_the_names_containerd_still_has() {
+        const OTHER: &str = "registry.example/app:2";
+        let (desc, config_digest, blobs) = fake_image("");
+        let managed = [(IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE)];
+        let listed = vec![
+            record(NAME, &desc, &managed),
+            record(OTHER, &desc, &managed),
+            record(&config_digest, &desc, &managed),
+        ];
+        let mut images = MockImages::new();
+        images.expect_list().returning(move |_| Ok(listed.clone()));
+        // OTHER cannot be deleted; the id record is then not touched.
+        images
+            .expect_delete()
+            .withf(|name, _| name == OTHER)
+            .times(1)
+            .returning(|_, _| {
+                Err(ContainerdError::Unavailable {
+                    address: "/run/containerd/containerd.sock".into(),
+                    message: "connection refused".into(),
+                })
+            });
+        images
+            .expect_delete()
+            .withf(|name, _| name == NAME)
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let manager = ImageManager::new(
+            containerd(images, content_with(blobs)),
+            settings(),
+            Arc::new(ImageStore::default()),
+        );
+        assert!(manager.remove(NAME).await.is_err());
+        assert!(manager.resolve_local(NAME).unwrap().is_none(), "deleted");
+        let kept = manager.resolve_local(OTHER).unwrap().unwrap();
+        assert_eq!(kept.id, config_digest);
+        assert_eq!(kept.references, [OTHER]);
+    }
+
+    #[tokio::test]
     async fn malformed_references_are_invalid_arguments() {
         let manager = ImageManager::new(
             containerd(MockImages::new(), MockContent::new()),

@@ -10,7 +10,10 @@ impl ImageManager {
         let Some(found) = self.resolve_local(image)? else {
             return Ok(());
         };
-        // The references side by side, then the id record, synchronously.
+        // Out of the store first, so the delete events of these names ask
+        // containerd nothing; what could not be deleted is put back. The
+        // references go side by side, then the id record, synchronously.
+        self.store.remove(&found.id);
         let deleted = futures::future::join_all(
             found
                 .references
@@ -18,12 +21,25 @@ impl ImageManager {
                 .map(|name| self.delete_record(name, &found.id, false)),
         )
         .await;
+        let mut kept = Vec::new();
+        let mut failed = None;
         for (name, result) in found.references.iter().zip(deleted) {
-            result?;
-            self.store.remove_reference(name);
+            if let Err(e) = result {
+                kept.push(name.clone());
+                failed.get_or_insert(e);
+            }
         }
-        self.delete_record(&found.id, &found.id, true).await?;
-        self.store.remove(&found.id);
+        let result = match failed {
+            Some(e) => Err(e),
+            None => self.delete_record(&found.id, &found.id, true).await,
+        };
+        if let Err(e) = result {
+            self.store.upsert(cri_store::image::Image {
+                references: kept,
+                ..found
+            });
+            return Err(e);
+        }
         self.mark_fs_info_stale();
         tracing::info!(id = %found.id, references = ?found.references, "removed image");
         Ok(())

@@ -244,10 +244,14 @@ impl SandboxController for PodSandboxController {
                 id: id.clone(),
                 source,
             })?;
-        delete_task_forcibly(&self.containerd.tasks, id.as_ref())
-            .await
-            .map_err(ControllerError::containerd_op("delete sandbox task", id))?;
-        let record = match self.containerd.containers.get(id.as_ref()).await {
+        // The task goes while the record is read; then the rootfs snapshot
+        // and the record go side by side (the task no longer uses either).
+        let (task, record) = tokio::join!(
+            delete_task_forcibly(&self.containerd.tasks, id.as_ref()),
+            self.containerd.containers.get(id.as_ref())
+        );
+        task.map_err(ControllerError::containerd_op("delete sandbox task", id))?;
+        let record = match record {
             Ok(record) => record,
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => {
@@ -256,28 +260,32 @@ impl SandboxController for PodSandboxController {
                 ))
             }
         };
-        if !record.snapshot_key.is_empty() {
+        let rootfs = async {
+            if record.snapshot_key.is_empty() {
+                return Ok(());
+            }
             match self
                 .containerd
                 .snapshots
                 .remove(&record.snapshotter, &record.snapshot_key)
                 .await
             {
-                Err(e) if !e.is_not_found() => {
-                    return Err(ControllerError::containerd_op("remove sandbox rootfs", id)(
-                        e,
-                    ))
-                }
-                _ => {}
+                Err(e) if !e.is_not_found() => Err(e),
+                _ => Ok(()),
             }
-        }
-        match self.containerd.containers.delete(id.as_ref()).await {
-            Err(e) if !e.is_not_found() => Err(ControllerError::containerd_op(
-                "delete sandbox container",
-                id,
-            )(e)),
-            _ => Ok(()),
-        }
+        };
+        let container = async {
+            match self.containerd.containers.delete(id.as_ref()).await {
+                Err(e) if !e.is_not_found() => Err(e),
+                _ => Ok(()),
+            }
+        };
+        let (rootfs, container) = tokio::join!(rootfs, container);
+        rootfs.map_err(ControllerError::containerd_op("remove sandbox rootfs", id))?;
+        container.map_err(ControllerError::containerd_op(
+            "delete sandbox container",
+            id,
+        ))
     }
 
     async fn metrics(&self, id: &SandboxId) -> Result<Option<TaskMetric>> {

@@ -17,6 +17,12 @@ use crate::sandbox::testutil::{
 };
 use crate::service::ServerState;
 
+/// No sandbox is stored and its name is free again.
+fn assert_nothing_left(state: &ServerState) {
+    assert!(state.sandboxes.store.list().is_empty());
+    assert_eq!(state.sandboxes.names.owner("web_default_uid-web_1"), None);
+}
+
 async fn run_with(fail: Fail) -> (tempfile::TempDir, Log, Arc<ServerState>, Result<String>) {
     let dir = tempfile::tempdir().unwrap();
     let log: Log = Arc::default();
@@ -207,8 +213,7 @@ async fn failed_netns_leaves_nothing_and_frees_the_name() {
     let (_dir, log, state, result) = run_with(Fail::Netns).await;
     assert!(matches!(result.unwrap_err(), SandboxError::Netns { .. }));
     check(&log, &["create netns"]);
-    assert!(state.sandboxes.store.list().is_empty());
-    assert_eq!(state.sandboxes.names.owner("web_default_uid-web_1"), None);
+    assert_nothing_left(&state);
 }
 
 #[tokio::test]
@@ -231,8 +236,7 @@ async fn failed_cni_add_removes_the_pause_then_deletes_and_removes_the_netns() {
             &format!("remove netns {NETNS}"),
         ],
     );
-    assert!(state.sandboxes.store.list().is_empty());
-    assert_eq!(state.sandboxes.names.owner("web_default_uid-web_1"), None);
+    assert_nothing_left(&state);
 }
 
 #[tokio::test]
@@ -293,8 +297,7 @@ async fn a_pause_failing_while_cni_adds_still_tears_the_network_down() {
             &format!("remove netns {NETNS}"),
         ],
     );
-    assert!(state.sandboxes.store.list().is_empty());
-    assert_eq!(state.sandboxes.names.owner("web_default_uid-web_1"), None);
+    assert_nothing_left(&state);
 }
 
 #[tokio::test]
@@ -374,8 +377,7 @@ async fn failed_controller_start_undoes_the_pause_and_the_network() {
             &format!("remove netns {NETNS}"),
         ],
     );
-    assert!(state.sandboxes.store.list().is_empty());
-    assert_eq!(state.sandboxes.names.owner("web_default_uid-web_1"), None);
+    assert_nothing_left(&state);
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! containerd's Content service: blob info, labels, reads, and the
 //! Write bidi-stream protocol (stat, write chunks, commit).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use crate::traced::TracedChannel;
@@ -25,6 +25,8 @@ use super::{ContainerdClient, Deadline, MAX_MESSAGE_SIZE};
 
 /// The most data one Write message carries, well under the message limit.
 const WRITE_CHUNK: usize = 1 << 20;
+/// Write messages sent before the reply to the first is read.
+const WRITES_IN_FLIGHT: usize = 3;
 /// Backoff bounds while another writer holds the ingest's lock.
 const LOCK_RETRY_FIRST: Duration = Duration::from_millis(16);
 const LOCK_RETRY_MAX: Duration = Duration::from_secs(2);
@@ -115,6 +117,15 @@ impl ContainerdContent {
         mut data: BoxStream<'static, std::io::Result<Bytes>>,
     ) -> Result<()> {
         let rpc_error = |s: Status| self.client.error(OP_WRITE, reference, &s);
+        let short_write = |message: String| ContainerdError::Decode {
+            op: OP_WRITE,
+            message: format!("{reference}: {message}"),
+        };
+        // Writes are pipelined: up to WRITES_IN_FLIGHT chunks are sent
+        // before the reply to the first is read, so containerd writes one
+        // chunk while the next is on its way. Each reply must account for
+        // its chunk.
+        let mut in_flight: VecDeque<i64> = VecDeque::with_capacity(WRITES_IN_FLIGHT);
         while let Some(item) = data.next().await {
             let bytes = item.map_err(|e| ContainerdError::Rpc {
                 op: OP_WRITE,
@@ -122,15 +133,24 @@ impl ContainerdContent {
                 message: format!("reading the data for {reference}: {e}"),
             })?;
             for chunk in bytes.chunks(WRITE_CHUNK) {
-                session
-                    .write(chunk)
-                    .await
-                    .map_err(rpc_error)?
-                    .map_err(|message| ContainerdError::Decode {
-                        op: OP_WRITE,
-                        message: format!("{reference}: {message}"),
-                    })?;
+                if in_flight.len() >= WRITES_IN_FLIGHT {
+                    if let Some(want) = in_flight.pop_front() {
+                        session
+                            .acknowledged(want)
+                            .await
+                            .map_err(rpc_error)?
+                            .map_err(short_write)?;
+                    }
+                }
+                in_flight.push_back(session.send_write(chunk).await.map_err(rpc_error)?);
             }
+        }
+        while let Some(want) = in_flight.pop_front() {
+            session
+                .acknowledged(want)
+                .await
+                .map_err(rpc_error)?
+                .map_err(short_write)?;
         }
         let committed = session.commit(expected, labels).await.map_err(rpc_error)?;
         check_commit(&committed, expected).map_err(|message| ContainerdError::Decode {
@@ -160,48 +180,60 @@ impl WriteSession {
         }
     }
 
+    /// Queues `request` on the call. When the request side is gone, the
+    /// call ended, and its status says why.
+    async fn send(&mut self, request: WriteContentRequest) -> std::result::Result<(), Status> {
+        let sent = match &self.tx {
+            Some(tx) => tx.send(request).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        Err(match self.responses.message().await {
+            Err(status) => status,
+            Ok(_) => Status::unknown("content write stream closed"),
+        })
+    }
+
     /// One request-reply round trip.
     async fn round_trip(
         &mut self,
         request: WriteContentRequest,
     ) -> std::result::Result<WriteContentResponse, Status> {
-        let sent = match &self.tx {
-            Some(tx) => tx.send(request).await.is_ok(),
-            None => false,
-        };
-        if !sent {
-            // The request side is gone: the call ended, and its status says why.
-            return Err(match self.responses.message().await {
-                Err(status) => status,
-                Ok(_) => Status::unknown("content write stream closed"),
-            });
-        }
+        self.send(request).await?;
         self.receive().await
     }
 
-    /// Writes `data` at the current offset. The inner error is a reply
-    /// that does not account for the data.
-    async fn write(
-        &mut self,
-        data: &[u8],
-    ) -> std::result::Result<std::result::Result<(), String>, Status> {
+    /// Sends `data` to be written at the current offset, without waiting
+    /// for the reply; returns the offset that reply must report.
+    async fn send_write(&mut self, data: &[u8]) -> std::result::Result<i64, Status> {
         let len = i64::try_from(data.len()).unwrap_or(i64::MAX);
-        let reply = self
-            .round_trip(WriteContentRequest {
-                action: WriteAction::Write as i32,
-                offset: self.offset,
-                data: data.to_vec(),
-                ..Default::default()
-            })
-            .await?;
-        let want = self.offset.saturating_add(len);
+        self.send(WriteContentRequest {
+            action: WriteAction::Write as i32,
+            offset: self.offset,
+            data: data.to_vec(),
+            ..Default::default()
+        })
+        .await?;
+        self.offset = self.offset.saturating_add(len);
+        Ok(self.offset)
+    }
+
+    /// Reads the reply to the oldest write sent. The inner error is a
+    /// reply that does not account for its data (containerd is not at
+    /// `want`).
+    async fn acknowledged(
+        &mut self,
+        want: i64,
+    ) -> std::result::Result<std::result::Result<(), String>, Status> {
+        let reply = self.receive().await?;
         if reply.offset != want {
             return Ok(Err(format!(
                 "short write: containerd is at offset {}, want {want}",
                 reply.offset
             )));
         }
-        self.offset = want;
         Ok(Ok(()))
     }
 

@@ -117,12 +117,18 @@ impl ImageStore {
     /// The image with this id: full (`sha256:<hex>`), bare hex, or a
     /// unique prefix of either.
     pub fn get(&self, id_or_prefix: &str) -> Result<Image> {
+        self.inspect(id_or_prefix, Image::clone)
+    }
+
+    /// `f` applied to the image with this id (as [`get`](Self::get)
+    /// finds it) without copying the image.
+    pub fn inspect<T>(&self, id_or_prefix: &str, f: impl FnOnce(&Image) -> T) -> Result<T> {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         let full = inner.ids.resolve(KIND, hex(id_or_prefix))?;
         inner
             .images
             .get(&format!("{SHA256}{full}"))
-            .cloned()
+            .map(f)
             .ok_or_else(|| StoreError::NotFound {
                 kind: KIND,
                 id: id_or_prefix.to_owned(),
@@ -197,6 +203,18 @@ mod tests {
         ));
         assert!(matches!(
             store.get("ffff"),
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn inspect_finds_as_get_does() {
+        let store = ImageStore::default();
+        store.upsert(image("aaaa1111", &[BB_DIGEST, BB_TAG]));
+        let refs = store.inspect("aaaa", |i| i.references.len()).unwrap();
+        assert_eq!(refs, 2);
+        assert!(matches!(
+            store.inspect("ffff", |_| ()),
             Err(StoreError::NotFound { .. })
         ));
     }

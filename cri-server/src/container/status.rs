@@ -48,14 +48,24 @@ fn image_of(state: &ContainerService, container: &Container) -> (Option<ImageSpe
     let meta = &container.metadata;
     let mut spec = meta.config.image.clone();
     let mut image_ref = meta.image_ref.clone();
-    if let Ok(image) = state.images.store().get(&meta.image_ref) {
-        if let Some(tag) = image.repo_tags().into_iter().next() {
+    let names = state.images.store().inspect(&meta.image_ref, |image| {
+        let first = |digest: bool| {
+            image
+                .references
+                .iter()
+                .find(|r| r.contains('@') == digest)
+                .cloned()
+        };
+        (first(false), first(true))
+    });
+    if let Ok((tag, digest)) = names {
+        if let Some(tag) = tag {
             spec = Some(ImageSpec {
                 image: tag,
                 ..ImageSpec::default()
             });
         }
-        if let Some(digest) = image.repo_digests().into_iter().next() {
+        if let Some(digest) = digest {
             image_ref = digest;
         }
     }

@@ -16,7 +16,7 @@ use cri_api::ids::SandboxId;
 use cri_spec::{HostOs, Platform, SeLinux};
 
 pub use start::SPEC_TYPE_URL;
-pub(crate) use task::delete_task_forcibly;
+pub(crate) use task::{delete_task, delete_task_forcibly};
 
 use super::{
     ControllerError, ControllerStatus, CreateSandbox, MetadataExtension, SandboxController,
@@ -193,7 +193,8 @@ impl SandboxController for PodSandboxController {
             .wait(id.as_ref(), "")
             .await
             .map_err(ControllerError::containerd_op("wait for sandbox task", id))?;
-        delete_task_forcibly(&self.containerd.tasks, id.as_ref())
+        // The task exited: it only has to be deleted, not killed first.
+        delete_task(self.containerd.tasks.as_ref(), id.as_ref())
             .await
             .map_err(ControllerError::containerd_op(
                 "delete exited sandbox task",

@@ -58,7 +58,10 @@ pub(crate) async fn delete_task_forcibly(
 /// may be deleting it at the same time, in which case containerd can fail
 /// the loser with a transport error from the exiting shim ("ttrpc:
 /// closed"): a task found gone afterwards is success.
-async fn delete_task(tasks: &dyn Tasks, id: &str) -> Result<Option<ExitStatus>, ContainerdError> {
+pub(crate) async fn delete_task(
+    tasks: &dyn Tasks,
+    id: &str,
+) -> Result<Option<ExitStatus>, ContainerdError> {
     let mut attempt = 0;
     loop {
         let error = match tasks.delete(id, "").await {

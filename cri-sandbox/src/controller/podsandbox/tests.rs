@@ -514,6 +514,36 @@ async fn stop_unmounts_shm_and_kills_the_task() {
 }
 
 #[tokio::test]
+async fn wait_deletes_the_exited_task_without_killing_it() {
+    let env = Env::new();
+    let mut services = MockServices::default();
+    let exit = ExitStatus {
+        code: 0,
+        exited_at: None,
+    };
+    let reported = exit.clone();
+    services
+        .tasks
+        .expect_wait()
+        .times(1)
+        .returning(move |_, _| Ok(reported.clone()));
+    services.tasks.expect_kill().times(0);
+    services
+        .tasks
+        .expect_delete()
+        .withf(|id, exec| id == "sb1" && exec.is_empty())
+        .times(1)
+        .returning(move |_, _| {
+            Ok(ExitStatus {
+                code: 0,
+                exited_at: None,
+            })
+        });
+    let c = controller(&env, services, false);
+    assert_eq!(c.wait(&SandboxId::from("sb1")).await.unwrap(), exit);
+}
+
+#[tokio::test]
 async fn shutdown_of_a_gone_sandbox_succeeds() {
     let env = Env::new();
     let mut services = MockServices::default();

@@ -521,12 +521,11 @@ async fn wait_deletes_the_exited_task_without_killing_it() {
         code: 0,
         exited_at: None,
     };
-    let reported = exit.clone();
     services
         .tasks
         .expect_wait()
         .times(1)
-        .returning(move |_, _| Ok(reported.clone()));
+        .returning(move |_, _| Ok(exit));
     services.tasks.expect_kill().times(0);
     services
         .tasks

@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use cri_api::containerd::RuntimeInfo;
 use cri_api::error_chain;
 use cri_api::ids::SandboxId;
 use cri_api::rollback::Rollback;
@@ -27,7 +26,7 @@ use tracing::Instrument;
 
 use super::error::SandboxError;
 use super::exit_monitor::spawn_exit_monitor;
-use super::runtime_options::runtime_options;
+use super::runtime_options::runtime_info;
 use super::spec_options::spec_options;
 use super::SandboxService;
 use cri_config::RuntimeConfig;
@@ -416,10 +415,7 @@ fn create_request(
             chain_id: plan.image.chain_id.clone(),
             config: image_config.clone(),
         },
-        runtime: RuntimeInfo {
-            name: plan.runtime.runtime_type.clone(),
-            options: runtime_options(&plan.runtime),
-        },
+        runtime: runtime_info(&plan.runtime),
         snapshotter: state.config.cri.snapshotter_for(&plan.handler).to_owned(),
         spec_options: spec_options(
             &state.config.cri,

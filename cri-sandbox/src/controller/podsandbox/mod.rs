@@ -141,11 +141,7 @@ impl SandboxController for PodSandboxController {
             .get(id)
             .map(|c| c.process_label().to_owned())
             .ok_or_else(|| ControllerError::NotCreated { id: id.clone() })?;
-        let (key, value) = metadata(&process_label).map_err(|message| ControllerError::Encode {
-            id: id.clone(),
-            what: "sandbox metadata",
-            message,
-        })?;
+        let (key, value) = start::encode_metadata(id, &metadata, &process_label)?;
         let record = ContainerRecord {
             id: id.to_string(),
             extensions: HashMap::from([(key.clone(), value)]),

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use cri_api::containerd::{Any, ContainerRecord, CreateTask, Mount};
+use cri_api::ids::SandboxId;
 use cri_api::rollback::Rollback;
 use cri_spec::{PauseInputs, PauseSpecBuilder, SpecHost};
 
 use super::task::{create_temporary_lease, delete_task_forcibly};
 use super::PodSandboxController;
-use crate::controller::{ControllerError, CreateSandbox, SandboxInstance};
+use crate::controller::{ControllerError, CreateSandbox, MetadataExtension, SandboxInstance};
 use crate::files::SandboxFilesConfig;
 use crate::host::{needs_user_db, RootfsUsers};
 
@@ -232,12 +233,7 @@ impl PodSandboxController {
                 what: "pause container spec",
                 message: e.to_string(),
             })?;
-        let (key, extension) =
-            (req.metadata)(&labeled.process_label).map_err(|message| ControllerError::Encode {
-                id: id.clone(),
-                what: "sandbox metadata",
-                message,
-            })?;
+        let (key, extension) = encode_metadata(id, &req.metadata, &labeled.process_label)?;
         let record = ContainerRecord {
             id: id.to_string(),
             labels: req.labels.clone(),
@@ -304,4 +300,17 @@ impl PodSandboxController {
                 source,
             })
     }
+}
+
+/// The sandbox metadata extension (key and value) for `process_label`.
+pub(super) fn encode_metadata(
+    id: &SandboxId,
+    metadata: &MetadataExtension,
+    process_label: &str,
+) -> Result<(String, Any), ControllerError> {
+    metadata(process_label).map_err(|message| ControllerError::Encode {
+        id: id.clone(),
+        what: "sandbox metadata",
+        message,
+    })
 }

@@ -172,6 +172,20 @@ pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The processor time `pid` used so far (user and system), in seconds:
+/// `utime` and `stime` of `/proc/PID/stat`, in clock ticks.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it are fixed.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&t| t > 0)?;
+    Some(ticks as f64 / per_second as f64)
+}
+
 /// `VmRSS` of `pid` in MiB.
 pub fn rss_mib(pid: u32) -> Option<f64> {
     proc_status_kib(pid, "VmRSS").map(|k| k as f64 / 1024.0)

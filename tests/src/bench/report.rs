@@ -15,6 +15,8 @@ pub enum Unit {
     MiB,
     /// Sizes of answers, shown in KiB.
     KiB,
+    /// Processor time (user and system), shown in CPU seconds.
+    CpuSeconds,
 }
 
 impl Unit {
@@ -23,6 +25,7 @@ impl Unit {
             Unit::Millis => "ms",
             Unit::MiB => "MiB",
             Unit::KiB => "KiB",
+            Unit::CpuSeconds => "CPU s",
         }
     }
 }

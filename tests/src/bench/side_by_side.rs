@@ -194,6 +194,18 @@ impl SideBySide {
                         let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
                     }
                 }
+                let cpu = |pids: &Option<DaemonPids>| {
+                    pids.as_ref().map(|p| {
+                        let cri = super::cpu_seconds(p.cri);
+                        let all = p
+                            .all
+                            .iter()
+                            .map(|&pid| super::cpu_seconds(pid))
+                            .sum::<Option<f64>>();
+                        (cri, all)
+                    })
+                };
+                let cpu_before = cpu(&pids);
                 let started = Instant::now();
                 ep.images
                     .pull_image(PullImageRequest {
@@ -208,6 +220,26 @@ impl SideBySide {
                     &format!("PullImage cold, {label}"),
                     started.elapsed(),
                 );
+                if let (Some((Some(cri0), all0)), Some((Some(cri1), all1))) =
+                    (cpu_before, cpu(&pids))
+                {
+                    report.value(
+                        side,
+                        Group::Other,
+                        Unit::CpuSeconds,
+                        "CPU time of the cold pull: CRI process",
+                        cri1 - cri0,
+                    );
+                    if let (Some(all0), Some(all1)) = (all0, all1) {
+                        report.value(
+                            side,
+                            Group::Other,
+                            Unit::CpuSeconds,
+                            "CPU time of the cold pull: CRI process + containerd",
+                            all1 - all0,
+                        );
+                    }
+                }
                 if let Some(p) = &pids {
                     let peak = |pid: &u32| {
                         super::proc_status_kib(*pid, "VmHWM").map(|k| k as f64 / 1024.0)

@@ -25,8 +25,9 @@ use super::{ContainerdClient, Deadline, MAX_MESSAGE_SIZE};
 
 /// The most data one Write message carries, well under the message limit.
 const WRITE_CHUNK: usize = 1 << 20;
-/// Write messages sent before the reply to the first is read.
-const WRITES_IN_FLIGHT: usize = 3;
+/// Write messages sent before the reply to the first is read (a pull
+/// sends 112 KiB ones).
+const WRITES_IN_FLIGHT: usize = 8;
 /// Backoff bounds while another writer holds the ingest's lock.
 const LOCK_RETRY_FIRST: Duration = Duration::from_millis(16);
 const LOCK_RETRY_MAX: Duration = Duration::from_secs(2);
@@ -127,12 +128,17 @@ impl ContainerdContent {
         // its chunk.
         let mut in_flight: VecDeque<i64> = VecDeque::with_capacity(WRITES_IN_FLIGHT);
         while let Some(item) = data.next().await {
-            let bytes = item.map_err(|e| ContainerdError::Rpc {
+            let mut bytes = item.map_err(|e| ContainerdError::Rpc {
                 op: OP_WRITE,
                 code: Code::Aborted,
                 message: format!("reading the data for {reference}: {e}"),
             })?;
-            for chunk in bytes.chunks(WRITE_CHUNK) {
+            while !bytes.is_empty() {
+                let chunk = if bytes.len() > WRITE_CHUNK {
+                    bytes.split_to(WRITE_CHUNK)
+                } else {
+                    std::mem::take(&mut bytes)
+                };
                 if in_flight.len() >= WRITES_IN_FLIGHT {
                     if let Some(want) = in_flight.pop_front() {
                         session
@@ -206,13 +212,15 @@ impl WriteSession {
     }
 
     /// Sends `data` to be written at the current offset, without waiting
-    /// for the reply; returns the offset that reply must report.
-    async fn send_write(&mut self, data: &[u8]) -> std::result::Result<i64, Status> {
+    /// for the reply; returns the offset that reply must report. A chunk
+    /// that owns its whole buffer (what the pull's coalescing makes) moves
+    /// into the message without a copy.
+    async fn send_write(&mut self, data: Bytes) -> std::result::Result<i64, Status> {
         let len = i64::try_from(data.len()).unwrap_or(i64::MAX);
         self.send(WriteContentRequest {
             action: WriteAction::Write as i32,
             offset: self.offset,
-            data: data.to_vec(),
+            data: Vec::from(data),
             ..Default::default()
         })
         .await?;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
-use cri_api::containerd::{ContentInfo, Descriptor};
+use cri_api::containerd::{ContainerdError, ContentInfo, Descriptor};
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
 
@@ -79,7 +79,20 @@ pub async fn store_blob(
     {
         return Err(e);
     }
-    written.map_err(ImageError::containerd("write content", desc.digest.clone()))?;
+    match written {
+        Ok(()) => {}
+        // containerd hashed the bytes and they are not the blob's.
+        Err(ContainerdError::FailedPrecondition { message, .. })
+            if message.contains("unexpected commit") =>
+        {
+            return Err(ImageError::BadContent {
+                reference: ctx.reference.to_string(),
+                digest: desc.digest.clone(),
+                message,
+            })
+        }
+        Err(e) => return Err(ImageError::containerd("write content", desc.digest.clone())(e)),
+    }
     if polled.load(Ordering::SeqCst) {
         // Committed by us, with every label.
         return Ok(());
@@ -168,12 +181,12 @@ fn body(
             Source::Bytes(bytes) => stream::once(async move { Ok(bytes) }).boxed(),
             Source::Remote => match ctx.remote.open_blob(&desc).await {
                 Ok(s) => {
-                    let ctx = Arc::clone(&ctx);
+                    let remote_ctx = Arc::clone(&ctx);
                     let slot = Arc::clone(&fetch_error);
                     let digest = desc.digest.clone();
                     let typed = s
                         .map_err(move |e| {
-                            let typed = ctx.remote.stream_error(&digest, &e);
+                            let typed = remote_ctx.remote.stream_error(&digest, &e);
                             let message = typed.to_string();
                             slot.lock()
                                 .unwrap_or_else(PoisonError::into_inner)
@@ -181,7 +194,13 @@ fn body(
                             std::io::Error::other(message)
                         })
                         .boxed();
-                    coalesce(typed, WRITE_SIZE)
+                    let bounded = at_most(
+                        typed,
+                        ctx.reference.to_string(),
+                        &desc,
+                        Arc::clone(&fetch_error),
+                    );
+                    coalesce(bounded, WRITE_SIZE)
                 }
                 Err(e) => {
                     let message = e.to_string();
@@ -198,37 +217,106 @@ fn body(
     stream::once(opened).try_flatten().boxed()
 }
 
-/// The size of one content `Write`: the HTTP body arrives in pieces of a
-/// few KiB, and every `Write` is a round trip to containerd, so pieces are
-/// gathered up to this size first (containerd's own copy uses 1 MiB
-/// buffers). It bounds what a layer holds in memory.
-const WRITE_SIZE: usize = 1 << 20;
+/// `inner`, ended with an error (kept typed in `fetch_error`) as soon as
+/// it brings more bytes than the descriptor's size: containerd would
+/// refuse the commit anyway, and a registry must not be able to make the
+/// daemon stream without end into containerd's ingest.
+fn at_most(
+    inner: BoxStream<'static, std::io::Result<Bytes>>,
+    reference: String,
+    desc: &Descriptor,
+    fetch_error: Arc<Mutex<Option<ImageError>>>,
+) -> BoxStream<'static, std::io::Result<Bytes>> {
+    let Ok(limit) = u64::try_from(desc.size) else {
+        return inner;
+    };
+    let digest = desc.digest.clone();
+    let mut seen: u64 = 0;
+    inner
+        .map(move |item| {
+            let piece = item?;
+            seen = seen.saturating_add(piece.len() as u64);
+            if seen <= limit {
+                return Ok(piece);
+            }
+            let error = ImageError::BadContent {
+                reference: reference.clone(),
+                digest: digest.clone(),
+                message: format!("the registry sent more than the {limit} bytes of the descriptor"),
+            };
+            let message = error.to_string();
+            fetch_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert(error);
+            Err(std::io::Error::other(message))
+        })
+        .boxed()
+}
 
-/// `inner` regrouped into chunks of `size` bytes (the last one shorter).
-/// An error ends the stream; bytes gathered before it are dropped, as the
-/// write fails anyway.
+/// The size of one content `Write`: the HTTP body arrives in pieces of a
+/// few KiB, and every `Write` is a message to containerd, so pieces are
+/// gathered up to this size first. It stays under the allocator's mmap
+/// threshold (128 KiB, `cri-server`'s `allocator.rs`): 1 MiB buffers were
+/// each a fresh mapping, and faulting their pages in and unmapping them
+/// took a quarter of the daemon's CPU in a large pull. The content
+/// writer keeps several in flight. It bounds what a layer holds in
+/// memory.
+const WRITE_SIZE: usize = 112 << 10;
+
+/// `inner` regrouped into chunks of exactly `size` bytes (the last one
+/// shorter). A chunk is gathered in a buffer of exactly that size, which
+/// it then owns whole, so the content writer moves it into its message
+/// without copying; a piece that covers a whole chunk is passed on as it
+/// is. An error ends the stream; bytes gathered before it are dropped, as
+/// the write fails anyway.
 fn coalesce(
     inner: BoxStream<'static, std::io::Result<Bytes>>,
     size: usize,
 ) -> BoxStream<'static, std::io::Result<Bytes>> {
-    stream::unfold(Some(inner), move |inner| async move {
-        let mut inner = inner?;
+    struct Pieces {
+        inner: BoxStream<'static, std::io::Result<Bytes>>,
+        /// What is left of the last piece.
+        rest: Bytes,
+        ended: bool,
+    }
+    let start = Pieces {
+        inner,
+        rest: Bytes::new(),
+        ended: false,
+    };
+    stream::unfold(Some(start), move |state| async move {
+        let mut p = state?;
         let mut gathered = bytes::BytesMut::new();
         loop {
-            match inner.next().await {
-                Some(Ok(piece)) if gathered.is_empty() && piece.len() >= size => {
-                    return Some((Ok(piece), Some(inner)));
+            if p.rest.is_empty() {
+                if p.ended {
+                    break;
                 }
-                Some(Ok(piece)) => {
-                    gathered.extend_from_slice(&piece);
-                    if gathered.len() >= size {
-                        return Some((Ok(gathered.freeze()), Some(inner)));
-                    }
+                match p.inner.next().await {
+                    Some(Ok(piece)) => p.rest = piece,
+                    Some(Err(e)) => return Some((Err(e), None)),
+                    None => p.ended = true,
                 }
-                Some(Err(e)) => return Some((Err(e), None)),
-                None if gathered.is_empty() => return None,
-                None => return Some((Ok(gathered.freeze()), None)),
+                continue;
             }
+            if gathered.is_empty() && p.rest.len() >= size {
+                let chunk = p.rest.split_to(size);
+                return Some((Ok(chunk), Some(p)));
+            }
+            if gathered.capacity() == 0 {
+                gathered.reserve(size);
+            }
+            let take = (size - gathered.len()).min(p.rest.len());
+            gathered.extend_from_slice(&p.rest.split_to(take));
+            if gathered.len() == size {
+                return Some((Ok(gathered.freeze()), Some(p)));
+            }
+        }
+        if gathered.is_empty() {
+            None
+        } else {
+            Some((Ok(gathered.freeze()), Some(p)))
         }
     })
     .boxed()
@@ -242,18 +330,58 @@ mod tests {
     #[tokio::test]
     async fn pieces_are_gathered_into_writes_of_the_given_size() {
         use futures::StreamExt;
-        let pieces: Vec<std::io::Result<bytes::Bytes>> = (0..10)
-            .map(|i| Ok(bytes::Bytes::from(vec![i as u8; 300])))
+        // Small pieces, one that spans several chunks, a short tail.
+        let lens = [300, 300, 300, 2500, 50];
+        let pieces: Vec<std::io::Result<bytes::Bytes>> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| Ok(bytes::Bytes::from(vec![i as u8; n])))
             .collect();
         let chunks: Vec<bytes::Bytes> = coalesce(futures::stream::iter(pieces).boxed(), 1000)
             .map(|c| c.unwrap())
             .collect()
             .await;
         let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, [1200, 1200, 600]);
+        assert_eq!(sizes, [1000, 1000, 1000, 450]);
         let all: Vec<u8> = chunks.concat();
-        let want: Vec<u8> = (0..10u8).flat_map(|i| vec![i; 300]).collect();
+        let want: Vec<u8> = lens
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &n)| vec![i as u8; n])
+            .collect();
         assert_eq!(all, want, "bytes and order unchanged");
+    }
+
+    #[tokio::test]
+    async fn more_bytes_than_the_descriptor_says_end_the_stream_typed() {
+        use futures::StreamExt;
+        let desc = Descriptor {
+            digest: "sha256:ab".to_owned(),
+            size: 5,
+            ..Descriptor::default()
+        };
+        let slot: Arc<Mutex<Option<ImageError>>> = Arc::default();
+        let pieces: Vec<std::io::Result<Bytes>> = vec![
+            Ok(Bytes::from_static(b"abc")),
+            Ok(Bytes::from_static(b"de")),
+            Ok(Bytes::from_static(b"f")),
+        ];
+        let out: Vec<std::io::Result<Bytes>> = at_most(
+            futures::stream::iter(pieces).boxed(),
+            "r/i:1".to_owned(),
+            &desc,
+            Arc::clone(&slot),
+        )
+        .collect()
+        .await;
+        assert_eq!(out.len(), 3);
+        assert!(out[0].is_ok() && out[1].is_ok(), "the first 5 bytes pass");
+        assert!(out[2].is_err());
+        let error = slot.lock().unwrap().take();
+        assert!(
+            matches!(&error, Some(ImageError::BadContent { digest, .. }) if digest == "sha256:ab"),
+            "{error:?}"
+        );
     }
 
     #[tokio::test]

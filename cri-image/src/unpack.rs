@@ -1,4 +1,4 @@
-//! Unpacking layers into the snapshotter as containerd's unpacker does: per layer, skip a chain id that is already committed, else prepare `extract-<nanos>-<rand> <chainID>` on the parent chain, apply the layer with the Diff service, check the diff id, commit it as `<chainID>`, and label the blob with its uncompressed digest. Layers download in the background (at most `max_concurrent_downloads` at once) while earlier ones are applied.
+//! Unpacking layers into the snapshotter as containerd's unpacker does: per layer, skip a chain id that is already committed, else prepare `extract-<nanos>-<rand> <chainID>` on the parent chain, apply the layer with the Diff service, check the diff id, commit it as `<chainID>`, and label the blob with its uncompressed digest. Layers download in the background while earlier ones are applied: the first alone, then at most `max_concurrent_downloads` at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -283,8 +283,12 @@ pub async fn remove_extract(ctx: &PullContext, key: &str) {
     }
 }
 
-/// Downloads `layers` in a background task, at most
-/// `max_concurrent_downloads` at once, reporting each result in order.
+/// Downloads `layers` in a background task, reporting each result in
+/// order. The first one downloads alone: nothing can be applied before
+/// it is in, and downloads running side by side share the bandwidth
+/// (on a near registry, the daemon's copy into containerd), so each of
+/// them would arrive late. The others then download while it is
+/// applied, at most `max_concurrent_downloads` at once.
 fn start_fetch(
     ctx: &Arc<PullContext>,
     layers: Vec<Descriptor>,
@@ -294,6 +298,14 @@ fn start_fetch(
     let task_ctx = Arc::clone(ctx);
     let handle = tokio::spawn(async move {
         let ctx = task_ctx;
+        let mut layers = layers.into_iter();
+        if let Some(first) = layers.next() {
+            let result = store_blob(&ctx, &first, Source::Remote, HashMap::new()).await;
+            let failed = result.is_err();
+            if tx.send(result).await.is_err() || failed {
+                return;
+            }
+        }
         let mut results = futures::stream::iter(layers)
             .map(|layer| {
                 let ctx = Arc::clone(&ctx);

@@ -16,6 +16,11 @@ pub struct ProxyOptions {
     /// Forward only this many bytes of each blob body, then hold the
     /// connection open without sending more.
     pub stall_blobs_after: Option<usize>,
+    /// Flip the bits of the byte at this offset of every blob body long
+    /// enough to have it: the right length, the wrong digest.
+    pub corrupt_blobs_at: Option<usize>,
+    /// Drop `Range` headers, so upstream answers every GET in full (200).
+    pub ignore_ranges: bool,
 }
 
 /// A running proxy; stops when dropped.
@@ -23,6 +28,8 @@ pub struct ProxyOptions {
 pub struct RegistryProxy {
     host: String,
     requests: Arc<Mutex<Vec<String>>>,
+    /// Whole request heads, as received.
+    heads: Arc<Mutex<Vec<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -35,16 +42,19 @@ impl RegistryProxy {
             .context("bind proxy")?;
         let host = listener.local_addr()?.to_string();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let heads = Arc::new(Mutex::new(Vec::new()));
         let upstream = upstream.to_owned();
         let log = Arc::clone(&requests);
+        let head_log = Arc::clone(&heads);
         let task = tokio::spawn(async move {
             let mut connections = Vec::new();
             while let Ok((client, _)) = listener.accept().await {
                 let upstream = upstream.clone();
                 let options = options.clone();
                 let log = Arc::clone(&log);
+                let head_log = Arc::clone(&head_log);
                 connections.push(tokio::spawn(async move {
-                    let _ = serve(client, &upstream, &options, &log).await;
+                    let _ = serve(client, &upstream, &options, (&log, &head_log)).await;
                 }));
                 connections.retain(|c| !c.is_finished());
             }
@@ -52,6 +62,7 @@ impl RegistryProxy {
         Ok(Self {
             host,
             requests,
+            heads,
             task,
         })
     }
@@ -64,6 +75,29 @@ impl RegistryProxy {
     /// Every request line seen so far (`GET /v2/... HTTP/1.1`).
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// The `Range` header values of the GETs of blob `digest` (empty for
+    /// a GET without one), in order.
+    pub fn blob_ranges(&self, digest: &str) -> Vec<String> {
+        self.heads
+            .lock()
+            .map(|heads| {
+                heads
+                    .iter()
+                    .filter(|h| h.starts_with("GET ") && h.contains(&format!("/blobs/{digest}")))
+                    .map(|h| {
+                        h.split("\r\n")
+                            .find_map(|l| {
+                                let (name, value) = l.split_once(':')?;
+                                name.eq_ignore_ascii_case("range")
+                                    .then(|| value.trim().to_owned())
+                            })
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// How many GETs of blob `digest` were forwarded.
@@ -104,7 +138,7 @@ async fn serve(
     mut client: TcpStream,
     upstream: &str,
     options: &ProxyOptions,
-    log: &Mutex<Vec<String>>,
+    (log, head_log): (&Mutex<Vec<String>>, &Mutex<Vec<String>>),
 ) -> Result<()> {
     let Some(head) = read_head(&mut client).await? else {
         return Ok(());
@@ -113,6 +147,9 @@ async fn serve(
     let request_line = text.lines().next().unwrap_or_default().to_owned();
     if let Ok(mut log) = log.lock() {
         log.push(request_line.clone());
+    }
+    if let Ok(mut heads) = head_log.lock() {
+        heads.push(text.clone());
     }
     if let Some((user, password)) = &options.basic_auth {
         let want = format!(
@@ -139,7 +176,10 @@ async fn serve(
     let mut forwarded = String::new();
     for line in text.split("\r\n").filter(|l| !l.is_empty()) {
         let lower = line.to_ascii_lowercase();
-        if lower.starts_with("connection:") || lower.starts_with("authorization:") {
+        if lower.starts_with("connection:")
+            || lower.starts_with("authorization:")
+            || (options.ignore_ranges && lower.starts_with("range:"))
+        {
             continue;
         }
         forwarded.push_str(line);
@@ -149,9 +189,9 @@ async fn serve(
     let mut server = TcpStream::connect(upstream).await?;
     server.write_all(forwarded.as_bytes()).await?;
 
-    let stall = options
-        .stall_blobs_after
-        .filter(|_| request_line.starts_with("GET ") && request_line.contains("/blobs/sha256:"));
+    let blob_get = request_line.starts_with("GET ") && request_line.contains("/blobs/sha256:");
+    let stall = options.stall_blobs_after.filter(|_| blob_get);
+    let corrupt = options.corrupt_blobs_at.filter(|_| blob_get);
     let mut sent_body = 0usize;
     let mut response_head = Vec::new();
     let mut in_body = false;
@@ -174,6 +214,14 @@ async fn serve(
                 continue;
             }
         }
+        let mut flipped;
+        if let Some(at) = corrupt {
+            if (sent_body..sent_body + chunk.len()).contains(&at) {
+                flipped = chunk.to_vec();
+                flipped[at - sent_body] ^= 0xff;
+                chunk = &flipped;
+            }
+        }
         if let Some(limit) = stall {
             let room = limit.saturating_sub(sent_body);
             let take = room.min(chunk.len());
@@ -186,6 +234,7 @@ async fn serve(
             }
         } else {
             client.write_all(chunk).await?;
+            sent_body += chunk.len();
         }
     }
     client.shutdown().await.ok();

@@ -649,3 +649,67 @@ async fn concurrent_pulls_share_one_fetch_and_stalls_time_out() -> Result<()> {
     );
     Ok(())
 }
+
+/// A registry whose blob bytes are not the blob: the daemon passes a
+/// ranged (206) body to containerd without hashing it, so containerd's
+/// commit check is what catches it; a registry that ignores ranges
+/// answers 200, which the client hashes. Either way the pull fails with
+/// DataLoss naming the layer and leaves nothing: no image record, no
+/// ingest, no extraction snapshot, no lease. The same image from the
+/// clean registry then pulls.
+#[tokio::test]
+async fn wrong_bytes_from_the_registry_fail_the_pull_and_leave_nothing() -> Result<()> {
+    let harness = Harness::start().await?;
+    let busybox = &harness.images.busybox_digests;
+    let layer = busybox
+        .layers
+        .first()
+        .context("busybox has a layer")?
+        .clone();
+    let server = harness.server(ServerOptions::default()).await?;
+    let mut client = server.image_client().await?;
+    for ignore_ranges in [false, true] {
+        let proxy = RegistryProxy::start(
+            &harness.registry.host(),
+            ProxyOptions {
+                // Past the config (a few hundred bytes), inside the layer.
+                corrupt_blobs_at: Some(4096),
+                ignore_ranges,
+                ..ProxyOptions::default()
+            },
+        )
+        .await?;
+        let image = format!("{}/library/busybox:latest", proxy.host());
+        let result = pull(&mut client, &image, None).await;
+        assert_code(result, Code::DataLoss, &layer)
+            .with_context(|| format!("ignore_ranges={ignore_ranges}"))?;
+        let ranges = proxy.blob_ranges(&layer);
+        ensure!(
+            ranges.first().map(String::as_str) == Some("bytes=0-"),
+            "the layer was not asked for as a range: {ranges:?}"
+        );
+
+        ensure!(status(&mut client, &image, false).await?.image.is_none());
+        let listed = records(&harness).await?;
+        ensure!(
+            !listed.contains(&proxy.host()),
+            "image record left:\n{listed}"
+        );
+        let active = harness.containerd.ctr_ok(&["content", "active"]).await?;
+        ensure!(!active.contains(&layer), "ingest left:\n{active}");
+        let snapshots = harness.containerd.ctr_ok(&["snapshots", "ls"]).await?;
+        ensure!(
+            !snapshots.contains("extract-"),
+            "extraction snapshot left:\n{snapshots}"
+        );
+        let leases = harness.containerd.ctr_ok(&["leases", "ls"]).await?;
+        ensure!(
+            leases.lines().count() <= 1,
+            "pull lease left behind:\n{leases}"
+        );
+    }
+    let clean = format!("{}/library/busybox:latest", harness.registry.host());
+    let id = pull(&mut client, &clean, None).await?;
+    ensure!(id == busybox.config, "{id}");
+    Ok(())
+}

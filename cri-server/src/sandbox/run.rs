@@ -315,7 +315,10 @@ async fn setup(
     let pause = plan.controller.create(request);
     let (added, created) = match &network {
         Some((cni, network, _)) => {
-            let (added, created) = tokio::join!(add_network(state, id, cni, network), pause);
+            // The pause goes first: its first step is handed to a
+            // blocking thread at once, while starting a CNI plugin forks
+            // on this one.
+            let (created, added) = tokio::join!(pause, add_network(state, id, cni, network));
             (Some(added), created)
         }
         None => (None, pause.await),

@@ -74,8 +74,8 @@ async fn a_pod_gets_netns_network_and_a_ready_record() {
         &log,
         &[
             "create netns",
-            &format!("cni add {NETNS}"),
             CREATE,
+            &format!("cni add {NETNS}"),
             UPDATE,
             "controller start",
         ],
@@ -228,8 +228,8 @@ async fn failed_cni_add_removes_the_pause_then_deletes_and_removes_the_netns() {
         &log,
         &[
             "create netns",
-            &format!("cni add {NETNS}"),
             CREATE,
+            &format!("cni add {NETNS}"),
             "controller stop",
             "controller shutdown",
             &format!("cni del {NETNS}"),
@@ -247,8 +247,8 @@ async fn cni_add_runs_while_the_pause_is_made() {
         &log,
         &[
             "create netns",
-            "cni add entered",
             CREATE,
+            "cni add entered",
             &format!("cni add {NETNS}"),
             UPDATE,
             "controller start",
@@ -269,8 +269,8 @@ async fn a_cni_add_failing_after_the_pause_was_made_still_removes_it() {
         &log,
         &[
             "create netns",
-            "cni add entered",
             CREATE,
+            "cni add entered",
             &format!("cni add {NETNS}"),
             "controller stop",
             "controller shutdown",
@@ -290,8 +290,8 @@ async fn a_pause_failing_while_cni_adds_still_tears_the_network_down() {
         &log,
         &[
             "create netns",
-            "cni add entered",
             CREATE,
+            "cni add entered",
             &format!("cni add {NETNS}"),
             &format!("cni del {NETNS}"),
             &format!("remove netns {NETNS}"),
@@ -309,8 +309,8 @@ async fn a_failed_metadata_update_undoes_the_pause_and_the_network() {
         &log,
         &[
             "create netns",
-            &format!("cni add {NETNS}"),
             CREATE,
+            &format!("cni add {NETNS}"),
             UPDATE,
             "controller stop",
             "controller shutdown",
@@ -329,8 +329,8 @@ async fn a_result_without_ip_is_undone() {
         &log,
         &[
             "create netns",
-            &format!("cni add {NETNS}"),
             CREATE,
+            &format!("cni add {NETNS}"),
             "controller stop",
             "controller shutdown",
             &format!("cni del {NETNS}"),
@@ -350,8 +350,8 @@ async fn failed_controller_create_undoes_the_network() {
         &log,
         &[
             "create netns",
-            &format!("cni add {NETNS}"),
             CREATE,
+            &format!("cni add {NETNS}"),
             &format!("cni del {NETNS}"),
             &format!("remove netns {NETNS}"),
         ],
@@ -367,8 +367,8 @@ async fn failed_controller_start_undoes_the_pause_and_the_network() {
         &log,
         &[
             "create netns",
-            &format!("cni add {NETNS}"),
             CREATE,
+            &format!("cni add {NETNS}"),
             UPDATE,
             "controller start",
             "controller stop",

@@ -90,37 +90,53 @@ impl PodSandboxController {
         undo: &mut Rollback,
     ) -> Result<SandboxInstance> {
         let id = &req.id;
-        self.create_files(req).await?;
-        undo.push("remove sandbox files", {
-            let (files, id) = (self.files.clone(), id.clone());
-            async move {
-                tokio::task::spawn_blocking(move || files.remove(&id))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())
-            }
-        });
-
-        let lease = create_temporary_lease(self.containerd.leases.as_ref())
-            .await
-            .map_err(ControllerError::containerd_op("create lease", id))?;
-        let created = self.create_container(req, &lease, undo).await;
-        if let Err(e) = self.containerd.leases.delete(&lease, false).await {
-            tracing::warn!(lease = %lease, error = %e, "delete temporary lease");
+        // The files are written (on a blocking thread) while the lease is
+        // taken.
+        let (files, lease) = tokio::join!(
+            self.create_files(req),
+            create_temporary_lease(self.containerd.leases.as_ref())
+        );
+        if files.is_ok() {
+            undo.push("remove sandbox files", {
+                let (files, id) = (self.files.clone(), id.clone());
+                async move {
+                    tokio::task::spawn_blocking(move || files.remove(&id))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())
+                }
+            });
         }
-        let (record, rootfs, process_label) = created?;
+        let lease = match (files, lease) {
+            (Ok(()), Ok(lease)) => lease,
+            (Err(e), lease) => {
+                if let Ok(lease) = lease {
+                    self.delete_lease(&lease).await;
+                }
+                return Err(e);
+            }
+            (Ok(()), Err(e)) => return Err(ControllerError::containerd_op("create lease", id)(e)),
+        };
+        let (record, rootfs, process_label) = match self.create_container(req, &lease, undo).await {
+            Ok(created) => created,
+            Err(e) => {
+                self.delete_lease(&lease).await;
+                return Err(e);
+            }
+        };
 
+        // The record holds the snapshot now: the lease goes while the task
+        // is created.
         let task = CreateTask {
             container_id: id.to_string(),
             rootfs,
             ..CreateTask::default()
         };
-        let pid = self
-            .containerd
-            .tasks
-            .create(task)
-            .await
-            .map_err(ControllerError::containerd_op("create sandbox task", id))?;
+        let (pid, ()) = tokio::join!(
+            self.containerd.tasks.create(task),
+            self.delete_lease(&lease)
+        );
+        let pid = pid.map_err(ControllerError::containerd_op("create sandbox task", id))?;
         undo.push("delete sandbox task", {
             let (tasks, id) = (self.containerd.tasks.clone(), id.to_string());
             async move { delete_task_forcibly(&tasks, &id).await.map(|_| ()) }
@@ -134,6 +150,13 @@ impl PodSandboxController {
                 ("selinux_label".to_owned(), process_label),
             ]),
         })
+    }
+
+    /// Deletes the temporary lease; a failure is only logged (it expires).
+    async fn delete_lease(&self, lease: &str) {
+        if let Err(e) = self.containerd.leases.delete(lease, false).await {
+            tracing::warn!(lease = %lease, error = %e, "delete temporary lease");
+        }
     }
 
     async fn create_files(&self, req: &CreateSandbox) -> Result<()> {
@@ -153,7 +176,10 @@ impl PodSandboxController {
     }
 
     /// Snapshot, spec and container record; returns the record, the
-    /// rootfs mounts and the SELinux process label.
+    /// rootfs mounts and the SELinux process label. Unless the image's
+    /// user database is needed for the spec, nothing in the record
+    /// depends on the snapshot, and the two are made side by side (the
+    /// lease holds the snapshot until the record refers to it).
     async fn create_container(
         &self,
         req: &CreateSandbox,
@@ -168,33 +194,83 @@ impl PodSandboxController {
             .filter(|(k, _)| k.starts_with(INHERITED_SNAPSHOT_LABEL_PREFIX))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let rootfs = self
-            .containerd
-            .snapshots
-            .prepare(
-                &req.snapshotter,
-                id.as_ref(),
-                &req.image.chain_id,
-                snapshot_labels,
-                Some(lease.to_owned()),
-            )
+        let prepare = self.containerd.snapshots.prepare(
+            &req.snapshotter,
+            id.as_ref(),
+            &req.image.chain_id,
+            snapshot_labels,
+            Some(lease.to_owned()),
+        );
+        let prepare_err = ControllerError::containerd_op("prepare sandbox rootfs", id);
+        let create_err = ControllerError::containerd_op("create sandbox container", id);
+        let user = user_to_resolve(req);
+        if !needs_user_db(&user) {
+            let (record, process_label) = self.pause_record(req, &RootfsUsers::empty(), undo)?;
+            let (prepared, created) =
+                tokio::join!(prepare, self.containerd.containers.create(record));
+            if prepared.is_ok() {
+                self.push_remove_rootfs(req, undo);
+            }
+            if created.is_ok() {
+                self.push_delete_container(id, undo);
+            }
+            let rootfs = prepared.map_err(prepare_err)?;
+            return Ok((created.map_err(create_err)?, rootfs, process_label));
+        }
+        let rootfs = prepare.await.map_err(prepare_err)?;
+        self.push_remove_rootfs(req, undo);
+        let (db, mounts) = (Arc::clone(&self.user_db), rootfs.clone());
+        let users = tokio::task::spawn_blocking(move || db.load(&mounts))
             .await
-            .map_err(ControllerError::containerd_op("prepare sandbox rootfs", id))?;
-        undo.push("remove sandbox rootfs snapshot", {
-            let (snapshots, snapshotter, key) = (
-                self.containerd.snapshots.clone(),
-                req.snapshotter.clone(),
-                id.to_string(),
-            );
-            async move {
-                match snapshots.remove(&snapshotter, &key).await {
-                    Err(e) if !e.is_not_found() => Err(e),
-                    _ => Ok(()),
-                }
+            .map_err(|_| ControllerError::Blocking { id: id.clone() })?
+            .map_err(|source| ControllerError::UserDb {
+                id: id.clone(),
+                source,
+            })?;
+        let (record, process_label) = self.pause_record(req, &users, undo)?;
+        let created = self
+            .containerd
+            .containers
+            .create(record)
+            .await
+            .map_err(create_err)?;
+        self.push_delete_container(id, undo);
+        Ok((created, rootfs, process_label))
+    }
+
+    fn push_remove_rootfs(&self, req: &CreateSandbox, undo: &mut Rollback) {
+        let (snapshots, snapshotter, key) = (
+            self.containerd.snapshots.clone(),
+            req.snapshotter.clone(),
+            req.id.to_string(),
+        );
+        undo.push("remove sandbox rootfs snapshot", async move {
+            match snapshots.remove(&snapshotter, &key).await {
+                Err(e) if !e.is_not_found() => Err(e),
+                _ => Ok(()),
             }
         });
+    }
 
-        let users = self.image_users(req, &rootfs).await?;
+    fn push_delete_container(&self, id: &SandboxId, undo: &mut Rollback) {
+        let (containers, id) = (self.containerd.containers.clone(), id.to_string());
+        undo.push("delete sandbox container", async move {
+            match containers.delete(&id).await {
+                Err(e) if !e.is_not_found() => Err(e),
+                _ => Ok(()),
+            }
+        });
+    }
+
+    /// The pause container's spec and record; returns the record and the
+    /// SELinux process label, whose release is registered in `undo`.
+    fn pause_record(
+        &self,
+        req: &CreateSandbox,
+        users: &RootfsUsers,
+        undo: &mut Rollback,
+    ) -> Result<(ContainerRecord, String)> {
+        let id = &req.id;
         let paths = self.files.paths(id);
         let inputs = PauseInputs {
             sandbox_id: id,
@@ -206,7 +282,7 @@ impl PodSandboxController {
         };
         let host = SpecHost {
             os: self.host_os.as_ref(),
-            users: &users,
+            users,
             selinux: self.selinux.as_ref(),
         };
         let mut builder = PauseSpecBuilder::new(inputs, host).with_platform(self.platform.clone());
@@ -248,57 +324,35 @@ impl PodSandboxController {
             extensions: HashMap::from([(key, extension)]),
             ..ContainerRecord::default()
         };
-        let created = self.containerd.containers.create(record).await.map_err(
-            ControllerError::containerd_op("create sandbox container", id),
-        )?;
-        undo.push("delete sandbox container", {
-            let (containers, id) = (self.containerd.containers.clone(), id.to_string());
-            async move {
-                match containers.delete(&id).await {
-                    Err(e) if !e.is_not_found() => Err(e),
-                    _ => Ok(()),
-                }
-            }
-        });
-        Ok((created, rootfs, labeled.process_label))
+        Ok((record, labeled.process_label))
     }
+}
 
-    /// The image's passwd and group, read only when the user to resolve
-    /// is not a numeric `uid:gid` (containerd reads them in `WithUser`).
-    async fn image_users(&self, req: &CreateSandbox, rootfs: &[Mount]) -> Result<RootfsUsers> {
-        let security = req
+/// The user the pause process runs as, as containerd's `WithUser` gets
+/// it: the security context's `uid[:gid]`, else the image's user. Its
+/// names need the image's passwd and group (`needs_user_db`).
+fn user_to_resolve(req: &CreateSandbox) -> String {
+    let security = req
+        .config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref());
+    let uid = security
+        .and_then(|s| s.run_as_user.as_ref())
+        .map(|v| v.value);
+    let gid = security
+        .and_then(|s| s.run_as_group.as_ref())
+        .map(|v| v.value);
+    match (uid, gid) {
+        (Some(u), Some(g)) => format!("{u}:{g}"),
+        (Some(u), None) => u.to_string(),
+        (None, _) => req
+            .image
             .config
-            .linux
+            .config()
             .as_ref()
-            .and_then(|l| l.security_context.as_ref());
-        let uid = security
-            .and_then(|s| s.run_as_user.as_ref())
-            .map(|v| v.value);
-        let gid = security
-            .and_then(|s| s.run_as_group.as_ref())
-            .map(|v| v.value);
-        let user = match (uid, gid) {
-            (Some(u), Some(g)) => format!("{u}:{g}"),
-            (Some(u), None) => u.to_string(),
-            (None, _) => req
-                .image
-                .config
-                .config()
-                .as_ref()
-                .and_then(|c| c.user().clone())
-                .unwrap_or_default(),
-        };
-        if !needs_user_db(&user) {
-            return Ok(RootfsUsers::empty());
-        }
-        let (db, mounts) = (Arc::clone(&self.user_db), rootfs.to_vec());
-        tokio::task::spawn_blocking(move || db.load(&mounts))
-            .await
-            .map_err(|_| ControllerError::Blocking { id: req.id.clone() })?
-            .map_err(|source| ControllerError::UserDb {
-                id: req.id.clone(),
-                source,
-            })
+            .and_then(|c| c.user().clone())
+            .unwrap_or_default(),
     }
 }
 

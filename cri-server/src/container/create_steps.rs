@@ -1,10 +1,10 @@
-//! The steps of CreateContainer after the name reservation, in
-//! containerd's order, each pushing its undo once it succeeded: root and
+//! The steps of CreateContainer after the name reservation, each pushing
+//! its undo once it succeeded: root and
 //! volatile dirs, image volumes, runtime handler, spec (with the image's
-//! user database), SELinux label, snapshot under a lease, image volume
-//! contents, log path, FIFOs and IO, the containerd container with labels
-//! and metadata extension, the status checkpoint, the live handle and the
-//! store entry.
+//! user database) while the lease is taken, SELinux label, log path,
+//! FIFOs and IO, the snapshot and the containerd container (labels,
+//! metadata extension) side by side, image volume contents, the status
+//! checkpoint, the live handle and the store entry.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -163,47 +163,6 @@ impl Steps<'_> {
         leased?;
         let spec = labeled.spec;
 
-        // A writable snapshot of the image, under the lease.
-        let rootfs = state
-            .containerd
-            .snapshots
-            .prepare(
-                &snapshotter,
-                id.as_ref(),
-                &image.chain_id,
-                labels::snapshot_labels(&config.annotations),
-                Some(lease_id.clone()),
-            )
-            .await?;
-        {
-            let snapshots = Arc::clone(&state.containerd.snapshots);
-            let (snapshotter, key) = (snapshotter.clone(), id.to_string());
-            undo.push(UNDO_REMOVE_SNAPSHOT, async move {
-                match snapshots.remove(&snapshotter, &key).await {
-                    Err(e) if !e.is_not_found() => Err(e),
-                    _ => Ok(()),
-                }
-            });
-        }
-
-        // What the image has at its volume paths goes into the volumes.
-        if !volume_paths.is_empty() {
-            let tmp = state.config.server.state_dir.join("tmpmounts");
-            tokio::task::spawn_blocking(move || {
-                super::rootfs::copy_image_volumes(&rootfs, &tmp, &volume_paths)
-            })
-            .await
-            .map_err(|e| ContainerError::TaskFailed {
-                rpc: "CreateContainer",
-                message: e.to_string(),
-            })?
-            .map_err(|source| ContainerError::HostPath {
-                op: "copy image volume contents into",
-                path: paths.root_dir.join("volumes"),
-                source,
-            })?;
-        }
-
         meta.image_ref = image.id.clone();
         meta.image_name = image_name.clone();
         meta.stop_signal = image
@@ -258,8 +217,30 @@ impl Steps<'_> {
             extensions: [(CONTAINER_METADATA_EXTENSION.to_owned(), extension)].into(),
             ..ContainerRecord::default()
         };
-        state.containerd.containers.create(record).await?;
-        {
+
+        // The writable snapshot of the image and the record that refers to
+        // it, side by side: the lease holds the snapshot until then.
+        let (prepared, created) = futures::join!(
+            state.containerd.snapshots.prepare(
+                &snapshotter,
+                id.as_ref(),
+                &image.chain_id,
+                labels::snapshot_labels(&config.annotations),
+                Some(lease_id.clone()),
+            ),
+            state.containerd.containers.create(record)
+        );
+        if prepared.is_ok() {
+            let snapshots = Arc::clone(&state.containerd.snapshots);
+            let (snapshotter, key) = (snapshotter.clone(), id.to_string());
+            undo.push(UNDO_REMOVE_SNAPSHOT, async move {
+                match snapshots.remove(&snapshotter, &key).await {
+                    Err(e) if !e.is_not_found() => Err(e),
+                    _ => Ok(()),
+                }
+            });
+        }
+        if created.is_ok() {
             let containers = Arc::clone(&state.containerd.containers);
             let key = id.to_string();
             undo.push(UNDO_DELETE_CONTAINER, async move {
@@ -268,6 +249,26 @@ impl Steps<'_> {
                     _ => Ok(()),
                 }
             });
+        }
+        let rootfs = prepared?;
+        created?;
+
+        // What the image has at its volume paths goes into the volumes.
+        if !volume_paths.is_empty() {
+            let tmp = state.config.server.state_dir.join("tmpmounts");
+            tokio::task::spawn_blocking(move || {
+                super::rootfs::copy_image_volumes(&rootfs, &tmp, &volume_paths)
+            })
+            .await
+            .map_err(|e| ContainerError::TaskFailed {
+                rpc: "CreateContainer",
+                message: e.to_string(),
+            })?
+            .map_err(|source| ContainerError::HostPath {
+                op: "copy image volume contents into",
+                path: paths.root_dir.join("volumes"),
+                source,
+            })?;
         }
         // The status checkpoint, the live handle and the store. The
         // container record holds the snapshot now: the lease goes while

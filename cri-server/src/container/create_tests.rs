@@ -36,12 +36,13 @@ enum Step {
     /// The user database was read; a step without containerd fails.
     AfterUserDb,
     Lease,
-    /// The lease was taken; a step without containerd fails.
+    /// The lease was taken; a step without containerd fails (spec, log
+    /// path, IO).
     AfterLease,
-    Prepare,
-    /// The snapshot exists; a step without containerd fails.
-    AfterPrepare,
     SandboxRecord,
+    /// The snapshot and the container record are made side by side: when
+    /// one of the two fails, the other is still made.
+    Prepare,
     CreateContainer,
     /// Every containerd call succeeds.
     Done,
@@ -89,6 +90,8 @@ fn expect_plan(m: &mut MockServices, seq: &mut Sequence, plan: Plan) -> Captured
     let captured = Captured::default();
     let fail = plan.fail;
     let ok = move |step: Step| step < fail;
+    // The two calls made side by side fail only when they are `fail`.
+    let fine = move |step: Step| step != fail;
     m.snapshots
         .expect_view()
         .withf(|s, key, parent, _| s == "overlayfs" && key == "c0-userdb" && parent == CHAIN_ID)
@@ -131,30 +134,6 @@ fn expect_plan(m: &mut MockServices, seq: &mut Sequence, plan: Plan) -> Captured
     if fail <= Step::AfterLease {
         return captured;
     }
-    m.snapshots
-        .expect_prepare()
-        .withf(|s, key, parent, labels, lease| {
-            s == "overlayfs"
-                && key == ID
-                && parent == CHAIN_ID
-                && labels
-                    .get("containerd.io/snapshot/remote")
-                    .map(String::as_str)
-                    == Some("yes")
-                && lease.as_deref() == Some("c0-create")
-        })
-        .times(1)
-        .in_sequence(seq)
-        .returning(move |_, _, _, _, _| {
-            if ok(Step::Prepare) {
-                Ok(Vec::new())
-            } else {
-                Err(failure("prepare"))
-            }
-        });
-    if fail <= Step::AfterPrepare {
-        return captured;
-    }
     m.containers
         .expect_get()
         .with(eq(SANDBOX))
@@ -177,6 +156,27 @@ fn expect_plan(m: &mut MockServices, seq: &mut Sequence, plan: Plan) -> Captured
     if fail == Step::SandboxRecord {
         return captured;
     }
+    m.snapshots
+        .expect_prepare()
+        .withf(|s, key, parent, labels, lease| {
+            s == "overlayfs"
+                && key == ID
+                && parent == CHAIN_ID
+                && labels
+                    .get("containerd.io/snapshot/remote")
+                    .map(String::as_str)
+                    == Some("yes")
+                && lease.as_deref() == Some("c0-create")
+        })
+        .times(1)
+        .in_sequence(seq)
+        .returning(move |_, _, _, _, _| {
+            if fine(Step::Prepare) {
+                Ok(Vec::new())
+            } else {
+                Err(failure("prepare"))
+            }
+        });
     let slot = Arc::clone(&captured);
     m.containers
         .expect_create()
@@ -184,14 +184,14 @@ fn expect_plan(m: &mut MockServices, seq: &mut Sequence, plan: Plan) -> Captured
         .in_sequence(seq)
         .returning(move |record| {
             std::thread::sleep(plan.create_delay);
-            if ok(Step::CreateContainer) {
+            if fine(Step::CreateContainer) {
                 *slot.lock().unwrap() = Some(record.clone());
                 Ok(record)
             } else {
                 Err(failure("create container"))
             }
         });
-    if fail == Step::CreateContainer {
+    if fail <= Step::CreateContainer {
         return captured;
     }
     m.leases
@@ -510,18 +510,15 @@ async fn lease_failure_releases_the_selinux_label() {
 }
 
 #[tokio::test]
-async fn snapshot_failure_deletes_the_lease() {
-    let env = env_failing_at(Step::Prepare, &[Undo::DeleteLease]);
+async fn snapshot_failure_deletes_the_record_made_beside_it_and_the_lease() {
+    let env = env_failing_at(Step::Prepare, &[Undo::DeleteContainer, Undo::DeleteLease]);
     assert_eq!(code(create_err(&env, request()).await), Code::Internal);
     assert_nothing_left(&env);
 }
 
 #[tokio::test]
-async fn escaping_log_path_is_invalid_and_removes_the_snapshot() {
-    let env = env_failing_at(
-        Step::AfterPrepare,
-        &[Undo::RemoveSnapshot, Undo::DeleteLease],
-    );
+async fn escaping_log_path_is_invalid_and_deletes_the_lease() {
+    let env = env_failing_at(Step::AfterLease, &[Undo::DeleteLease]);
     let mut req = request();
     req.config.as_mut().unwrap().log_path = "../../etc/evil.log".into();
     let err = create(&env.state, req).await.unwrap_err();
@@ -530,11 +527,8 @@ async fn escaping_log_path_is_invalid_and_removes_the_snapshot() {
 }
 
 #[tokio::test]
-async fn io_failure_removes_the_snapshot() {
-    let env = env_failing_at(
-        Step::AfterPrepare,
-        &[Undo::RemoveSnapshot, Undo::DeleteLease],
-    );
+async fn io_failure_deletes_the_lease() {
+    let env = env_failing_at(Step::AfterLease, &[Undo::DeleteLease]);
     std::fs::create_dir_all(root(&env).join("state/containers/c0")).unwrap();
     std::fs::write(root(&env).join("state/containers/c0/io"), "not a dir").unwrap();
     assert_eq!(code(create_err(&env, request()).await), Code::Internal);
@@ -543,10 +537,7 @@ async fn io_failure_removes_the_snapshot() {
 
 #[tokio::test]
 async fn sandbox_record_failure_closes_the_io() {
-    let env = env_failing_at(
-        Step::SandboxRecord,
-        &[Undo::RemoveSnapshot, Undo::DeleteLease],
-    );
+    let env = env_failing_at(Step::SandboxRecord, &[Undo::DeleteLease]);
     assert_eq!(code(create_err(&env, request()).await), Code::Internal);
     assert_nothing_left(&env);
 }

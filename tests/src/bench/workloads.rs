@@ -600,11 +600,29 @@ async fn run_phases(
     let sides = endpoints.len();
     progress("pod and container lifecycles, image operations, parallel start");
     for round in 0..opts.rounds {
+        // One lifecycle and one image cycle on each side in turn: a burst
+        // of load on the machine (seconds long on a shared VM) then hits
+        // both sides, not a whole round of one.
+        for i in 0..opts.lifecycles.max(opts.image_cycles) {
+            for side in order(round + i, sides) {
+                let ep = &mut endpoints[side];
+                if i < opts.lifecycles {
+                    lifecycle(ep, side, report, images, 1).await?;
+                }
+                if i < opts.image_cycles {
+                    image_cycle(ep, side, report, &images.image_ops, 1).await?;
+                }
+            }
+        }
         for side in order(round, sides) {
-            let ep = &mut endpoints[side];
-            lifecycle(ep, side, report, images, opts.lifecycles).await?;
-            image_cycle(ep, side, report, &images.image_ops, opts.image_cycles).await?;
-            parallel_start(ep, side, report, images, opts.parallel_pods).await?;
+            parallel_start(
+                &mut endpoints[side],
+                side,
+                report,
+                images,
+                opts.parallel_pods,
+            )
+            .await?;
         }
     }
     progress("annotation memory");

@@ -25,9 +25,8 @@ use super::{ContainerdClient, Deadline, MAX_MESSAGE_SIZE};
 
 /// The most data one Write message carries, well under the message limit.
 const WRITE_CHUNK: usize = 1 << 20;
-/// Write messages sent before the reply to the first is read (a pull
-/// sends 112 KiB ones).
-const WRITES_IN_FLIGHT: usize = 8;
+/// Write messages sent before the reply to the first is read.
+const WRITES_IN_FLIGHT: usize = 3;
 /// Backoff bounds while another writer holds the ingest's lock.
 const LOCK_RETRY_FIRST: Duration = Duration::from_millis(16);
 const LOCK_RETRY_MAX: Duration = Duration::from_secs(2);

@@ -255,14 +255,11 @@ fn at_most(
 }
 
 /// The size of one content `Write`: the HTTP body arrives in pieces of a
-/// few KiB, and every `Write` is a message to containerd, so pieces are
-/// gathered up to this size first. It stays under the allocator's mmap
-/// threshold (128 KiB, `cri-server`'s `allocator.rs`): 1 MiB buffers were
-/// each a fresh mapping, and faulting their pages in and unmapping them
-/// took a quarter of the daemon's CPU in a large pull. The content
-/// writer keeps several in flight. It bounds what a layer holds in
-/// memory.
-const WRITE_SIZE: usize = 112 << 10;
+/// few KiB, and every `Write` is a message containerd decodes and answers,
+/// so pieces are gathered up to this size first (containerd's own copy
+/// uses 1 MiB buffers; 112 KiB messages cost containerd more CPU than
+/// they saved here). It bounds what a layer holds in memory.
+const WRITE_SIZE: usize = 1 << 20;
 
 /// `inner` regrouped into chunks of exactly `size` bytes (the last one
 /// shorter). A chunk is gathered in a buffer of exactly that size, which

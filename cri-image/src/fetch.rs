@@ -343,29 +343,27 @@ impl Remote {
         for host in self.hosts.iter().filter(|h| h.host.capabilities.pull) {
             let reference = self.oci_reference(host, None);
             let guard = self.progress.request();
-            let whole = u64::try_from(desc.size).ok().filter(|&n| n > 0);
-            let ranged = match whole {
-                Some(_) => Some(
-                    host.client
-                        .pull_blob_stream_partial(&reference, desc.digest.as_str(), 0, None)
-                        .await,
-                ),
-                None => None,
+            let plain = || {
+                host.client
+                    .pull_blob_stream(&reference, desc.digest.as_str())
             };
-            let opened = match ranged {
-                Some(Ok(BlobResponse::Full(sized))) => Ok(sized),
-                // The whole blob, as a range.
-                Some(Ok(BlobResponse::Partial(sized))) if sized.content_length == whole => {
-                    Ok(sized)
-                }
-                Some(Err(e)) => Err(e),
-                // No range (an empty blob), or a part of it only: the
-                // whole blob, hashed here.
-                Some(Ok(BlobResponse::Partial(_))) | None => {
-                    host.client
-                        .pull_blob_stream(&reference, desc.digest.as_str())
-                        .await
-                }
+            let opened = match u64::try_from(desc.size).ok().filter(|&n| n > 0) {
+                Some(whole) => match host
+                    .client
+                    .pull_blob_stream_partial(&reference, desc.digest.as_str(), 0, None)
+                    .await
+                {
+                    Ok(BlobResponse::Full(sized)) => Ok(sized),
+                    // The whole blob, as a range.
+                    Ok(BlobResponse::Partial(sized)) if sized.content_length == Some(whole) => {
+                        Ok(sized)
+                    }
+                    // A part of it only: the whole blob, hashed here.
+                    Ok(BlobResponse::Partial(_)) => plain().await,
+                    Err(e) => Err(e),
+                },
+                // No range of an empty blob.
+                None => plain().await,
             };
             match opened {
                 Ok(sized) => {

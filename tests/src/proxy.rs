@@ -27,7 +27,6 @@ pub struct ProxyOptions {
 #[derive(Debug)]
 pub struct RegistryProxy {
     host: String,
-    requests: Arc<Mutex<Vec<String>>>,
     /// Whole request heads, as received.
     heads: Arc<Mutex<Vec<String>>>,
     task: JoinHandle<()>,
@@ -41,30 +40,22 @@ impl RegistryProxy {
             .await
             .context("bind proxy")?;
         let host = listener.local_addr()?.to_string();
-        let requests = Arc::new(Mutex::new(Vec::new()));
         let heads = Arc::new(Mutex::new(Vec::new()));
         let upstream = upstream.to_owned();
-        let log = Arc::clone(&requests);
-        let head_log = Arc::clone(&heads);
+        let log = Arc::clone(&heads);
         let task = tokio::spawn(async move {
             let mut connections = Vec::new();
             while let Ok((client, _)) = listener.accept().await {
                 let upstream = upstream.clone();
                 let options = options.clone();
                 let log = Arc::clone(&log);
-                let head_log = Arc::clone(&head_log);
                 connections.push(tokio::spawn(async move {
-                    let _ = serve(client, &upstream, &options, (&log, &head_log)).await;
+                    let _ = serve(client, &upstream, &options, &log).await;
                 }));
                 connections.retain(|c| !c.is_finished());
             }
         });
-        Ok(Self {
-            host,
-            requests,
-            heads,
-            task,
-        })
+        Ok(Self { host, heads, task })
     }
 
     /// `127.0.0.1:PORT`.
@@ -74,7 +65,15 @@ impl RegistryProxy {
 
     /// Every request line seen so far (`GET /v2/... HTTP/1.1`).
     pub fn requests(&self) -> Vec<String> {
-        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+        self.heads
+            .lock()
+            .map(|heads| {
+                heads
+                    .iter()
+                    .map(|h| h.lines().next().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The `Range` header values of the GETs of blob `digest` (empty for
@@ -138,7 +137,7 @@ async fn serve(
     mut client: TcpStream,
     upstream: &str,
     options: &ProxyOptions,
-    (log, head_log): (&Mutex<Vec<String>>, &Mutex<Vec<String>>),
+    log: &Mutex<Vec<String>>,
 ) -> Result<()> {
     let Some(head) = read_head(&mut client).await? else {
         return Ok(());
@@ -146,10 +145,7 @@ async fn serve(
     let text = String::from_utf8_lossy(&head).to_string();
     let request_line = text.lines().next().unwrap_or_default().to_owned();
     if let Ok(mut log) = log.lock() {
-        log.push(request_line.clone());
-    }
-    if let Ok(mut heads) = head_log.lock() {
-        heads.push(text.clone());
+        log.push(text.clone());
     }
     if let Some((user, password)) = &options.basic_auth {
         let want = format!(

@@ -15,7 +15,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use crate::metrics::{self, Metrics, MetricsError};
 use crate::passthrough::{Forwarder, PassthroughLayer};
 use crate::preflight::{self, ContainerdProbe, Report};
-use crate::service::{CriImageService, CriRuntimeService, ServerParts, ServerState};
+use crate::service::{CriImageService, CriRuntimeService, EncodedLists, ServerParts, ServerState};
 use crate::socket::{BoundSocket, SocketError};
 use cri_config::Config;
 use cri_containerd as containerd;
@@ -228,9 +228,10 @@ pub async fn run(
         .layer(PassthroughLayer::new(forwarder))
         .layer(metrics.grpc_layer())
         .layer(readiness.layer())
-        .add_service(RuntimeServiceServer::new(CriRuntimeService::new(
+        .add_service(EncodedLists::new(
+            RuntimeServiceServer::new(CriRuntimeService::new(state.clone())),
             state.clone(),
-        )))
+        ))
         .add_service(ImageServiceServer::new(CriImageService::new(state.clone())))
         .serve_with_incoming_shutdown(front_door(listener), shutdown)
         .await

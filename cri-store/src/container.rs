@@ -143,6 +143,13 @@ impl<H> ContainerStore<H> {
         self.records.filter_map(|m, s| f(m, s))
     }
 
+    /// A count that changes whenever a container is added or removed or
+    /// its status changes: a list answer built after reading it stays
+    /// true while it is unchanged.
+    pub fn generation(&self) -> u64 {
+        self.records.generation()
+    }
+
     /// The containers of one sandbox, sorted by id.
     pub fn list_by_sandbox(&self, sandbox_id: &SandboxId) -> Vec<Container> {
         self.records.list_where(|m| m.sandbox_id == *sandbox_id)
@@ -276,6 +283,51 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(err, StoreError::EmptyId { kind: "container" });
+    }
+
+    #[test]
+    fn generation_changes_with_every_change_and_only_then() {
+        let store = store_with(&[("c1", "s1")]);
+        let mut seen = store.generation();
+        let mut changed = |store: &ContainerStore, what: &str| {
+            let now = store.generation();
+            assert_ne!(now, seen, "{what} left the generation at {now}");
+            seen = now;
+        };
+        store
+            .add(
+                Container::new(metadata("c2", "s1"), ContainerStatus::default()),
+                (),
+            )
+            .unwrap();
+        changed(&store, "add");
+        let id = ContainerId::from("c1");
+        store
+            .update_status(&id, |s| {
+                s.started_at = 2;
+                Ok::<(), StoreError>(())
+            })
+            .unwrap();
+        changed(&store, "a status update");
+        store.remove(&id).unwrap();
+        changed(&store, "remove");
+
+        // Reads and refused changes leave it alone.
+        let before = store.generation();
+        let _ = store.list();
+        let _ = store.get("c2");
+        let refused = store.update_status(&ContainerId::from("c2"), |_| {
+            Err::<(), _>(StoreError::EmptyId { kind: "container" })
+        });
+        assert!(refused.is_err());
+        assert!(store
+            .add(
+                Container::new(metadata("c2", "s1"), ContainerStatus::default()),
+                (),
+            )
+            .is_err());
+        assert!(store.remove(&id).is_err());
+        assert_eq!(store.generation(), before);
     }
 
     #[test]

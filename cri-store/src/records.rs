@@ -3,6 +3,7 @@
 //! full id or unique prefix.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use crate::error::{Result, StoreError};
@@ -71,6 +72,10 @@ struct Inner<M, S, A> {
 pub(crate) struct Records<M, S, A = ()> {
     kind: &'static str,
     inner: RwLock<Inner<M, S, A>>,
+    /// Counts changes: bumped after each add, remove and status update
+    /// has taken effect, so a reader that saw a value and then read the
+    /// records saw at least every change counted up to it.
+    generation: AtomicU64,
 }
 
 impl<M: Keyed, S: Clone, A> Records<M, S, A> {
@@ -81,7 +86,17 @@ impl<M: Keyed, S: Clone, A> Records<M, S, A> {
                 entries: BTreeMap::new(),
                 ids: PrefixIndex::default(),
             }),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// The change count (see the field).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     pub(crate) fn add(&self, record: Record<M, S>, attached: A) -> Result<Arc<A>> {
@@ -104,6 +119,8 @@ impl<M: Keyed, S: Clone, A> Records<M, S, A> {
             attached: Arc::clone(&attached),
         };
         inner.entries.insert(id, Arc::new(entry));
+        drop(inner);
+        self.changed();
         Ok(attached)
     }
 
@@ -187,6 +204,8 @@ impl<M: Keyed, S: Clone, A> Records<M, S, A> {
         let mut next = status.clone();
         update(&mut next)?;
         *status = next.clone();
+        drop(status);
+        self.changed();
         Ok(next)
     }
 
@@ -197,6 +216,7 @@ impl<M: Keyed, S: Clone, A> Records<M, S, A> {
             inner.ids.remove(id);
             entry
         };
+        self.changed();
         Ok(entry.snapshot())
     }
 

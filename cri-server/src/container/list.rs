@@ -2,10 +2,70 @@
 //! container, filtered by id (or unique id prefix), state, sandbox (or
 //! unique sandbox id prefix) and label selector.
 
-use cri_api::v1::{Container as CriContainer, ContainerFilter, ListContainersRequest};
+use std::sync::{Mutex, PoisonError};
+
+use bytes::Bytes;
+use cri_api::v1::{
+    Container as CriContainer, ContainerFilter, ListContainersRequest, ListContainersResponse,
+};
 use cri_store::container::{ContainerMetadata, ContainerStatus};
+use prost::Message;
 
 use super::ContainerService;
+
+/// The last encoded answer to a ListContainers without a filter, with the
+/// store generation it was built at. The kubelet relists every second,
+/// mostly over a store that has not changed since: such a relist is
+/// answered with these bytes, neither copied into CRI messages again nor
+/// encoded again.
+#[derive(Debug, Default)]
+pub struct ListCache {
+    last: Mutex<Option<(u64, Bytes)>>,
+}
+
+impl ListCache {
+    fn get(&self, generation: u64) -> Option<Bytes> {
+        match &*self.last.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some((built_at, bytes)) if *built_at == generation => Some(bytes.clone()),
+            _ => None,
+        }
+    }
+
+    /// Keeps `bytes` unless an answer of a later generation is kept.
+    fn put(&self, generation: u64, bytes: Bytes) {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.as_ref().is_none_or(|(kept, _)| *kept <= generation) {
+            *last = Some((generation, bytes));
+        }
+    }
+}
+
+/// ListContainers, encoded: the `ListContainersResponse` message as it
+/// goes on the wire. An unfiltered request (no filter, or one with every
+/// field empty, as the kubelet's relist sends) is answered from
+/// [`ListCache`] while the store generation is the one it was built at;
+/// the generation is read before the records, so a change made while
+/// the answer is built makes the kept answer stale, never wrong.
+pub fn list_containers_encoded(state: &ContainerService, request: &ListContainersRequest) -> Bytes {
+    let encode = |containers| Bytes::from(ListContainersResponse { containers }.encode_to_vec());
+    if !request.filter.as_ref().is_none_or(is_empty) {
+        return encode(list_containers(state, request));
+    }
+    let generation = state.store.generation();
+    if let Some(bytes) = state.list_cache.get(generation) {
+        return bytes;
+    }
+    let bytes = encode(list_containers(state, request));
+    state.list_cache.put(generation, bytes.clone());
+    bytes
+}
+
+fn is_empty(filter: &ContainerFilter) -> bool {
+    filter.id.is_empty()
+        && filter.pod_sandbox_id.is_empty()
+        && filter.state.is_none()
+        && filter.label_selector.is_empty()
+}
 
 /// ListContainers: the filter is resolved once, then each container is
 /// matched on its stored record and only a match is converted.
@@ -89,6 +149,7 @@ impl<'a> Filter<'a> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use cri_api::v1::{ContainerState, ContainerStateValue};
     use cri_store::container::ContainerStatus;
 
@@ -182,5 +243,83 @@ mod tests {
             }),
             &[],
         );
+    }
+
+    fn decoded(bytes: &Bytes) -> Vec<CriContainer> {
+        ListContainersResponse::decode(bytes.clone())
+            .unwrap()
+            .containers
+    }
+
+    fn encoded(env: &TestEnv, filter: Option<ContainerFilter>) -> Bytes {
+        list_containers_encoded(&env.state, &ListContainersRequest { filter })
+    }
+
+    #[test]
+    fn encoded_answer_is_the_list() {
+        let env = env();
+        let running = Some(ContainerFilter {
+            state: Some(ContainerStateValue {
+                state: ContainerState::ContainerRunning as i32,
+            }),
+            ..ContainerFilter::default()
+        });
+        for filter in [None, Some(ContainerFilter::default()), running] {
+            let request = ListContainersRequest {
+                filter: filter.clone(),
+            };
+            assert_eq!(
+                decoded(&encoded(&env, filter)),
+                list_containers(&env.state, &request)
+            );
+        }
+    }
+
+    #[test]
+    fn unchanged_store_answers_with_the_kept_bytes_and_a_change_rebuilds_them() {
+        let env = env();
+        let first = encoded(&env, None);
+        // The kubelet's relist (an empty filter) gets the same buffer.
+        let again = encoded(&env, Some(ContainerFilter::default()));
+        assert_eq!(first.as_ptr(), again.as_ptr());
+        // A filtered request is answered on its own and leaves it kept.
+        let filtered = encoded(
+            &env,
+            Some(ContainerFilter {
+                pod_sandbox_id: "sandbox-b".into(),
+                ..ContainerFilter::default()
+            }),
+        );
+        assert_eq!(decoded(&filtered).len(), 1);
+        assert_eq!(encoded(&env, None).as_ptr(), first.as_ptr());
+
+        // A status change: the container exits, and the answer says so.
+        let id = cri_api::ids::ContainerId::from("aaa1");
+        env.state
+            .store
+            .update_status(&id, |s| {
+                s.finished_at = 3;
+                Ok::<(), cri_store::error::StoreError>(())
+            })
+            .unwrap();
+        let after = decoded(&encoded(&env, None));
+        let state = after.iter().find(|c| c.id == "aaa1").unwrap().state;
+        assert_eq!(state, ContainerState::ContainerExited as i32);
+
+        // A removal and an addition.
+        env.state.store.remove(&id).unwrap();
+        let ids = |b: &Bytes| decoded(b).into_iter().map(|c| c.id).collect::<Vec<_>>();
+        assert_eq!(ids(&encoded(&env, None)), ["aab2", "bbb3"]);
+        add_container(&env, "ccc4", "sandbox-b", created());
+        assert_eq!(ids(&encoded(&env, None)), ["aab2", "bbb3", "ccc4"]);
+    }
+
+    #[test]
+    fn a_kept_answer_is_not_replaced_by_an_older_one() {
+        let cache = ListCache::default();
+        cache.put(2, Bytes::from_static(b"new"));
+        cache.put(1, Bytes::from_static(b"old"));
+        assert_eq!(cache.get(2), Some(Bytes::from_static(b"new")));
+        assert_eq!(cache.get(1), None);
     }
 }

@@ -49,7 +49,7 @@ pub use events::ContainerEvents;
 pub use exec::{exec_in_container, ExecEnd, ExecOptions, PROCESS_TYPE_URL};
 pub use exec_sync::{exec_sync, MAX_EXEC_SYNC_OUTPUT};
 pub use exit::record_oom;
-pub use list::list_containers;
+pub use list::{list_containers, list_containers_encoded};
 pub use live::ContainerHandle;
 pub use log::reopen_container_log;
 pub use service::ContainerService;

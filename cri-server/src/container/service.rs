@@ -48,6 +48,8 @@ pub struct ContainerService {
     pub sandbox_runtimes: SandboxRuntimes,
     /// The pods the containers belong to, read-only.
     pub sandboxes: Arc<dyn SandboxLookup>,
+    /// The last unfiltered ListContainers answer, encoded.
+    pub list_cache: super::list::ListCache,
 }
 
 #[async_trait]

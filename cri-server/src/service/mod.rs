@@ -2,6 +2,7 @@
 //! the handler functions of the services, each in one RPC span, and map
 //! the services' errors to gRPC statuses (`crate::status`).
 
+mod encoded;
 mod image;
 mod runtime;
 mod stats;
@@ -18,6 +19,7 @@ use crate::sandbox::{SandboxLookup, SandboxManager, SandboxService};
 use cri_config::Config;
 use cri_image::ImageManager;
 
+pub use encoded::EncodedLists;
 pub use image::CriImageService;
 pub use runtime::CriRuntimeService;
 pub use stats::StatsRequestError;
@@ -93,6 +95,7 @@ impl ServerState {
             user_dbs: Default::default(),
             sandbox_runtimes: Default::default(),
             sandboxes: Arc::clone(&sandboxes) as Arc<dyn SandboxLookup>,
+            list_cache: Default::default(),
         });
         Arc::new(Self {
             config,

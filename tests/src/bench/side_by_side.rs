@@ -23,7 +23,9 @@ use crate::conformance::{Conformance, Daemon, ReferenceDaemon, Target};
 use crate::images::critest;
 use crate::CriServer;
 
-/// The log level of both containerds while measuring.
+/// The log level of both containerds while measuring, unless
+/// `CRI_BENCH_CONTAINERD_LOG_LEVEL` says otherwise (`debug` shows each
+/// garbage collection and its duration).
 const CONTAINERD_LOG_LEVEL: &str = "info";
 /// How long a daemon gets to answer with every pod after a restart.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -68,7 +70,8 @@ impl SideBySide {
         .context("push the benchmark images")?;
         let mut reference = ReferenceDaemon::start(setup.dir(), &setup.certs_dir()).await?;
         for containerd in [&mut setup.harness.containerd, &mut reference.containerd] {
-            containerd.set_log_level(CONTAINERD_LOG_LEVEL)?;
+            let level = std::env::var("CRI_BENCH_CONTAINERD_LOG_LEVEL");
+            containerd.set_log_level(level.as_deref().unwrap_or(CONTAINERD_LOG_LEVEL))?;
             containerd.stop().await?;
             containerd.start_again().await?;
         }

@@ -9,6 +9,7 @@ pub mod container;
 pub mod containerd_watch;
 pub mod daemon;
 pub mod event_monitor;
+pub mod list_cache;
 pub mod metrics;
 pub mod passthrough;
 pub mod preflight;

@@ -104,6 +104,13 @@ impl SandboxStore {
         self.records.list_where(|_| true)
     }
 
+    /// A count that changes whenever a sandbox is added or removed or
+    /// its status changes: a list answer built after reading it stays
+    /// true while it is unchanged.
+    pub fn generation(&self) -> u64 {
+        self.records.generation()
+    }
+
     /// Applies `update` to a copy of the status of the sandbox with this
     /// full id and stores the copy if `update` succeeds; returns it.
     pub fn update_status<E>(

@@ -2,8 +2,6 @@
 //! container, filtered by id (or unique id prefix), state, sandbox (or
 //! unique sandbox id prefix) and label selector.
 
-use std::sync::{Mutex, PoisonError};
-
 use bytes::Bytes;
 use cri_api::v1::{
     Container as CriContainer, ContainerFilter, ListContainersRequest, ListContainersResponse,
@@ -13,51 +11,23 @@ use prost::Message;
 
 use super::ContainerService;
 
-/// The last encoded answer to a ListContainers without a filter, with the
-/// store generation it was built at. The kubelet relists every second,
-/// mostly over a store that has not changed since: such a relist is
-/// answered with these bytes, neither copied into CRI messages again nor
-/// encoded again.
-#[derive(Debug, Default)]
-pub struct ListCache {
-    last: Mutex<Option<(u64, Bytes)>>,
-}
-
-impl ListCache {
-    fn get(&self, generation: u64) -> Option<Bytes> {
-        match &*self.last.lock().unwrap_or_else(PoisonError::into_inner) {
-            Some((built_at, bytes)) if *built_at == generation => Some(bytes.clone()),
-            _ => None,
-        }
-    }
-
-    /// Keeps `bytes` unless an answer of a later generation is kept.
-    fn put(&self, generation: u64, bytes: Bytes) {
-        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        if last.as_ref().is_none_or(|(kept, _)| *kept <= generation) {
-            *last = Some((generation, bytes));
-        }
-    }
-}
-
 /// ListContainers, encoded: the `ListContainersResponse` message as it
 /// goes on the wire. An unfiltered request (no filter, or one with every
-/// field empty, as the kubelet's relist sends) is answered from
-/// [`ListCache`] while the store generation is the one it was built at;
-/// the generation is read before the records, so a change made while
-/// the answer is built makes the kept answer stale, never wrong.
+/// field empty, as the kubelet's relist sends) is answered from the
+/// service's [`ListCache`](crate::list_cache::ListCache) while the store
+/// is unchanged.
 pub fn list_containers_encoded(state: &ContainerService, request: &ListContainersRequest) -> Bytes {
-    let encode = |containers| Bytes::from(ListContainersResponse { containers }.encode_to_vec());
-    if !request.filter.as_ref().is_none_or(is_empty) {
-        return encode(list_containers(state, request));
+    let encode = || {
+        let containers = list_containers(state, request);
+        Bytes::from(ListContainersResponse { containers }.encode_to_vec())
+    };
+    if request.filter.as_ref().is_none_or(is_empty) {
+        state
+            .list_cache
+            .get_or_build(state.store.generation(), encode)
+    } else {
+        encode()
     }
-    let generation = state.store.generation();
-    if let Some(bytes) = state.list_cache.get(generation) {
-        return bytes;
-    }
-    let bytes = encode(list_containers(state, request));
-    state.list_cache.put(generation, bytes.clone());
-    bytes
 }
 
 fn is_empty(filter: &ContainerFilter) -> bool {
@@ -312,14 +282,5 @@ mod tests {
         assert_eq!(ids(&encoded(&env, None)), ["aab2", "bbb3"]);
         add_container(&env, "ccc4", "sandbox-b", created());
         assert_eq!(ids(&encoded(&env, None)), ["aab2", "bbb3", "ccc4"]);
-    }
-
-    #[test]
-    fn a_kept_answer_is_not_replaced_by_an_older_one() {
-        let cache = ListCache::default();
-        cache.put(2, Bytes::from_static(b"new"));
-        cache.put(1, Bytes::from_static(b"old"));
-        assert_eq!(cache.get(2), Some(Bytes::from_static(b"new")));
-        assert_eq!(cache.get(1), None);
     }
 }

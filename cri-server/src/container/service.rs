@@ -49,7 +49,7 @@ pub struct ContainerService {
     /// The pods the containers belong to, read-only.
     pub sandboxes: Arc<dyn SandboxLookup>,
     /// The last unfiltered ListContainers answer, encoded.
-    pub list_cache: super::list::ListCache,
+    pub list_cache: crate::list_cache::ListCache,
 }
 
 #[async_trait]

@@ -2,10 +2,36 @@
 //! prefix), state and label selector, as containerd's
 //! `filterCRISandboxes`.
 
-use cri_api::v1::{PodSandbox, PodSandboxFilter};
+use bytes::Bytes;
+use cri_api::v1::{ListPodSandboxResponse, PodSandbox, PodSandboxFilter};
 use cri_store::sandbox::Sandbox;
+use prost::Message;
 
 use super::SandboxService;
+
+/// ListPodSandbox, encoded: the `ListPodSandboxResponse` message as it
+/// goes on the wire. An unfiltered request (no filter, or one with every
+/// field empty) is answered from the service's
+/// [`ListCache`](crate::list_cache::ListCache) while the store is
+/// unchanged.
+pub fn list_pod_sandbox_encoded(state: &SandboxService, filter: Option<PodSandboxFilter>) -> Bytes {
+    let unfiltered = filter.as_ref().is_none_or(is_empty);
+    let encode = || {
+        let items = list_pod_sandbox(state, filter);
+        Bytes::from(ListPodSandboxResponse { items }.encode_to_vec())
+    };
+    if unfiltered {
+        state
+            .list_cache
+            .get_or_build(state.store.generation(), encode)
+    } else {
+        encode()
+    }
+}
+
+fn is_empty(filter: &PodSandboxFilter) -> bool {
+    filter.id.is_empty() && filter.state.is_none() && filter.label_selector.is_empty()
+}
 
 /// ListPodSandbox.
 pub fn list_pod_sandbox(
@@ -56,6 +82,7 @@ pub fn filter_sandboxes(sandboxes: Vec<PodSandbox>, filter: &PodSandboxFilter) -
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use std::collections::HashMap;
 
     use cri_api::v1::{PodSandboxState, PodSandboxStateValue};
@@ -142,5 +169,53 @@ mod tests {
             },
             &[],
         );
+    }
+
+    /// The encoded list decodes to the list; an unchanged store answers
+    /// with the kept buffer; a status change and a removal show at once.
+    #[test]
+    fn encoded_answer_follows_the_store() {
+        use cri_api::ids::SandboxId;
+        use cri_store::sandbox::SandboxState;
+
+        use crate::container::testutil::{add_sandbox, TestEnv};
+
+        let env = TestEnv::new();
+        add_sandbox(&env, "pod-a", true);
+        add_sandbox(&env, "pod-b", true);
+        let pods = &env.server.sandboxes;
+        let decoded = |bytes: &Bytes| ListPodSandboxResponse::decode(bytes.clone()).unwrap().items;
+
+        let first = list_pod_sandbox_encoded(pods, None);
+        assert_eq!(decoded(&first), list_pod_sandbox(pods, None));
+        let again = list_pod_sandbox_encoded(pods, Some(PodSandboxFilter::default()));
+        assert_eq!(first.as_ptr(), again.as_ptr());
+        let ready_only = Some(PodSandboxFilter {
+            state: Some(PodSandboxStateValue {
+                state: PodSandboxState::SandboxReady as i32,
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            decoded(&list_pod_sandbox_encoded(pods, ready_only.clone())),
+            list_pod_sandbox(pods, ready_only)
+        );
+
+        let id = SandboxId::from("pod-a");
+        pods.store
+            .update_status(&id, |s| {
+                s.state = SandboxState::NotReady;
+                Ok::<(), cri_store::StoreError>(())
+            })
+            .unwrap();
+        let after = decoded(&list_pod_sandbox_encoded(pods, None));
+        assert_eq!(after[0].id, "pod-a");
+        assert_eq!(after[0].state, PodSandboxState::SandboxNotready as i32);
+        pods.store.remove(&id).unwrap();
+        let ids: Vec<String> = decoded(&list_pod_sandbox_encoded(pods, None))
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(ids, ["pod-b"]);
     }
 }

@@ -28,7 +28,7 @@ use cri_store::sandbox::{Sandbox, SandboxMetadata};
 use cri_store::StoreError;
 
 pub use error::SandboxError;
-pub use list::list_pod_sandbox;
+pub use list::{list_pod_sandbox, list_pod_sandbox_encoded};
 pub use manager::{SandboxManager, SandboxParts};
 pub use port_forward::port_forward;
 pub use remove::remove_pod_sandbox;

@@ -36,6 +36,8 @@ pub struct SandboxService {
     pub metrics: Arc<Metrics>,
     /// Forgets a removed pod's stats.
     pub stats: Arc<StatsCollector>,
+    /// The last unfiltered ListPodSandbox answer, encoded.
+    pub list_cache: crate::list_cache::ListCache,
 }
 
 /// A container of a pod that could not be stopped or removed.

@@ -1,8 +1,8 @@
-//! ListContainers answered with bytes encoded beforehand
-//! ([`crate::container::list_containers_encoded`]): a route in front of
-//! the generated `RuntimeService` server takes that one method through
-//! tonic's own unary handling (framing, limits, status) and passes every
-//! other call on unchanged.
+//! ListContainers and ListPodSandbox answered with bytes encoded
+//! beforehand ([`crate::list_cache`]): a route in front of the generated
+//! `RuntimeService` server takes these two methods through tonic's own
+//! unary handling (framing, limits, status) and passes every other call
+//! on unchanged.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, BufMut, Bytes};
-use cri_api::v1::ListContainersRequest;
+use cri_api::v1::{ListContainersRequest, ListPodSandboxRequest};
 use prost::encoding::{DecodeContext, WireType};
 use prost::DecodeError;
 use tonic::body::Body;
@@ -20,10 +20,11 @@ use tonic::{Request, Response, Status};
 use tonic_prost::ProstCodec;
 
 use super::ServerState;
-use crate::container;
+use crate::{container, sandbox};
 
-/// The path of the method this route answers.
+/// The paths of the methods this route answers.
 const LIST_CONTAINERS: &str = "/runtime.v1.RuntimeService/ListContainers";
+const LIST_POD_SANDBOX: &str = "/runtime.v1.RuntimeService/ListPodSandbox";
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -59,7 +60,8 @@ impl prost::Message for Encoded {
 }
 
 /// `inner` (the generated `RuntimeService` server) with ListContainers
-/// answered from [`container::list_containers_encoded`].
+/// and ListPodSandbox answered from [`container::list_containers_encoded`]
+/// and [`sandbox::list_pod_sandbox_encoded`].
 #[derive(Debug, Clone)]
 pub struct EncodedLists<S> {
     inner: S,
@@ -90,15 +92,22 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        if request.uri().path() != LIST_CONTAINERS {
-            return Box::pin(self.inner.call(request));
+        let state = Arc::clone(&self.state);
+        match request.uri().path() {
+            LIST_CONTAINERS => Box::pin(async move {
+                let mut grpc = tonic::server::Grpc::new(
+                    ProstCodec::<Encoded, ListContainersRequest>::default(),
+                );
+                Ok(grpc.unary(ListContainers(state), request).await)
+            }),
+            LIST_POD_SANDBOX => Box::pin(async move {
+                let mut grpc = tonic::server::Grpc::new(
+                    ProstCodec::<Encoded, ListPodSandboxRequest>::default(),
+                );
+                Ok(grpc.unary(ListPodSandbox(state), request).await)
+            }),
+            _ => Box::pin(self.inner.call(request)),
         }
-        let method = ListContainers(Arc::clone(&self.state));
-        Box::pin(async move {
-            let mut grpc =
-                tonic::server::Grpc::new(ProstCodec::<Encoded, ListContainersRequest>::default());
-            Ok(grpc.unary(method, request).await)
-        })
     }
 }
 
@@ -122,13 +131,37 @@ async fn list_containers(
     Ok(Response::new(Encoded(bytes)))
 }
 
+struct ListPodSandbox(Arc<ServerState>);
+
+impl UnaryService<ListPodSandboxRequest> for ListPodSandbox {
+    type Response = Encoded;
+    type Future = BoxFuture<Result<Response<Encoded>, Status>>;
+
+    fn call(&mut self, request: Request<ListPodSandboxRequest>) -> Self::Future {
+        Box::pin(list_pod_sandbox(Arc::clone(&self.0), request))
+    }
+}
+
+#[tracing::instrument(skip_all, fields(rpc = "ListPodSandbox"))]
+async fn list_pod_sandbox(
+    state: Arc<ServerState>,
+    request: Request<ListPodSandboxRequest>,
+) -> Result<Response<Encoded>, Status> {
+    let filter = request.into_inner().filter;
+    let bytes = sandbox::list_pod_sandbox_encoded(&state.sandboxes, filter);
+    Ok(Response::new(Encoded(bytes)))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use cri_api::v1::runtime_service_client::RuntimeServiceClient;
     use cri_api::v1::runtime_service_server::RuntimeServiceServer;
-    use cri_api::v1::{ContainerFilter, ListContainersRequest, VersionRequest};
+    use cri_api::v1::{
+        ContainerFilter, ListContainersRequest, ListPodSandboxRequest, PodSandboxFilter,
+        VersionRequest,
+    };
     use hyper_util::rt::TokioIo;
     use tonic::transport::{Endpoint, Server};
 
@@ -137,12 +170,13 @@ mod tests {
     use crate::service::CriRuntimeService;
 
     /// A generated client over a real HTTP/2 connection: ListContainers
-    /// comes back as the CRI message, filtered or not, and every other
-    /// method still reaches the generated server.
+    /// and ListPodSandbox come back as the CRI messages, filtered or not,
+    /// and every other method still reaches the generated server.
     #[tokio::test]
-    async fn list_containers_goes_through_the_route_and_the_rest_passes() {
+    async fn lists_go_through_the_route_and_the_rest_passes() {
         let env = TestEnv::new();
         add_sandbox(&env, "sandbox-a", true);
+        add_sandbox(&env, "sandbox-b", false);
         add_container(&env, "c1", "sandbox-a", running_status());
         add_container(&env, "c2", "sandbox-a", running_status());
         let state = env.server.clone();
@@ -189,6 +223,26 @@ mod tests {
             .into_inner();
         assert_eq!(one.containers.len(), 1);
         assert_eq!(one.containers[0].id, "c2");
+
+        let pods = client
+            .list_pod_sandbox(ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let ids: Vec<&str> = pods.items.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["sandbox-a", "sandbox-b"]);
+        let pod = client
+            .list_pod_sandbox(ListPodSandboxRequest {
+                filter: Some(PodSandboxFilter {
+                    id: "sandbox-b".into(),
+                    ..PodSandboxFilter::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(pod.items.len(), 1);
+        assert_eq!(pod.items[0].id, "sandbox-b");
 
         let version = client
             .version(VersionRequest::default())

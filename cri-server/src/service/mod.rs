@@ -81,6 +81,7 @@ impl ServerState {
             manager: Arc::new(sandbox_manager),
             metrics: Arc::clone(&metrics),
             stats: Arc::clone(&stats),
+            list_cache: Default::default(),
         });
         let containers = Arc::new(ContainerService {
             config: Arc::clone(&config),

@@ -94,31 +94,46 @@ where
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let state = Arc::clone(&self.state);
         match request.uri().path() {
-            LIST_CONTAINERS => Box::pin(async move {
-                let mut grpc = tonic::server::Grpc::new(
-                    ProstCodec::<Encoded, ListContainersRequest>::default(),
-                );
-                Ok(grpc.unary(ListContainers(state), request).await)
-            }),
-            LIST_POD_SANDBOX => Box::pin(async move {
-                let mut grpc = tonic::server::Grpc::new(
-                    ProstCodec::<Encoded, ListPodSandboxRequest>::default(),
-                );
-                Ok(grpc.unary(ListPodSandbox(state), request).await)
-            }),
+            LIST_CONTAINERS => unary(
+                request,
+                Method(state, |s, r| Box::pin(list_containers(s, r))),
+            ),
+            LIST_POD_SANDBOX => unary(
+                request,
+                Method(state, |s, r| Box::pin(list_pod_sandbox(s, r))),
+            ),
             _ => Box::pin(self.inner.call(request)),
         }
     }
 }
 
-struct ListContainers(Arc<ServerState>);
+/// `method` through tonic's unary handling, its request decoded with
+/// prost and its [`Encoded`] answer written as it is.
+fn unary<Req>(
+    request: http::Request<Body>,
+    method: Method<Req>,
+) -> BoxFuture<Result<http::Response<Body>, Infallible>>
+where
+    Req: prost::Message + Default + Send + 'static,
+{
+    Box::pin(async move {
+        let mut grpc = tonic::server::Grpc::new(ProstCodec::<Encoded, Req>::default());
+        Ok(grpc.unary(method, request).await)
+    })
+}
 
-impl UnaryService<ListContainersRequest> for ListContainers {
+type Answer<Req> =
+    fn(Arc<ServerState>, Request<Req>) -> BoxFuture<Result<Response<Encoded>, Status>>;
+
+/// A method of this route: the state and its handler.
+struct Method<Req>(Arc<ServerState>, Answer<Req>);
+
+impl<Req: Send + 'static> UnaryService<Req> for Method<Req> {
     type Response = Encoded;
     type Future = BoxFuture<Result<Response<Encoded>, Status>>;
 
-    fn call(&mut self, request: Request<ListContainersRequest>) -> Self::Future {
-        Box::pin(list_containers(Arc::clone(&self.0), request))
+    fn call(&mut self, request: Request<Req>) -> Self::Future {
+        (self.1)(Arc::clone(&self.0), request)
     }
 }
 
@@ -129,17 +144,6 @@ async fn list_containers(
 ) -> Result<Response<Encoded>, Status> {
     let bytes = container::list_containers_encoded(&state.containers, request.get_ref());
     Ok(Response::new(Encoded(bytes)))
-}
-
-struct ListPodSandbox(Arc<ServerState>);
-
-impl UnaryService<ListPodSandboxRequest> for ListPodSandbox {
-    type Response = Encoded;
-    type Future = BoxFuture<Result<Response<Encoded>, Status>>;
-
-    fn call(&mut self, request: Request<ListPodSandboxRequest>) -> Self::Future {
-        Box::pin(list_pod_sandbox(Arc::clone(&self.0), request))
-    }
 }
 
 #[tracing::instrument(skip_all, fields(rpc = "ListPodSandbox"))]

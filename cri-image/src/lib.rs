@@ -13,6 +13,7 @@ mod load;
 pub mod manifest;
 mod progress;
 mod pull;
+mod recording;
 pub mod reference;
 mod remove;
 mod status;

@@ -13,7 +13,7 @@ use super::labels::{
 use super::manifest::{
     chain_id, is_index_type, parse_config, parse_index, parse_manifest, to_seam, HostPlatform,
 };
-use super::pull::create_image_record;
+use super::pull::{create_image_record, RecordFirst};
 use super::reference::ImageRef;
 use super::ImageSettings;
 
@@ -115,8 +115,22 @@ async fn adopt(
     image: &Image,
 ) -> Result<()> {
     let labels: HashMap<String, String> = image_record_labels(settings.is_pinned(&record.name));
-    create_image_record(containerd, &image.id, &record.target, &labels).await?;
-    create_image_record(containerd, &record.name, &record.target, &labels).await
+    create_image_record(
+        containerd,
+        &image.id,
+        &record.target,
+        &labels,
+        RecordFirst::Read,
+    )
+    .await?;
+    create_image_record(
+        containerd,
+        &record.name,
+        &record.target,
+        &labels,
+        RecordFirst::Read,
+    )
+    .await
 }
 
 /// Reads one record into an image, adopting it first if unmanaged.

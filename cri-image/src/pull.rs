@@ -51,6 +51,8 @@ pub struct Puller {
     clients: ClientCache,
     /// Where finished pulls are recorded, once the daemon set it.
     metrics: std::sync::OnceLock<Arc<dyn crate::PullObserver>>,
+    /// The record names pulls are writing (events for them wait).
+    pub(crate) recording: crate::recording::Recording,
 }
 
 impl std::fmt::Debug for Puller {
@@ -98,6 +100,7 @@ impl Puller {
             inflight: Mutex::default(),
             clients: ClientCache::default(),
             metrics: std::sync::OnceLock::new(),
+            recording: Default::default(),
         }
     }
 
@@ -385,12 +388,19 @@ impl Puller {
             reference.repo_tag(),
             Some(reference.repo_digest(&pulled.target.digest)),
         ];
-        futures::future::try_join_all(
-            names
-                .iter()
-                .flatten()
-                .map(|name| create_image_record(&self.containerd, name, &pulled.target, &labels)),
-        )
+        // An image the store holds is being repaired: its records are
+        // likely there. One it lacks was fetched: they are likely new.
+        let first = if self.store.get(&pulled.config_digest).is_ok() {
+            RecordFirst::Read
+        } else {
+            RecordFirst::Create
+        };
+        // Until the store holds the image, an `/images/create` event for
+        // these names waits for this pull instead of reading them back.
+        let _recording = self.recording.begin(names.iter().flatten().cloned());
+        futures::future::try_join_all(names.iter().flatten().map(|name| {
+            create_image_record(&self.containerd, name, &pulled.target, &labels, first)
+        }))
         .await?;
         self.remember(reference, pulled, pinned)
     }
@@ -419,16 +429,25 @@ impl Puller {
     }
 }
 
+/// Which request [`create_image_record`] tries first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFirst {
+    /// Create, and read only if it exists: containerd's own order, one
+    /// round trip for a record that is new (a pull that fetched).
+    Create,
+    /// Read, and create only if it is missing: one round trip for a
+    /// record that is already current (an image containerd holds).
+    Read,
+}
+
 /// containerd's `createImageReference`: create the record, or update its
-/// target and labels when it exists with different ones. The record is
-/// read first: re-pulling a present image (the kubelet's `Always` policy)
-/// then costs one round trip per record instead of a failed create and a
-/// read.
+/// target and labels when it exists with different ones.
 pub async fn create_image_record(
     containerd: &Containerd,
     name: &str,
     target: &Descriptor,
     labels: &HashMap<String, String>,
+    first: RecordFirst,
 ) -> Result<()> {
     let record = ImageRecord {
         name: name.to_owned(),
@@ -436,30 +455,38 @@ pub async fn create_image_record(
         target: target.clone(),
         ..ImageRecord::default()
     };
-    let old = match containerd.images.get(name).await {
-        Ok(old) => old,
-        Err(e) if e.is_not_found() => {
-            match containerd.images.create(record.clone()).await {
-                Ok(_) => return Ok(()),
-                // Created meanwhile by someone else: compare with theirs.
-                Err(ContainerdError::AlreadyExists { .. }) => containerd
-                    .images
-                    .get(name)
-                    .await
-                    .map_err(ImageError::containerd("get image record", name.to_owned()))?,
-                Err(e) => {
-                    return Err(ImageError::containerd(
-                        "create image record",
-                        name.to_owned(),
-                    )(e))
-                }
+    let get = || async {
+        containerd
+            .images
+            .get(name)
+            .await
+            .map_err(ImageError::containerd("get image record", name.to_owned()))
+    };
+    // Created meanwhile by someone else: compare with theirs.
+    let create = || async {
+        match containerd.images.create(record.clone()).await {
+            Ok(_) => Ok(None),
+            Err(ContainerdError::AlreadyExists { .. }) => get().await.map(Some),
+            Err(e) => Err(ImageError::containerd(
+                "create image record",
+                name.to_owned(),
+            )(e)),
+        }
+    };
+    let existing = match first {
+        RecordFirst::Create => create().await?,
+        RecordFirst::Read => match containerd.images.get(name).await {
+            Ok(old) => Some(old),
+            Err(e) if e.is_not_found() => create().await?,
+            Err(e) => {
+                return Err(ImageError::containerd("get image record", name.to_owned())(
+                    e,
+                ))
             }
-        }
-        Err(e) => {
-            return Err(ImageError::containerd("get image record", name.to_owned())(
-                e,
-            ))
-        }
+        },
+    };
+    let Some(old) = existing else {
+        return Ok(());
     };
     if record_is_current(&old, target, labels) {
         return Ok(());

@@ -51,10 +51,13 @@ impl ImageManager {
 
     /// [`sync_record`](Self::sync_record) for an `/images/create` event:
     /// a name the store already holds is the record a pull of this daemon
-    /// just wrote, so containerd is not asked again. (A record deleted and
-    /// made anew by someone else is synced at its delete event, which comes
+    /// just wrote, so containerd is not asked again. A name a pull is
+    /// still recording is waited for first: the event comes before the
+    /// pull puts the image into the store. (A record deleted and made
+    /// anew by someone else is synced at its delete event, which comes
     /// first on the same stream and reads the record as it is then.)
     pub async fn sync_created(&self, name: &str) -> Result<SyncOutcome> {
+        self.puller.recording.settled(name).await;
         match self.store_id_of(name) {
             Some(id) => Ok(SyncOutcome::Present { id }),
             None => self.sync_record(name).await,

@@ -183,6 +183,52 @@ async fn a_create_event_asks_containerd_only_for_names_the_store_lacks() {
     assert!(manager.resolve_local(NAME).unwrap().is_some());
 }
 
+/// A create event that comes while a pull of this daemon is recording
+/// the name waits for the pull: when the pull put the image into the
+/// store, containerd is not asked; when it failed, the record is read.
+#[tokio::test]
+async fn a_create_event_during_a_pull_waits_for_it() {
+    let (desc, config_digest, blobs) = fake_image("");
+    let managed = [(IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE)];
+    let records = Arc::new(Mutex::new(HashMap::from([(
+        NAME.to_owned(),
+        record(NAME, &desc, &managed),
+    )])));
+    let manager = Arc::new(manager(Arc::clone(&records), blobs));
+
+    // The pull succeeds: it stores the image, then ends its recording.
+    let recording = manager.puller.recording.begin([NAME.to_owned()]);
+    let event = tokio::spawn({
+        let manager = Arc::clone(&manager);
+        async move { manager.sync_created(NAME).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(!event.is_finished(), "the event did not wait for the pull");
+    let stored = manager.sync_record(NAME).await.unwrap();
+    // Had containerd been asked after this, the record would be gone.
+    records.lock().unwrap().remove(NAME);
+    drop(recording);
+    assert_eq!(event.await.unwrap().unwrap(), stored);
+
+    // The pull fails after making the record: the event reads it.
+    manager.store.remove(&config_digest);
+    records
+        .lock()
+        .unwrap()
+        .insert(NAME.to_owned(), record(NAME, &desc, &managed));
+    let recording = manager.puller.recording.begin([NAME.to_owned()]);
+    let event = tokio::spawn({
+        let manager = Arc::clone(&manager);
+        async move { manager.sync_created(NAME).await }
+    });
+    drop(recording);
+    assert_eq!(
+        event.await.unwrap().unwrap(),
+        SyncOutcome::Present { id: config_digest }
+    );
+    assert!(manager.resolve_local(NAME).unwrap().is_some());
+}
+
 #[tokio::test]
 async fn a_deleted_tag_keeps_the_image_while_its_id_record_is_there() {
     let (desc, config_digest, blobs) = fake_image("");

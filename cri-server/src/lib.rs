@@ -22,3 +22,5 @@ mod status;
 pub mod streaming_runtime;
 pub mod systemd;
 pub mod telemetry;
+#[cfg(test)]
+mod test_channel;

@@ -10,8 +10,7 @@ use std::time::Duration;
 use cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use cri_api::v1::runtime_service_server::{RuntimeService, RuntimeServiceServer};
 use cri_api::v1::*;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Endpoint, Server};
+use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
 use super::exposition::{find, parse};
@@ -184,26 +183,14 @@ impl RuntimeService for Fake {
 #[tokio::test]
 async fn the_layer_records_method_and_code_of_a_tonic_round_trip() {
     let metrics = Arc::new(Metrics::new());
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (client_io, server_io) = crate::test_channel::pipe();
     let server = tokio::spawn(
         Server::builder()
             .layer(metrics.grpc_layer())
             .add_service(RuntimeServiceServer::new(Fake))
             .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server_io))),
     );
-    let mut client_io = Some(client_io);
-    let channel = Endpoint::try_from("http://[::]:50051")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_| {
-            let io = client_io.take();
-            async move {
-                io.map(TokioIo::new)
-                    .ok_or_else(|| std::io::Error::other("one connection only"))
-            }
-        }))
-        .await
-        .unwrap();
-    let mut client = RuntimeServiceClient::new(channel);
+    let mut client = RuntimeServiceClient::new(crate::test_channel::connect(client_io).await);
     for _ in 0..3 {
         client.version(VersionRequest::default()).await.unwrap();
     }

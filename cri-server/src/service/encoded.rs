@@ -166,12 +166,12 @@ mod tests {
         ContainerFilter, ListContainersRequest, ListPodSandboxRequest, PodSandboxFilter,
         VersionRequest,
     };
-    use hyper_util::rt::TokioIo;
-    use tonic::transport::{Endpoint, Server};
+    use tonic::transport::Server;
 
     use super::EncodedLists;
     use crate::container::testutil::{add_container, add_sandbox, running_status, TestEnv};
     use crate::service::CriRuntimeService;
+    use crate::test_channel;
 
     /// A generated client over a real HTTP/2 connection: ListContainers
     /// and ListPodSandbox come back as the CRI messages, filtered or not,
@@ -184,7 +184,7 @@ mod tests {
         add_container(&env, "c1", "sandbox-a", running_status());
         add_container(&env, "c2", "sandbox-a", running_status());
         let state = env.server.clone();
-        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let (client_io, server_io) = test_channel::pipe();
         let server = tokio::spawn(
             Server::builder()
                 .add_service(EncodedLists::new(
@@ -193,19 +193,7 @@ mod tests {
                 ))
                 .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server_io))),
         );
-        let mut client_io = Some(client_io);
-        let channel = Endpoint::try_from("http://[::]:50051")
-            .unwrap()
-            .connect_with_connector(tower::service_fn(move |_| {
-                let io = client_io.take();
-                async move {
-                    io.map(TokioIo::new)
-                        .ok_or_else(|| std::io::Error::other("one connection only"))
-                }
-            }))
-            .await
-            .unwrap();
-        let mut client = RuntimeServiceClient::new(channel);
+        let mut client = RuntimeServiceClient::new(test_channel::connect(client_io).await);
 
         let all = client
             .list_containers(ListContainersRequest::default())

@@ -139,12 +139,35 @@ async fn crictl_runs_a_pod_through_its_whole_life() -> Result<()> {
         .await?;
     ensure!(!failed.success, "a failing exec fails crictl: {failed:?}");
 
+    // Unfiltered lists (the kubelet's relist) are answered from kept
+    // bytes while nothing changes; each change shows in the next one.
+    let states = |list: serde_json::Value, key: &str| -> Vec<(String, String)> {
+        list[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap_or_default().to_owned(),
+                    c["state"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    for _ in 0..2 {
+        let all = json(&crictl.ok(&["ps", "-a", "-o", "json"]).await?)?;
+        let want = vec![(ctr.clone(), "CONTAINER_RUNNING".to_owned())];
+        ensure!(states(all.clone(), "containers") == want, "{all}");
+    }
     crictl.ok(&["stop", "--timeout", "5", &ctr]).await?;
     let stopped = json(&crictl.ok(&["inspect", &ctr]).await?)?;
     ensure!(
         stopped["status"]["state"] == "CONTAINER_EXITED",
         "{stopped}"
     );
+    let all = json(&crictl.ok(&["ps", "-a", "-o", "json"]).await?)?;
+    let want = vec![(ctr.clone(), "CONTAINER_EXITED".to_owned())];
+    ensure!(states(all.clone(), "containers") == want, "{all}");
     crictl.ok(&["rm", &ctr]).await?;
     ensure!(
         crictl
@@ -153,8 +176,18 @@ async fn crictl_runs_a_pod_through_its_whole_life() -> Result<()> {
             .is_empty(),
         "container removed"
     );
+    let pods = json(&crictl.ok(&["pods", "-o", "json"]).await?)?;
+    ensure!(
+        states(pods.clone(), "items") == vec![(pod.clone(), "SANDBOX_READY".to_owned())],
+        "{pods}"
+    );
     let stopp = crictl.ok(&["stopp", &pod]).await?;
     ensure!(stopp == format!("Stopped sandbox {pod}"), "{stopp}");
+    let pods = json(&crictl.ok(&["pods", "-o", "json"]).await?)?;
+    ensure!(
+        states(pods.clone(), "items") == vec![(pod.clone(), "SANDBOX_NOTREADY".to_owned())],
+        "{pods}"
+    );
     let rmp = crictl.ok(&["rmp", &pod]).await?;
     ensure!(rmp == format!("Removed sandbox {pod}"), "{rmp}");
     ensure!(crictl.ok(&["pods", "-q"]).await?.is_empty(), "no pods left");

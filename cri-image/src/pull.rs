@@ -462,7 +462,7 @@ pub async fn create_image_record(
             .await
             .map_err(ImageError::containerd("get image record", name.to_owned()))
     };
-    // Created meanwhile by someone else: compare with theirs.
+    // `None` when made; else the record that is there, to compare with.
     let create = || async {
         match containerd.images.create(record.clone()).await {
             Ok(_) => Ok(None),

@@ -109,6 +109,9 @@ impl RuntimeService for CriRuntimeService {
         Ok(Response::new(status))
     }
 
+    // On the socket this method is answered by `EncodedLists` (the kept
+    // encoded answer); this path serves in-process callers and tests, over
+    // the same list function.
     #[tracing::instrument(skip_all, fields(rpc = "ListPodSandbox"))]
     async fn list_pod_sandbox(
         &self,
@@ -169,6 +172,9 @@ impl RuntimeService for CriRuntimeService {
         Ok(Response::new(RemoveContainerResponse {}))
     }
 
+    // On the socket this method is answered by `EncodedLists` (the kept
+    // encoded answer); this path serves in-process callers and tests, over
+    // the same list function.
     #[tracing::instrument(skip_all, fields(rpc = "ListContainers"))]
     async fn list_containers(
         &self,

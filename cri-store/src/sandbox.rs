@@ -69,6 +69,10 @@ pub struct SandboxStatus {
     pub pid: u32,
     /// Unix nanoseconds.
     pub created_at: i64,
+    /// This daemon ran CNI DEL for the pod and removed its netns pin: a
+    /// later StopPodSandbox or RemovePodSandbox does not run DEL again.
+    /// False after a restart, so the first stop after one runs it.
+    pub network_down: bool,
 }
 
 /// A snapshot of one stored sandbox.

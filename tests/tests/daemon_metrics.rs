@@ -245,7 +245,6 @@ async fn pod_container_and_pull_timers_after_a_pod_runs() -> Result<()> {
             ][..],
         ),
     ] {
-        // Remove stops the pod again: CNI DEL runs twice, as in containerd.
         ensure!(count(name, labels) >= 1.0, "{name} {labels:?}:\n{text}");
     }
     ensure!(

@@ -237,6 +237,7 @@ fn add_sandbox_full(env: &TestEnv, id: &str, ready: bool, handler: &str) {
         },
         pid: 4242,
         created_at: 1,
+        network_down: false,
     };
     env.server
         .sandboxes

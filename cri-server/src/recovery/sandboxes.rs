@@ -49,6 +49,8 @@ pub(super) async fn load(
         state: SandboxState::NotReady,
         pid: 0,
         created_at,
+        // Unknown after a restart: the next stop runs CNI DEL.
+        network_down: false,
     };
     let mut watch = false;
     match state.containerd.tasks.get(&record.id, "").await {

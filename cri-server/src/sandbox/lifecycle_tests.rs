@@ -65,20 +65,51 @@ async fn stop_stops_the_sandbox_and_the_network_and_is_idempotent() {
         "the record keeps the path"
     );
 
+    assert!(sandbox.status.network_down);
+
     log.lock().unwrap().clear();
     stop_pod_sandbox(&state.sandboxes, &*state.containers, &SANDBOX_ID[..12])
         .await
         .unwrap();
     // NOTREADY: the controller is not asked again (as containerd); the
-    // netns is gone, so CNI DEL runs with an empty netns path.
+    // network is down already, so CNI DEL does not run again.
+    check(&log, &[]);
+
+    // RemovePodSandbox after the stop: one CNI DEL in all.
+    remove_pod_sandbox(&state.sandboxes, &*state.containers, SANDBOX_ID)
+        .await
+        .unwrap();
+    check(&log, &["netns closed?", "controller shutdown"]);
+}
+
+#[tokio::test]
+async fn a_stop_whose_network_teardown_was_not_recorded_runs_cni_del() {
+    // A NOTREADY sandbox whose network this daemon did not tear down (its
+    // pause exited on its own, or it was recovered after a restart).
+    let log: Log = Arc::default();
+    let (_dir, state) = running(mocks(&log, Fail::Nothing), &log).await;
+    state
+        .sandboxes
+        .store
+        .update_status(&cri_api::ids::SandboxId::from(SANDBOX_ID), |s| {
+            s.state = SandboxState::NotReady;
+            Ok::<(), cri_store::StoreError>(())
+        })
+        .unwrap();
+    log.lock().unwrap().clear();
+    stop_pod_sandbox(&state.sandboxes, &*state.containers, SANDBOX_ID)
+        .await
+        .unwrap();
     check(
         &log,
         &[
             "netns closed?",
-            "cni del ",
+            &format!("cni del {NETNS}"),
             &format!("remove netns {NETNS}"),
         ],
     );
+    let sandbox = state.sandboxes.store.get(SANDBOX_ID).unwrap();
+    assert!(sandbox.status.network_down);
 }
 
 #[tokio::test]

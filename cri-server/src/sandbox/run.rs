@@ -191,6 +191,7 @@ async fn run(
             state: SandboxState::Ready,
             pid: instance.pid,
             created_at,
+            network_down: false,
         };
         state
             .store

@@ -1,8 +1,9 @@
 //! StopPodSandbox: stop every container of the pod (forcibly), then, at
 //! the same time, stop the sandbox through its controller (shm unmounted,
 //! pause task killed and reaped; marked NOTREADY) and tear the pod network
-//! down with the cached CNI result; then remove the netns pin. The record stays. Each
-//! step tolerates what an earlier stop (or an outside kill) already did.
+//! down with the cached CNI result; then remove the netns pin. The record
+//! stays. Each step tolerates what an earlier stop (or an outside kill)
+//! already did, and a network torn down by an earlier stop is left alone.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -83,8 +84,18 @@ pub(crate) async fn stop_sandbox(
     };
     // CNI DEL runs while the pause stops: the app containers are stopped
     // already, and the netns lives on its pin, not on the pause process.
-    // The pin goes once both are done.
-    let (network, stopped) = tokio::join!(teardown_network(state, sandbox), stop_pause);
+    // The pin goes once both are done. A network this daemon tore down
+    // already is not torn down again: containerd runs DEL on every stop,
+    // RemovePodSandbox's included, with an empty netns path; DEL is
+    // idempotent, so the second one does nothing but cost a run of every
+    // plugin (CRI-O runs it once as well).
+    let teardown = async {
+        if sandbox.status.network_down {
+            return Ok(None);
+        }
+        teardown_network(state, sandbox).await
+    };
+    let (network, stopped) = tokio::join!(teardown, stop_pause);
     stopped?;
     if let Some(path) = network? {
         state
@@ -96,9 +107,22 @@ pub(crate) async fn stop_sandbox(
                 id: id.to_string(),
                 source,
             })?;
+        mark_network_down(state, id);
         tracing::info!("tore down the pod network");
     }
     Ok(())
+}
+
+/// Remembers that the pod's network is down; a sandbox removed meanwhile
+/// is fine.
+fn mark_network_down(state: &SandboxService, id: &cri_api::ids::SandboxId) {
+    let updated = state.store.update_status(id, |s| {
+        s.network_down = true;
+        Ok::<(), cri_store::StoreError>(())
+    });
+    if let Err(e) = updated {
+        tracing::debug!(error = %e, "sandbox not in the store any more");
+    }
 }
 
 /// CNI DEL of the sandbox's network, with the cached CNI result; returns

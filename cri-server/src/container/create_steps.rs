@@ -1,13 +1,17 @@
 //! The steps of CreateContainer after the name reservation, each pushing
-//! its undo once it succeeded: root and
-//! volatile dirs, image volumes, runtime handler, spec (with the image's
-//! user database) while the lease is taken, SELinux label, log path,
-//! FIFOs and IO, the snapshot and the containerd container (labels,
-//! metadata extension) side by side, image volume contents, the status
-//! checkpoint, the live handle and the store entry.
+//! its undo once it succeeded: root and volatile dirs, image volumes,
+//! runtime handler, spec (with the image's user database), SELinux label,
+//! log path, FIFOs and IO, the containerd container (labels, metadata
+//! extension), then its snapshot (and image volume contents) while the
+//! status checkpoint is written, the live handle and the store entry.
+//!
+//! The record is made before the snapshot it names, so no lease is needed
+//! (containerd's client takes one around snapshot and record): containerd
+//! does not check that a record's snapshot exists, and from the moment it
+//! does, the record keeps it from the garbage collector. That saves the
+//! lease's two writes to containerd's database on every create.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use cri_api::containerd::ContainerRecord;
 use cri_api::ids::{ContainerId, SandboxId};
@@ -27,8 +31,6 @@ use cri_metadata::{container_metadata_to_any, StatusCheckpoints, CONTAINER_METAD
 /// Undo names; failures of these leave containerd objects behind.
 pub(crate) const UNDO_DELETE_CONTAINER: &str = "delete containerd container";
 pub(crate) const UNDO_REMOVE_SNAPSHOT: &str = "remove snapshot";
-/// How long the lease protecting the new snapshot lives if we crash.
-const LEASE_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
 /// The steps after the name reservation, and what they learn on the way.
 pub(crate) struct Steps<'a> {
@@ -137,18 +139,7 @@ impl Steps<'_> {
             target_pid,
         };
         let files = state.sandboxes.files(&sandbox.metadata);
-        // The lease that protects the writable snapshot until the container
-        // record references it is taken while the spec is built (on a
-        // blocking thread).
-        let lease_id = format!("{id}-create");
-        let (labeled, leased) = futures::join!(
-            spec::build(&state.host, files, users, request),
-            self.create_lease(&lease_id)
-        );
-        if leased.is_ok() {
-            push_delete_lease(undo, state, &lease_id);
-        }
-        let labeled = labeled?;
+        let labeled = spec::build(&state.host, files, users, request).await?;
         // The label is recorded (also for privileged containers, whose spec
         // carries none) and released if the create fails.
         meta.process_label = labeled.process_label.clone();
@@ -160,7 +151,6 @@ impl Steps<'_> {
                 Ok::<(), String>(())
             });
         }
-        leased?;
         let spec = labeled.spec;
 
         meta.image_ref = image.id.clone();
@@ -218,18 +208,42 @@ impl Steps<'_> {
             ..ContainerRecord::default()
         };
 
-        // The writable snapshot of the image and the record that refers to
-        // it, side by side: the lease holds the snapshot until then.
-        let (prepared, created) = futures::join!(
-            state.containerd.snapshots.prepare(
-                &snapshotter,
-                id.as_ref(),
-                &image.chain_id,
-                labels::snapshot_labels(&config.annotations),
-                Some(lease_id.clone()),
-            ),
-            state.containerd.containers.create(record)
+        // The record first: it holds the snapshot from the moment the
+        // snapshot exists.
+        state.containerd.containers.create(record).await?;
+        {
+            let containers = Arc::clone(&state.containerd.containers);
+            let key = id.to_string();
+            undo.push(UNDO_DELETE_CONTAINER, async move {
+                match containers.delete(&key).await {
+                    Err(e) if !e.is_not_found() => Err(e),
+                    _ => Ok(()),
+                }
+            });
+        }
+
+        // The writable snapshot of the image (then what the image has at
+        // its volume paths goes into the volumes) while the status
+        // checkpoint is written (write, fsync, rename, fsync the dir: off
+        // the async workers).
+        let status = ContainerStatus {
+            created_at: super::now_nanos(),
+            resources: Some(resources::spec_to_cri(&spec)),
+            ..ContainerStatus::default()
+        };
+        let checkpoints = StatusCheckpoints::new(&state.config.server.root_dir);
+        let written = {
+            let (checkpoints, id, status) = (checkpoints.clone(), id.clone(), status.clone());
+            tokio::task::spawn_blocking(move || checkpoints.write(&id, &status))
+        };
+        let prepared = state.containerd.snapshots.prepare(
+            &snapshotter,
+            id.as_ref(),
+            &image.chain_id,
+            labels::snapshot_labels(&config.annotations),
+            None,
         );
+        let (prepared, written) = futures::join!(prepared, written);
         if prepared.is_ok() {
             let snapshots = Arc::clone(&state.containerd.snapshots);
             let (snapshotter, key) = (snapshotter.clone(), id.to_string());
@@ -240,20 +254,18 @@ impl Steps<'_> {
                 }
             });
         }
-        if created.is_ok() {
-            let containers = Arc::clone(&state.containerd.containers);
-            let key = id.to_string();
-            undo.push(UNDO_DELETE_CONTAINER, async move {
-                match containers.delete(&key).await {
-                    Err(e) if !e.is_not_found() => Err(e),
-                    _ => Ok(()),
-                }
+        let written = written.map_err(|e| ContainerError::TaskFailed {
+            rpc: "CreateContainer",
+            message: e.to_string(),
+        });
+        if matches!(written, Ok(Ok(()))) {
+            let id = id.clone();
+            undo.push("delete status checkpoint", async move {
+                checkpoints.delete(&id)
             });
         }
         let rootfs = prepared?;
-        created?;
-
-        // What the image has at its volume paths goes into the volumes.
+        written??;
         if !volume_paths.is_empty() {
             let tmp = state.config.server.state_dir.join("tmpmounts");
             tokio::task::spawn_blocking(move || {
@@ -270,57 +282,14 @@ impl Steps<'_> {
                 source,
             })?;
         }
-        // The status checkpoint, the live handle and the store. The
-        // container record holds the snapshot now: the lease goes while
-        // the checkpoint is written.
-        let status = ContainerStatus {
-            created_at: super::now_nanos(),
-            resources: Some(resources::spec_to_cri(&spec)),
-            ..ContainerStatus::default()
-        };
-        let checkpoints = StatusCheckpoints::new(&state.config.server.root_dir);
-        let lease_gone = async {
-            if let Err(e) = state.containerd.leases.delete(&lease_id, false).await {
-                tracing::warn!(lease = %lease_id, error = %e, "delete create lease");
-            }
-        };
-        // write, fsync, rename, fsync the dir: off the async workers.
-        let written = {
-            let (checkpoints, id, status) = (checkpoints.clone(), id.clone(), status.clone());
-            tokio::task::spawn_blocking(move || checkpoints.write(&id, &status))
-        };
-        let ((), written) = futures::join!(lease_gone, written);
-        written.map_err(|e| ContainerError::TaskFailed {
-            rpc: "CreateContainer",
-            message: e.to_string(),
-        })??;
-        {
-            let id = id.clone();
-            undo.push("delete status checkpoint", async move {
-                checkpoints.delete(&id)
-            });
-        }
+
+        // The live handle and the store.
         let handle = ContainerHandle::new(Some(io), &snapshotter, &spec::cgroups_path(&spec))
             .with_user(super::status::spec_user(&spec));
         state
             .store
             .add(Container::new(meta.clone(), status), handle)
             .map_err(ContainerError::ContainerStore)?;
-        Ok(())
-    }
-
-    async fn create_lease(&self, lease_id: &str) -> Result<()> {
-        let expire = SystemTime::now() + LEASE_EXPIRY;
-        let labels = [(
-            "containerd.io/gc.expire".to_owned(),
-            cri_io::timestamp::rfc3339_nano(expire),
-        )]
-        .into();
-        self.state
-            .containerd
-            .leases
-            .create(lease_id, labels)
-            .await?;
         Ok(())
     }
 }
@@ -359,18 +328,6 @@ fn make_dir(path: &std::path::Path, op: &'static str) -> Result<()> {
 fn push_remove_dir(undo: &mut Rollback, step: &'static str, path: &std::path::Path) {
     let path = path.to_path_buf();
     undo.push(step, async move { super::remove_dir_all(&path) });
-}
-
-fn push_delete_lease(undo: &mut Rollback, state: &ContainerService, lease_id: &str) {
-    let leases = Arc::clone(&state.containerd.leases);
-    let lease_id = lease_id.to_owned();
-    // Deleted on success too: gone is fine.
-    undo.push("delete lease", async move {
-        match leases.delete(&lease_id, false).await {
-            Err(e) if !e.is_not_found() => Err(e),
-            _ => Ok(()),
-        }
-    });
 }
 
 fn create_io(

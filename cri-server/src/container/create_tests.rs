@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cri_api::containerd::{ContainerRecord, ContainerdError, Lease, MockServices, RuntimeInfo};
+use cri_api::containerd::{ContainerRecord, ContainerdError, MockServices, RuntimeInfo};
 use cri_api::ids::ContainerId;
 use cri_api::v1::{
     ContainerEventType, ContainerState, CreateContainerRequest, LinuxContainerConfig,
@@ -33,17 +33,14 @@ const NAME: &str = "web_pod_ns_uid1_1";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Step {
     UserDbView,
-    /// The user database was read; a step without containerd fails.
+    /// The user database was read; a step without containerd fails (spec,
+    /// log path, IO).
     AfterUserDb,
-    Lease,
-    /// The lease was taken; a step without containerd fails (spec, log
-    /// path, IO).
-    AfterLease,
     SandboxRecord,
-    /// The snapshot and the container record are made side by side: when
-    /// one of the two fails, the other is still made.
-    Prepare,
+    /// The container record, before the snapshot it names.
     CreateContainer,
+    /// The snapshot, while the status checkpoint is written.
+    Prepare,
     /// Every containerd call succeeds.
     Done,
 }
@@ -63,7 +60,6 @@ type Captured = Arc<Mutex<Option<ContainerRecord>>>;
 enum Undo {
     DeleteContainer,
     RemoveSnapshot,
-    DeleteLease,
 }
 
 fn failure(op: &'static str) -> ContainerdError {
@@ -90,8 +86,6 @@ fn expect_plan(m: &mut MockServices, seq: &mut Sequence, plan: Plan) -> Captured
     let captured = Captured::default();
     let fail = plan.fail;
     let ok = move |step: Step| step < fail;
-    // The two calls made side by side fail only when they are `fail`.
-    let fine = move |step: Step| step != fail;
     m.snapshots
         .expect_view()
         .withf(|s, key, parent, _| s == "overlayfs" && key == "c0-userdb" && parent == CHAIN_ID)
@@ -116,24 +110,6 @@ fn expect_plan(m: &mut MockServices, seq: &mut Sequence, plan: Plan) -> Captured
     if fail == Step::AfterUserDb {
         return captured;
     }
-    m.leases
-        .expect_create()
-        .withf(|id, labels| id == "c0-create" && labels.contains_key("containerd.io/gc.expire"))
-        .times(1)
-        .in_sequence(seq)
-        .returning(move |id, _| {
-            if ok(Step::Lease) {
-                Ok(Lease {
-                    id: id.to_owned(),
-                    ..Lease::default()
-                })
-            } else {
-                Err(failure("create lease"))
-            }
-        });
-    if fail <= Step::AfterLease {
-        return captured;
-    }
     m.containers
         .expect_get()
         .with(eq(SANDBOX))
@@ -156,6 +132,24 @@ fn expect_plan(m: &mut MockServices, seq: &mut Sequence, plan: Plan) -> Captured
     if fail == Step::SandboxRecord {
         return captured;
     }
+    let slot = Arc::clone(&captured);
+    m.containers
+        .expect_create()
+        .times(1)
+        .in_sequence(seq)
+        .returning(move |record| {
+            std::thread::sleep(plan.create_delay);
+            if ok(Step::CreateContainer) {
+                *slot.lock().unwrap() = Some(record.clone());
+                Ok(record)
+            } else {
+                Err(failure("create container"))
+            }
+        });
+    if fail == Step::CreateContainer {
+        return captured;
+    }
+    // No lease: the record made first holds the snapshot.
     m.snapshots
         .expect_prepare()
         .withf(|s, key, parent, labels, lease| {
@@ -166,40 +160,17 @@ fn expect_plan(m: &mut MockServices, seq: &mut Sequence, plan: Plan) -> Captured
                     .get("containerd.io/snapshot/remote")
                     .map(String::as_str)
                     == Some("yes")
-                && lease.as_deref() == Some("c0-create")
+                && lease.is_none()
         })
         .times(1)
         .in_sequence(seq)
         .returning(move |_, _, _, _, _| {
-            if fine(Step::Prepare) {
+            if ok(Step::Prepare) {
                 Ok(Vec::new())
             } else {
                 Err(failure("prepare"))
             }
         });
-    let slot = Arc::clone(&captured);
-    m.containers
-        .expect_create()
-        .times(1)
-        .in_sequence(seq)
-        .returning(move |record| {
-            std::thread::sleep(plan.create_delay);
-            if fine(Step::CreateContainer) {
-                *slot.lock().unwrap() = Some(record.clone());
-                Ok(record)
-            } else {
-                Err(failure("create container"))
-            }
-        });
-    if fail <= Step::CreateContainer {
-        return captured;
-    }
-    m.leases
-        .expect_delete()
-        .with(eq("c0-create"), eq(false))
-        .times(1)
-        .in_sequence(seq)
-        .returning(|_, _| Ok(()));
     captured
 }
 
@@ -219,14 +190,6 @@ fn expect_undos(m: &mut MockServices, seq: &mut Sequence, undos: &[Undo]) {
                 m.snapshots
                     .expect_remove()
                     .with(eq("overlayfs"), eq(ID))
-                    .times(1)
-                    .in_sequence(seq)
-                    .returning(|_, _| Ok(()));
-            }
-            Undo::DeleteLease => {
-                m.leases
-                    .expect_delete()
-                    .with(eq("c0-create"), eq(false))
                     .times(1)
                     .in_sequence(seq)
                     .returning(|_, _| Ok(()));
@@ -466,10 +429,10 @@ async fn user_database_failure_removes_the_dirs() {
 }
 
 #[tokio::test]
-async fn spec_failure_removes_the_dirs_and_the_lease() {
+async fn spec_failure_removes_the_dirs() {
     // A privileged container in a sandbox that is not privileged: the spec
-    // fails after the user database was read, while the lease is taken.
-    let env = env_failing_at(Step::AfterLease, &[Undo::DeleteLease]);
+    // fails after the user database was read.
+    let env = env_failing_at(Step::AfterUserDb, &[]);
     let mut req = request();
     req.config.as_mut().unwrap().linux = Some(LinuxContainerConfig {
         security_context: Some(LinuxContainerSecurityContext {
@@ -485,10 +448,10 @@ async fn spec_failure_removes_the_dirs_and_the_lease() {
 }
 
 #[tokio::test]
-async fn lease_failure_releases_the_selinux_label() {
+async fn a_record_failure_releases_the_selinux_label() {
     let mut mocks = Mocks::default();
     let mut seq = Sequence::new();
-    expect_until(&mut mocks.services, &mut seq, Step::Lease);
+    expect_until(&mut mocks.services, &mut seq, Step::CreateContainer);
     let mut selinux = MockSeLinux::new();
     selinux.expect_init_labels().returning(|_| {
         Ok(SelinuxLabels {
@@ -510,15 +473,15 @@ async fn lease_failure_releases_the_selinux_label() {
 }
 
 #[tokio::test]
-async fn snapshot_failure_deletes_the_record_made_beside_it_and_the_lease() {
-    let env = env_failing_at(Step::Prepare, &[Undo::DeleteContainer, Undo::DeleteLease]);
+async fn snapshot_failure_deletes_the_record_and_the_checkpoint() {
+    let env = env_failing_at(Step::Prepare, &[Undo::DeleteContainer]);
     assert_eq!(code(create_err(&env, request()).await), Code::Internal);
     assert_nothing_left(&env);
 }
 
 #[tokio::test]
-async fn escaping_log_path_is_invalid_and_deletes_the_lease() {
-    let env = env_failing_at(Step::AfterLease, &[Undo::DeleteLease]);
+async fn escaping_log_path_is_invalid_and_touches_no_containerd_object() {
+    let env = env_failing_at(Step::AfterUserDb, &[]);
     let mut req = request();
     req.config.as_mut().unwrap().log_path = "../../etc/evil.log".into();
     let err = create(&env.state, req).await.unwrap_err();
@@ -527,8 +490,8 @@ async fn escaping_log_path_is_invalid_and_deletes_the_lease() {
 }
 
 #[tokio::test]
-async fn io_failure_deletes_the_lease() {
-    let env = env_failing_at(Step::AfterLease, &[Undo::DeleteLease]);
+async fn io_failure_removes_the_dirs() {
+    let env = env_failing_at(Step::AfterUserDb, &[]);
     std::fs::create_dir_all(root(&env).join("state/containers/c0")).unwrap();
     std::fs::write(root(&env).join("state/containers/c0/io"), "not a dir").unwrap();
     assert_eq!(code(create_err(&env, request()).await), Code::Internal);
@@ -537,31 +500,22 @@ async fn io_failure_deletes_the_lease() {
 
 #[tokio::test]
 async fn sandbox_record_failure_closes_the_io() {
-    let env = env_failing_at(Step::SandboxRecord, &[Undo::DeleteLease]);
+    let env = env_failing_at(Step::SandboxRecord, &[]);
     assert_eq!(code(create_err(&env, request()).await), Code::Internal);
     assert_nothing_left(&env);
 }
 
 #[tokio::test]
-async fn containerd_create_failure_removes_the_snapshot() {
-    let env = env_failing_at(
-        Step::CreateContainer,
-        &[Undo::RemoveSnapshot, Undo::DeleteLease],
-    );
+async fn containerd_create_failure_makes_no_snapshot() {
+    // The mocks expect no Prepare after the failed create.
+    let env = env_failing_at(Step::CreateContainer, &[]);
     assert_eq!(code(create_err(&env, request()).await), Code::Internal);
     assert_nothing_left(&env);
 }
 
 #[tokio::test]
-async fn checkpoint_failure_deletes_the_containerd_container() {
-    let env = env_failing_at(
-        Step::Done,
-        &[
-            Undo::DeleteContainer,
-            Undo::RemoveSnapshot,
-            Undo::DeleteLease,
-        ],
-    );
+async fn checkpoint_failure_removes_the_snapshot_then_the_containerd_container() {
+    let env = env_failing_at(Step::Done, &[Undo::RemoveSnapshot, Undo::DeleteContainer]);
     // A non-empty dir where the checkpoint goes: the rename fails.
     std::fs::create_dir_all(root(&env).join("root/containers/c0/status/x")).unwrap();
     assert_eq!(code(create_err(&env, request()).await), Code::Internal);
@@ -570,14 +524,7 @@ async fn checkpoint_failure_deletes_the_containerd_container() {
 
 #[tokio::test]
 async fn store_failure_deletes_the_checkpoint() {
-    let env = env_failing_at(
-        Step::Done,
-        &[
-            Undo::DeleteContainer,
-            Undo::RemoveSnapshot,
-            Undo::DeleteLease,
-        ],
-    );
+    let env = env_failing_at(Step::Done, &[Undo::RemoveSnapshot, Undo::DeleteContainer]);
     add_container(&env, ID, "elsewhere", ContainerStatus::default());
     assert_eq!(code(create_err(&env, request()).await), Code::AlreadyExists);
     // The entry that was there stays; everything of the new one is gone.
@@ -606,6 +553,7 @@ async fn a_failed_containerd_undo_keeps_an_unknown_record() {
     let mut mocks = Mocks::default();
     let mut seq = Sequence::new();
     expect_until(&mut mocks.services, &mut seq, Step::Done);
+    expect_undos(&mut mocks.services, &mut seq, &[Undo::RemoveSnapshot]);
     mocks
         .services
         .containers
@@ -614,11 +562,6 @@ async fn a_failed_containerd_undo_keeps_an_unknown_record() {
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_| Err(failure("delete container")));
-    expect_undos(
-        &mut mocks.services,
-        &mut seq,
-        &[Undo::RemoveSnapshot, Undo::DeleteLease],
-    );
     let env = TestEnv::with(mocks, "");
     add_sandbox(&env, SANDBOX, true);
     std::fs::create_dir_all(root(&env).join("root/containers/c0/status/x")).unwrap();
@@ -646,11 +589,6 @@ async fn a_cancelled_rpc_still_unwinds() {
             fail: Step::CreateContainer,
             create_delay: Duration::from_millis(300),
         },
-    );
-    expect_undos(
-        &mut mocks.services,
-        &mut seq,
-        &[Undo::RemoveSnapshot, Undo::DeleteLease],
     );
     let env = TestEnv::with(mocks, "");
     add_sandbox(&env, SANDBOX, true);

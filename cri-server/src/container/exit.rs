@@ -27,24 +27,57 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
-/// Waits for the task of container `id` to exit, then handles the exit,
-/// in a task of its own. Only one monitor runs per container.
-pub(crate) fn spawn_exit_monitor(state: Arc<ContainerService>, id: ContainerId) {
+/// A `Tasks/Wait` call sent before its task was started (as containerd's
+/// plugin sends it), for the exit monitor to take over.
+pub(crate) type ArmedWait = tokio::task::JoinHandle<cri_api::containerd::Result<ExitStatus>>;
+
+/// Sends `Tasks/Wait` for the task of `id` in a task of its own.
+pub(crate) fn arm_wait(state: &ContainerService, id: &ContainerId) -> ArmedWait {
+    let tasks = Arc::clone(&state.containerd.tasks);
+    let key = id.to_string();
+    tokio::spawn(async move { tasks.wait(&key, "").await })
+}
+
+/// Waits for the task of container `id` to exit (through `armed` first,
+/// when the start sent one), then handles the exit, in a task of its own.
+/// Only one monitor runs per container.
+pub(crate) fn spawn_exit_monitor(
+    state: Arc<ContainerService>,
+    id: ContainerId,
+    armed: Option<ArmedWait>,
+) {
     if let Some(handle) = state.store.handle(id.as_ref()) {
         if !handle.claim_exit_monitor() {
+            if let Some(armed) = armed {
+                armed.abort();
+            }
             return;
         }
     }
     tokio::spawn(async move {
-        let exit = wait_for_exit(&state, &id).await;
+        let exit = wait_for_exit(&state, &id, armed).await;
         handle_exit_with_retry(&state, &id, exit).await;
     });
 }
 
-async fn wait_for_exit(state: &ContainerService, id: &ContainerId) -> ExitStatus {
+async fn wait_for_exit(
+    state: &ContainerService,
+    id: &ContainerId,
+    mut armed: Option<ArmedWait>,
+) -> ExitStatus {
     let mut delay = BACKOFF_INITIAL;
     loop {
-        match state.containerd.tasks.wait(id.as_ref(), "").await {
+        // The armed wait's answer, else a new wait (also when it was
+        // cancelled).
+        let answer = match armed.take() {
+            Some(waiter) => waiter.await.ok(),
+            None => None,
+        };
+        let answer = match answer {
+            Some(answer) => answer,
+            None => state.containerd.tasks.wait(id.as_ref(), "").await,
+        };
+        match answer {
             Ok(exit) => return exit,
             // containerd restarting: the shim keeps the exit for us.
             Err(e) if e.is_unavailable() => {

@@ -66,8 +66,8 @@ async fn start(state: &Arc<ContainerService>, id: &str) -> Result<()> {
     }) {
         tracing::error!(container_id = %id, error = %e, "reset starting state");
     }
-    result?;
-    exit::spawn_exit_monitor(Arc::clone(state), id.clone());
+    let armed = result?;
+    exit::spawn_exit_monitor(Arc::clone(state), id.clone(), Some(armed));
     events::emit(
         state,
         id.as_ref(),
@@ -122,7 +122,9 @@ fn runtime_type(state: &ContainerService, container: &Container) -> String {
         .unwrap_or_default()
 }
 
-async fn start_task(state: &ContainerService, container: &Container) -> Result<()> {
+/// Creates and starts the task; returns the `Tasks/Wait` sent before the
+/// start, for the exit monitor.
+async fn start_task(state: &ContainerService, container: &Container) -> Result<exit::ArmedWait> {
     let meta = &container.metadata;
     let id = &meta.id;
     let sandbox = state
@@ -207,19 +209,32 @@ async fn start_task(state: &ContainerService, container: &Container) -> Result<(
                 }
             });
         }
-        let pid = state.containerd.tasks.start(id.as_ref(), "").await?;
-        update_status_sync(state, id, |s| {
-            s.pid = pid;
-            s.started_at = now_nanos();
-            Ok(())
-        })
-        .await?;
-        Ok::<(), ContainerError>(())
+        // The wait goes out before the start, as containerd's plugin sends
+        // it: its round trip is not made after StartContainer answered.
+        let armed = exit::arm_wait(state, id);
+        // Its request is on its way before the start's.
+        tokio::task::yield_now().await;
+        let started = async {
+            let pid = state.containerd.tasks.start(id.as_ref(), "").await?;
+            update_status_sync(state, id, |s| {
+                s.pid = pid;
+                s.started_at = now_nanos();
+                Ok(())
+            })
+            .await
+        };
+        match started.await {
+            Ok(_) => Ok(armed),
+            Err(e) => {
+                armed.abort();
+                Err(e)
+            }
+        }
     };
     match run.await {
-        Ok(()) => {
+        Ok(armed) => {
             undo.commit();
-            Ok(())
+            Ok(armed)
         }
         Err(e) => {
             for failure in undo.unwind().await {
@@ -306,7 +321,6 @@ mod tests {
             .tasks
             .expect_wait()
             .times(1)
-            .in_sequence(&mut seq)
             .returning(|_, _| {
                 Ok(ExitStatus {
                     code: 3,
@@ -359,6 +373,61 @@ mod tests {
         );
         let handle = env.state.store.handle("c1").unwrap();
         assert!(handle.wait_stopped(Duration::from_secs(1)).await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wait_is_sent_before_the_task_starts() {
+        let log = Arc::new(std::sync::Mutex::new(Vec::<&str>::new()));
+        let mut mocks = Mocks::default();
+        mocks
+            .services
+            .snapshots
+            .expect_mounts()
+            .returning(|_, _| Ok(Vec::new()));
+        mocks.services.tasks.expect_create().returning(|_| Ok(1234));
+        let l = Arc::clone(&log);
+        mocks.services.tasks.expect_start().returning(move |_, _| {
+            // The shim takes its time: the wait is out meanwhile.
+            std::thread::sleep(Duration::from_millis(200));
+            l.lock().unwrap().push("started");
+            Ok(1234)
+        });
+        let l = Arc::clone(&log);
+        mocks
+            .services
+            .tasks
+            .expect_wait()
+            .times(1)
+            .returning(move |_, _| {
+                l.lock().unwrap().push("wait");
+                Ok(ExitStatus {
+                    code: 0,
+                    exited_at: None,
+                })
+            });
+        mocks.services.tasks.expect_delete().returning(|_, _| {
+            Ok(ExitStatus {
+                code: 0,
+                exited_at: None,
+            })
+        });
+        let env = TestEnv::with(mocks, "");
+        add_sandbox(&env, "s1", true);
+        add_live_container(&env, "c1", "s1", created_status());
+        start_container(Arc::clone(&env.state), "c1".into())
+            .await
+            .unwrap();
+        let io = env.state.store.handle("c1").unwrap().io().unwrap();
+        for fifo in [io.fifos().stdout(), io.fifos().stderr()]
+            .into_iter()
+            .flatten()
+        {
+            drop(std::fs::OpenOptions::new().write(true).open(fifo).unwrap());
+        }
+        // One wait, sent before the start returned, and it ends the
+        // container.
+        wait_for(&env, "c1", ContainerState::ContainerExited).await;
+        assert_eq!(*log.lock().unwrap(), ["wait", "started"]);
     }
 
     #[tokio::test]
@@ -431,8 +500,8 @@ mod tests {
             .services
             .tasks
             .expect_wait()
-            .times(1)
-            .in_sequence(&mut seq)
+            // The one sent before the start, and the undo's after the kill.
+            .times(2)
             .returning(|_, _| {
                 Ok(ExitStatus {
                     code: 137,

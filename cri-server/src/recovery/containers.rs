@@ -186,7 +186,7 @@ pub(super) async fn load(
     let current = status.state();
     add(state, Container::new(metadata, status), handle);
     if watch && current == ContainerState::ContainerRunning {
-        crate::container::exit::spawn_exit_monitor(Arc::clone(&state.containers), id.clone());
+        crate::container::exit::spawn_exit_monitor(Arc::clone(&state.containers), id.clone(), None);
     }
     tracing::info!(container_id = %id, state = ?current, "recovered container");
     Ok(if current == ContainerState::ContainerUnknown {

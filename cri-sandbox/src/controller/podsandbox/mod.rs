@@ -38,7 +38,13 @@ pub struct PodSandboxController {
     platform: Platform,
     /// Sandboxes made by `create` whose task `start` has not started yet.
     created: Mutex<HashMap<SandboxId, Created>>,
+    /// `Tasks/Wait` calls sent before their task was started (as
+    /// containerd's plugin does), for the first `wait` to take over.
+    armed: Mutex<HashMap<SandboxId, ArmedWait>>,
 }
+
+/// A `Tasks/Wait` call running in a task of its own.
+type ArmedWait = tokio::task::JoinHandle<Result<ExitStatus, cri_api::containerd::ContainerdError>>;
 
 impl std::fmt::Debug for PodSandboxController {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -67,6 +73,7 @@ impl PodSandboxController {
             user_db,
             platform: Platform::host(),
             created: Mutex::new(HashMap::new()),
+            armed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -77,6 +84,29 @@ impl PodSandboxController {
 
     fn take_created(&self, id: &SandboxId) -> Option<Created> {
         self.created
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id)
+    }
+
+    /// Sends `Tasks/Wait` for the sandbox's task, for `wait` to take over.
+    fn arm_wait(&self, id: &SandboxId) {
+        let tasks = Arc::clone(&self.containerd.tasks);
+        let key = id.to_string();
+        let waiter = tokio::spawn(async move { tasks.wait(&key, "").await });
+        let replaced = self
+            .armed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone(), waiter);
+        if let Some(old) = replaced {
+            old.abort();
+        }
+    }
+
+    /// Takes the armed wait of `id`, if any.
+    fn disarm_wait(&self, id: &SandboxId) -> Option<ArmedWait> {
+        self.armed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(id)
@@ -183,12 +213,17 @@ impl SandboxController for PodSandboxController {
     /// Waits for the pause task to exit, then deletes it (containerd's
     /// `handleSandboxExit`); NotFound when there is no task to wait on.
     async fn wait(&self, id: &SandboxId) -> Result<ExitStatus> {
-        let exit = self
-            .containerd
-            .tasks
-            .wait(id.as_ref(), "")
-            .await
-            .map_err(ControllerError::containerd_op("wait for sandbox task", id))?;
+        // The wait sent when the task was started, else a new one (also
+        // when that one was cancelled).
+        let armed = match self.disarm_wait(id) {
+            Some(waiter) => waiter.await.ok(),
+            None => None,
+        };
+        let exit = match armed {
+            Some(exit) => exit,
+            None => self.containerd.tasks.wait(id.as_ref(), "").await,
+        }
+        .map_err(ControllerError::containerd_op("wait for sandbox task", id))?;
         // The task exited: it only has to be deleted, not killed first.
         delete_task(self.containerd.tasks.as_ref(), id.as_ref())
             .await
@@ -232,6 +267,9 @@ impl SandboxController for PodSandboxController {
         // A sandbox created and never started: removed below, as any.
         if let Some(created) = self.take_created(id) {
             created.undo.commit();
+        }
+        if let Some(waiter) = self.disarm_wait(id) {
+            waiter.abort();
         }
         let files = self.files.clone();
         let owned = id.clone();

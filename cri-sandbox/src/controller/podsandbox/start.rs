@@ -72,12 +72,21 @@ impl PodSandboxController {
     pub(super) async fn start_created(&self, created: Created) -> Result<SandboxInstance> {
         let Created { instance, undo } = created;
         let id = &instance.id;
+        // The wait goes out before the start, as containerd's plugin sends
+        // it: the exit monitor takes it over, and its round trip is not
+        // made after RunPodSandbox answered.
+        self.arm_wait(id);
+        // Its request is on its way before the start's.
+        tokio::task::yield_now().await;
         match self.containerd.tasks.start(id.as_ref(), "").await {
             Ok(pid) => {
                 undo.commit();
                 Ok(SandboxInstance { pid, ..instance })
             }
             Err(e) => {
+                if let Some(waiter) = self.disarm_wait(id) {
+                    waiter.abort();
+                }
                 let source = ControllerError::containerd_op("start sandbox task", id)(e);
                 Err(unwound(source, undo).await)
             }

@@ -554,6 +554,49 @@ async fn wait_deletes_the_exited_task_without_killing_it() {
 }
 
 #[tokio::test]
+async fn start_sends_the_wait_that_wait_takes_over() {
+    let env = Env::new();
+    let mut services = containerd(&env.log, Fail::Nothing);
+    services.tasks.checkpoint();
+    services.tasks.expect_create().returning(|_| Ok(42));
+    services.tasks.expect_start().returning(|_, _| Ok(42));
+    let exit = ExitStatus {
+        code: 7,
+        exited_at: None,
+    };
+    let sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&sent);
+    services
+        .tasks
+        .expect_wait()
+        .withf(|id, exec| id == "sb1" && exec.is_empty())
+        .times(1)
+        .returning(move |_, _| {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(exit)
+        });
+    services.tasks.expect_kill().times(0);
+    services
+        .tasks
+        .expect_delete()
+        .times(1)
+        .returning(move |_, _| Ok(exit));
+    let c = controller(&env, services, false);
+    c.create(request(pause_image(&["/pause"]))).await.unwrap();
+    c.start(&SandboxId::from("sb1")).await.unwrap();
+    // Sent by the start, before anyone waits.
+    for _ in 0..100 {
+        if sent.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(sent.load(std::sync::atomic::Ordering::SeqCst));
+    // The monitor's wait takes that one over: one Tasks/Wait in all.
+    assert_eq!(c.wait(&SandboxId::from("sb1")).await.unwrap(), exit);
+}
+
+#[tokio::test]
 async fn shutdown_of_a_gone_sandbox_succeeds() {
     let env = Env::new();
     let mut services = MockServices::default();

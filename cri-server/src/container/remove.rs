@@ -112,19 +112,13 @@ async fn remove(state: &ContainerService, container: &Container) -> Result<()> {
             _ => Ok(()),
         }
     };
-    let (snapshot, record) = futures::join!(snapshot, record);
-    snapshot?;
-    record?;
-    if let Some(io) = handle.as_ref().and_then(|h| h.io()) {
-        if let Err(e) = io.close() {
-            tracing::warn!(container_id = %id, error = %e, "close container io");
-        }
-    }
     let checkpoints = StatusCheckpoints::new(&state.config.server.root_dir);
     let paths = ContainerPaths::new(state, id);
     let container_id = id.clone();
-    // Directory removal and the checkpoint delete: off the async workers.
-    tokio::task::spawn_blocking(move || {
+    // The checkpoint and the dirs go while containerd removes (off the
+    // async workers): a failed containerd removal fails the call, and the
+    // retry finds them gone, which is fine.
+    let files = tokio::task::spawn_blocking(move || {
         checkpoints.delete(&container_id)?;
         for (op, dir) in [
             ("remove container root directory", paths.root_dir),
@@ -140,12 +134,19 @@ async fn remove(state: &ContainerService, container: &Container) -> Result<()> {
             })?;
         }
         Ok::<(), ContainerError>(())
-    })
-    .await
-    .map_err(|e| ContainerError::TaskFailed {
+    });
+    let (snapshot, record, files) = futures::join!(snapshot, record, files);
+    snapshot?;
+    record?;
+    files.map_err(|e| ContainerError::TaskFailed {
         rpc: "RemoveContainer",
         message: e.to_string(),
     })??;
+    if let Some(io) = handle.as_ref().and_then(|h| h.io()) {
+        if let Err(e) = io.close() {
+            tracing::warn!(container_id = %id, error = %e, "close container io");
+        }
+    }
     if let Err(e) = state.store.remove(id) {
         tracing::debug!(container_id = %id, error = %e, "container already gone from the store");
     }

@@ -377,7 +377,8 @@ pub async fn grow(
 
 /// One storm at the current scale: `calls` rounds of sequential
 /// ListContainers, ListPodSandbox, ContainerStatus and PodSandboxStatus
-/// calls (the status calls cycling over the ids).
+/// calls (the status calls cycling over the ids), and Version: an RPC
+/// that does nothing, the floor of a call on that endpoint.
 pub async fn storm(
     ep: &mut Endpoint,
     side: usize,
@@ -392,6 +393,7 @@ pub async fn storm(
         "ListPodSandbox",
         "ContainerStatus",
         "PodSandboxStatus",
+        "Version",
     ]
     .map(|rpc| format!("{rpc} @{scale}"));
     let mut t = Timer {
@@ -418,6 +420,8 @@ pub async fn storm(
             verbose: false,
         };
         t.call(&names[3], rt.pod_sandbox_status(status)).await?;
+        t.call(&names[4], rt.version(VersionRequest::default()))
+            .await?;
     }
     Ok(())
 }

@@ -27,6 +27,16 @@ const INHERITED_SNAPSHOT_LABEL_PREFIX: &str = "containerd.io/snapshot/";
 
 type Result<T, E = ControllerError> = std::result::Result<T, E>;
 
+/// What `create_steps` made before the task: the record, the rootfs
+/// mounts, the SELinux process label, and the lease that held the
+/// snapshot until the record referred to it, if one was needed.
+struct Made {
+    record: ContainerRecord,
+    rootfs: Vec<Mount>,
+    process_label: String,
+    lease: Option<String>,
+}
+
 /// A sandbox made by `create`, its task not started yet, with the undo
 /// of everything made.
 pub(super) struct Created {
@@ -99,22 +109,93 @@ impl PodSandboxController {
         undo: &mut Rollback,
     ) -> Result<SandboxInstance> {
         let id = &req.id;
-        // The files are written (on a blocking thread) while the lease is
-        // taken.
+        let made = if needs_user_db(&user_to_resolve(req)) {
+            self.create_leased(req, undo).await?
+        } else {
+            self.create_record_first(req, undo).await?
+        };
+        let task = CreateTask {
+            container_id: id.to_string(),
+            rootfs: made.rootfs,
+            ..CreateTask::default()
+        };
+        // A lease the snapshot needed goes while the task is created (the
+        // record holds the snapshot now).
+        let lease_gone = async {
+            if let Some(lease) = &made.lease {
+                self.delete_lease(lease).await;
+            }
+        };
+        let (pid, ()) = tokio::join!(self.containerd.tasks.create(task), lease_gone);
+        let pid = pid.map_err(ControllerError::containerd_op("create sandbox task", id))?;
+        undo.push("delete sandbox task", {
+            let (tasks, id) = (self.containerd.tasks.clone(), id.to_string());
+            async move { delete_task_forcibly(&tasks, &id).await.map(|_| ()) }
+        });
+        Ok(SandboxInstance {
+            id: id.clone(),
+            pid,
+            created_at: made.record.created_at.unwrap_or_else(SystemTime::now),
+            labels: HashMap::from([
+                ("oci_runtime_type".to_owned(), req.runtime.name.clone()),
+                ("selinux_label".to_owned(), made.process_label),
+            ]),
+        })
+    }
+
+    /// The usual case, the spec needing nothing of the image's rootfs: the
+    /// record, then the snapshot it names, while the files are written.
+    /// No lease is needed: containerd does not check that a record's
+    /// snapshot exists, and the record keeps the snapshot from the garbage
+    /// collector from the moment it exists.
+    async fn create_record_first(&self, req: &CreateSandbox, undo: &mut Rollback) -> Result<Made> {
+        let id = &req.id;
+        let (record, process_label) = self.pause_record(req, &RootfsUsers::empty(), undo)?;
+        let record_then_snapshot = async {
+            let created = self.containerd.containers.create(record).await?;
+            let prepared = self.prepare_rootfs(req, None).await;
+            Ok::<_, cri_api::containerd::ContainerdError>((created, prepared))
+        };
+        let (files, made) = tokio::join!(self.create_files(req), record_then_snapshot);
+        if files.is_ok() {
+            self.push_remove_files(id, undo);
+        }
+        let made = match made {
+            Ok((record, prepared)) => {
+                self.push_delete_container(id, undo);
+                prepared
+                    .map(|rootfs| {
+                        self.push_remove_rootfs(req, undo);
+                        (record, rootfs)
+                    })
+                    .map_err(ControllerError::containerd_op("prepare sandbox rootfs", id))
+            }
+            Err(e) => Err(ControllerError::containerd_op(
+                "create sandbox container",
+                id,
+            )(e)),
+        };
+        files?;
+        let (record, rootfs) = made?;
+        Ok(Made {
+            record,
+            rootfs,
+            process_label,
+            lease: None,
+        })
+    }
+
+    /// The spec needs the image's user database, read from the snapshot:
+    /// the snapshot comes first, under a lease taken while the files are
+    /// written, until the record refers to it.
+    async fn create_leased(&self, req: &CreateSandbox, undo: &mut Rollback) -> Result<Made> {
+        let id = &req.id;
         let (files, lease) = tokio::join!(
             self.create_files(req),
             create_temporary_lease(self.containerd.leases.as_ref())
         );
         if files.is_ok() {
-            undo.push("remove sandbox files", {
-                let (files, id) = (self.files.clone(), id.clone());
-                async move {
-                    tokio::task::spawn_blocking(move || files.remove(&id))
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .map_err(|e| e.to_string())
-                }
-            });
+            self.push_remove_files(id, undo);
         }
         let lease = match (files, lease) {
             (Ok(()), Ok(lease)) => lease,
@@ -126,39 +207,53 @@ impl PodSandboxController {
             }
             (Ok(()), Err(e)) => return Err(ControllerError::containerd_op("create lease", id)(e)),
         };
-        let (record, rootfs, process_label) = match self.create_container(req, &lease, undo).await {
-            Ok(created) => created,
+        match self.create_from_rootfs(req, &lease, undo).await {
+            Ok((record, rootfs, process_label)) => Ok(Made {
+                record,
+                rootfs,
+                process_label,
+                lease: Some(lease),
+            }),
             Err(e) => {
                 self.delete_lease(&lease).await;
-                return Err(e);
+                Err(e)
             }
-        };
+        }
+    }
 
-        // The record holds the snapshot now: the lease goes while the task
-        // is created.
-        let task = CreateTask {
-            container_id: id.to_string(),
-            rootfs,
-            ..CreateTask::default()
-        };
-        let (pid, ()) = tokio::join!(
-            self.containerd.tasks.create(task),
-            self.delete_lease(&lease)
-        );
-        let pid = pid.map_err(ControllerError::containerd_op("create sandbox task", id))?;
-        undo.push("delete sandbox task", {
-            let (tasks, id) = (self.containerd.tasks.clone(), id.to_string());
-            async move { delete_task_forcibly(&tasks, &id).await.map(|_| ()) }
+    fn push_remove_files(&self, id: &SandboxId, undo: &mut Rollback) {
+        let (files, id) = (self.files.clone(), id.clone());
+        undo.push("remove sandbox files", async move {
+            tokio::task::spawn_blocking(move || files.remove(&id))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
         });
-        Ok(SandboxInstance {
-            id: id.clone(),
-            pid,
-            created_at: record.created_at.unwrap_or_else(SystemTime::now),
-            labels: HashMap::from([
-                ("oci_runtime_type".to_owned(), req.runtime.name.clone()),
-                ("selinux_label".to_owned(), process_label),
-            ]),
-        })
+    }
+
+    /// Prepares the rootfs snapshot (with the pod's inherited labels).
+    async fn prepare_rootfs(
+        &self,
+        req: &CreateSandbox,
+        lease: Option<String>,
+    ) -> std::result::Result<Vec<Mount>, cri_api::containerd::ContainerdError> {
+        let snapshot_labels: HashMap<String, String> = req
+            .config
+            .annotations
+            .iter()
+            .filter(|(k, _)| k.starts_with(INHERITED_SNAPSHOT_LABEL_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.containerd
+            .snapshots
+            .prepare(
+                &req.snapshotter,
+                req.id.as_ref(),
+                &req.image.chain_id,
+                snapshot_labels,
+                lease,
+            )
+            .await
     }
 
     /// Deletes the temporary lease; a failure is only logged (it expires).
@@ -184,49 +279,20 @@ impl PodSandboxController {
             })
     }
 
-    /// Snapshot, spec and container record; returns the record, the
-    /// rootfs mounts and the SELinux process label. Unless the image's
-    /// user database is needed for the spec, nothing in the record
-    /// depends on the snapshot, and the two are made side by side (the
-    /// lease holds the snapshot until the record refers to it).
-    async fn create_container(
+    /// Snapshot (under `lease`), the image's user database read from it,
+    /// spec and container record; returns the record, the rootfs mounts
+    /// and the SELinux process label.
+    async fn create_from_rootfs(
         &self,
         req: &CreateSandbox,
         lease: &str,
         undo: &mut Rollback,
     ) -> Result<(ContainerRecord, Vec<Mount>, String)> {
         let id = &req.id;
-        let snapshot_labels: HashMap<String, String> = req
-            .config
-            .annotations
-            .iter()
-            .filter(|(k, _)| k.starts_with(INHERITED_SNAPSHOT_LABEL_PREFIX))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let prepare = self.containerd.snapshots.prepare(
-            &req.snapshotter,
-            id.as_ref(),
-            &req.image.chain_id,
-            snapshot_labels,
-            Some(lease.to_owned()),
-        );
-        let prepare_err = ControllerError::containerd_op("prepare sandbox rootfs", id);
-        let create_err = ControllerError::containerd_op("create sandbox container", id);
-        let user = user_to_resolve(req);
-        if !needs_user_db(&user) {
-            let (record, process_label) = self.pause_record(req, &RootfsUsers::empty(), undo)?;
-            let (prepared, created) =
-                tokio::join!(prepare, self.containerd.containers.create(record));
-            if prepared.is_ok() {
-                self.push_remove_rootfs(req, undo);
-            }
-            if created.is_ok() {
-                self.push_delete_container(id, undo);
-            }
-            let rootfs = prepared.map_err(prepare_err)?;
-            return Ok((created.map_err(create_err)?, rootfs, process_label));
-        }
-        let rootfs = prepare.await.map_err(prepare_err)?;
+        let rootfs = self
+            .prepare_rootfs(req, Some(lease.to_owned()))
+            .await
+            .map_err(ControllerError::containerd_op("prepare sandbox rootfs", id))?;
         self.push_remove_rootfs(req, undo);
         let (db, mounts) = (Arc::clone(&self.user_db), rootfs.clone());
         let users = tokio::task::spawn_blocking(move || db.load(&mounts))
@@ -237,12 +303,9 @@ impl PodSandboxController {
                 source,
             })?;
         let (record, process_label) = self.pause_record(req, &users, undo)?;
-        let created = self
-            .containerd
-            .containers
-            .create(record)
-            .await
-            .map_err(create_err)?;
+        let created = self.containerd.containers.create(record).await.map_err(
+            ControllerError::containerd_op("create sandbox container", id),
+        )?;
         self.push_delete_container(id, undo);
         Ok((created, rootfs, process_label))
     }

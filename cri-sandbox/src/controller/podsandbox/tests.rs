@@ -127,12 +127,18 @@ fn containerd(log: &Log, fail: Fail) -> MockServices {
     m.snapshots
         .expect_prepare()
         .returning(move |snapshotter, key, parent, _, lease| {
-            push(&l, "prepare snapshot");
+            push(
+                &l,
+                if lease.is_some() {
+                    "prepare snapshot under lease"
+                } else {
+                    "prepare snapshot"
+                },
+            );
             assert_eq!(
                 (snapshotter, key, parent),
                 ("overlayfs", "sb1", "sha256:chain")
             );
-            assert!(lease.is_some());
             if fail == Fail::Snapshot {
                 return Err(unavailable());
             }
@@ -285,6 +291,55 @@ async fn run(fail: Fail) -> (Env, Result<SandboxInstance>) {
     (env, result)
 }
 
+/// The pod's request with a user to look up in the image (the path
+/// that reads the user database from the snapshot).
+fn user_request() -> CreateSandbox {
+    let mut req = request(pause_image(&["/pause"]));
+    req.config.linux = Some(v1::LinuxPodSandboxConfig {
+        security_context: Some(v1::LinuxSandboxSecurityContext {
+            run_as_user: Some(v1::Int64Value { value: 7 }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    req
+}
+
+/// `run`, for a pod whose spec needs the image's user database.
+async fn run_leased(fail: Fail) -> (Env, Result<SandboxInstance>) {
+    let env = Env::new();
+    let services = containerd(&env.log, fail);
+    let mut db = MockRootfsUserDb::new();
+    db.expect_load().returning(|mounts| {
+        assert_eq!(mounts.len(), 1);
+        Ok(crate::host::RootfsUsers {
+            passwd: Some("pause:x:7:8::/:/bin/false\n".into()),
+            group: None,
+        })
+    });
+    let c = PodSandboxController::new(
+        services.build(),
+        env.files(fail == Fail::Files),
+        Arc::new(LinuxHostOs::new()),
+        Arc::new(NoSeLinux),
+        Arc::new(db),
+    );
+    let result = match c.create(user_request()).await {
+        Ok(()) => c.start(&SandboxId::from("sb1")).await,
+        Err(e) => Err(e),
+    };
+    (env, result)
+}
+
+/// `first` was logged before `then`.
+fn assert_before(log: &[String], first: &str, then: &str) {
+    let at = |what: &str| log.iter().position(|e| e == what);
+    assert!(
+        matches!((at(first), at(then)), (Some(a), Some(b)) if a < b),
+        "{first} not before {then} in {log:?}"
+    );
+}
+
 fn check(log: &[String], expected: &[&str]) {
     assert_eq!(log, expected);
 }
@@ -306,10 +361,14 @@ fn check_groups(log: &[String], groups: &[&[&str]]) {
     assert!(rest.is_empty(), "{log:?}: more than {groups:?}");
 }
 
-/// Files and lease, then snapshot and record: side by side each.
-const MADE: [&[&str]; 2] = [
+/// The files, while the record and then the snapshot it names are made.
+const MADE: &[&str] = &["mount shm", "create container", "prepare snapshot"];
+/// With the image's user database: files and lease side by side, then
+/// the snapshot under the lease, then the record.
+const MADE_LEASED: [&[&str]; 3] = [
     &["mount shm", "create lease"],
-    &["prepare snapshot", "create container"],
+    &["prepare snapshot under lease"],
+    &["create container"],
 ];
 
 #[tokio::test]
@@ -318,15 +377,10 @@ async fn start_runs_every_step_and_undoes_nothing() {
     let instance = result.unwrap();
     assert_eq!(instance.pid, 42);
     assert_eq!(instance.labels["oci_runtime_type"], "io.containerd.runc.v2");
-    check_groups(
-        &log_of(&env.log),
-        &[
-            MADE[0],
-            MADE[1],
-            &["delete lease", "create task"],
-            &["start task"],
-        ],
-    );
+    let log = log_of(&env.log);
+    check_groups(&log, &[MADE, &["create task"], &["start task"]]);
+    // No lease: the record holds the snapshot from the moment it exists.
+    assert_before(&log, "create container", "prepare snapshot");
     let resolv = std::fs::read_to_string(env.sandbox_dir().join("resolv.conf")).unwrap();
     assert_eq!(resolv, "nameserver 192.0.2.1\n");
 }
@@ -335,69 +389,53 @@ async fn start_runs_every_step_and_undoes_nothing() {
 async fn failed_files_leave_nothing() {
     let (env, result) = run(Fail::Files).await;
     assert!(matches!(result, Err(ControllerError::Files { .. })));
-    // The lease was taken while the files were written, and goes.
+    // The record and snapshot were made while the files failed, and go.
     check_groups(
         &log_of(&env.log),
         &[
-            &["mount shm", "unmount shm", "create lease"],
-            &["delete lease"],
+            &[
+                "mount shm",
+                "unmount shm",
+                "create container",
+                "prepare snapshot",
+            ],
+            &["remove snapshot"],
+            &["delete container"],
         ],
     );
     assert!(!env.sandbox_dir().exists());
 }
 
 #[tokio::test]
-async fn failed_lease_removes_files() {
-    let (env, result) = run(Fail::Lease).await;
-    assert!(result.unwrap_err().containerd().is_some());
-    check_groups(&log_of(&env.log), &[MADE[0], &["unmount shm"]]);
-    assert!(!env.sandbox_dir().exists());
-}
-
-#[tokio::test]
-async fn failed_snapshot_removes_files_and_the_lease() {
+async fn failed_snapshot_deletes_the_record_and_the_files() {
     let (env, result) = run(Fail::Snapshot).await;
     assert!(result.is_err());
-    // The record made beside it goes too.
     check_groups(
         &log_of(&env.log),
-        &[
-            MADE[0],
-            MADE[1],
-            &["delete lease"],
-            &["delete container"],
-            &["unmount shm"],
-        ],
+        &[MADE, &["delete container"], &["unmount shm"]],
     );
+    assert!(!env.sandbox_dir().exists());
 }
 
 #[tokio::test]
-async fn failed_spec_removes_the_snapshot() {
+async fn failed_spec_makes_nothing() {
     let (env, result) = run(Fail::Spec).await;
     assert!(
         matches!(result, Err(ControllerError::Spec { .. })),
         "{result:?}"
     );
-    // The spec is built before the snapshot is prepared.
-    check_groups(
-        &log_of(&env.log),
-        &[MADE[0], &["delete lease"], &["unmount shm"]],
-    );
+    // The spec is built before anything is made.
+    check(&log_of(&env.log), &[]);
+    assert!(!env.sandbox_dir().exists());
 }
 
 #[tokio::test]
-async fn failed_container_create_removes_the_snapshot() {
+async fn failed_container_create_makes_no_snapshot() {
     let (env, result) = run(Fail::Container).await;
     assert!(result.is_err());
     check_groups(
         &log_of(&env.log),
-        &[
-            MADE[0],
-            MADE[1],
-            &["delete lease"],
-            &["remove snapshot"],
-            &["unmount shm"],
-        ],
+        &[&["mount shm", "create container"], &["unmount shm"]],
     );
 }
 
@@ -408,11 +446,10 @@ async fn failed_task_create_deletes_the_container() {
     check_groups(
         &log_of(&env.log),
         &[
-            MADE[0],
-            MADE[1],
-            &["delete lease", "create task"],
-            &["delete container"],
+            MADE,
+            &["create task"],
             &["remove snapshot"],
+            &["delete container"],
             &["unmount shm"],
         ],
     );
@@ -426,13 +463,68 @@ async fn failed_task_start_kills_and_deletes_the_task() {
     check_groups(
         &log_of(&env.log),
         &[
-            MADE[0],
-            MADE[1],
-            &["delete lease", "create task"],
+            MADE,
+            &["create task"],
             &["start task"],
             &["kill task"],
             &["delete task"],
+            &["remove snapshot"],
             &["delete container"],
+            &["unmount shm"],
+        ],
+    );
+}
+
+#[tokio::test]
+async fn with_the_user_database_the_snapshot_is_made_under_a_lease() {
+    let (env, result) = run_leased(Fail::Nothing).await;
+    result.unwrap();
+    check_groups(
+        &log_of(&env.log),
+        &[
+            MADE_LEASED[0],
+            MADE_LEASED[1],
+            MADE_LEASED[2],
+            &["delete lease", "create task"],
+            &["start task"],
+        ],
+    );
+}
+
+#[tokio::test]
+async fn failed_lease_removes_files() {
+    let (env, result) = run_leased(Fail::Lease).await;
+    assert!(result.unwrap_err().containerd().is_some());
+    check_groups(&log_of(&env.log), &[MADE_LEASED[0], &["unmount shm"]]);
+    assert!(!env.sandbox_dir().exists());
+}
+
+#[tokio::test]
+async fn failed_leased_snapshot_removes_files_and_the_lease() {
+    let (env, result) = run_leased(Fail::Snapshot).await;
+    assert!(result.is_err());
+    check_groups(
+        &log_of(&env.log),
+        &[
+            MADE_LEASED[0],
+            MADE_LEASED[1],
+            &["delete lease"],
+            &["unmount shm"],
+        ],
+    );
+}
+
+#[tokio::test]
+async fn failed_container_create_after_the_user_database_removes_the_snapshot() {
+    let (env, result) = run_leased(Fail::Container).await;
+    assert!(result.is_err());
+    check_groups(
+        &log_of(&env.log),
+        &[
+            MADE_LEASED[0],
+            MADE_LEASED[1],
+            MADE_LEASED[2],
+            &["delete lease"],
             &["remove snapshot"],
             &["unmount shm"],
         ],

@@ -282,6 +282,18 @@ mod tests {
         panic!("{id} never reached {want:?}");
     }
 
+    /// The shim's side: open the output FIFOs of `id` and close them, as
+    /// at exit.
+    fn shim_closes_output(env: &TestEnv, id: &str) {
+        let io = env.state.store.handle(id).unwrap().io().unwrap();
+        for fifo in [io.fifos().stdout(), io.fifos().stderr()]
+            .into_iter()
+            .flatten()
+        {
+            drop(std::fs::OpenOptions::new().write(true).open(fifo).unwrap());
+        }
+    }
+
     #[tokio::test]
     async fn starts_the_task_then_handles_its_exit() {
         let mut mocks = Mocks::default();
@@ -347,14 +359,7 @@ mod tests {
         start_container(Arc::clone(&env.state), "c1".into())
             .await
             .unwrap();
-        // The shim's side: open the output FIFOs and close them at exit.
-        let io = env.state.store.handle("c1").unwrap().io().unwrap();
-        for fifo in [io.fifos().stdout(), io.fifos().stderr()]
-            .into_iter()
-            .flatten()
-        {
-            drop(std::fs::OpenOptions::new().write(true).open(fifo).unwrap());
-        }
+        shim_closes_output(&env, "c1");
         let status = wait_for(&env, "c1", ContainerState::ContainerExited).await;
         assert!(status.started_at > 0 && status.finished_at > 0);
         assert_eq!((status.exit_code, status.pid), (3, 0));
@@ -417,13 +422,7 @@ mod tests {
         start_container(Arc::clone(&env.state), "c1".into())
             .await
             .unwrap();
-        let io = env.state.store.handle("c1").unwrap().io().unwrap();
-        for fifo in [io.fifos().stdout(), io.fifos().stderr()]
-            .into_iter()
-            .flatten()
-        {
-            drop(std::fs::OpenOptions::new().write(true).open(fifo).unwrap());
-        }
+        shim_closes_output(&env, "c1");
         // One wait, sent before the start returned, and it ends the
         // container.
         wait_for(&env, "c1", ContainerState::ContainerExited).await;

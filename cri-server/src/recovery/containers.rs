@@ -167,14 +167,6 @@ pub(super) async fn load(
             tracing::warn!(container_id = %id, error = %e, "checkpoint recovered status");
         }
     }
-    if state
-        .images
-        .store()
-        .inspect(&metadata.image_ref, |_| ())
-        .is_err()
-    {
-        tracing::warn!(container_id = %id, image = %metadata.image_ref, "image of recovered container is not in the image store");
-    }
     let handle = ContainerHandle::new(io, &record.snapshotter, &cgroups_path).with_user(user);
     if !matches!(status.state(), ContainerState::ContainerRunning) {
         handle.mark_stopped();

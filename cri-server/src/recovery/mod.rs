@@ -84,7 +84,22 @@ pub async fn recover(state: &Arc<ServerState>) -> Result<RecoverySummary, Recove
     };
     let (images, pods) = tokio::join!(images, recover_pods(state));
     images?;
-    pods
+    let summary = pods?;
+    warn_missing_images(state);
+    Ok(summary)
+}
+
+/// Warns of each recovered container whose image is not in the image
+/// store; checked once both are loaded (a check while the images are still
+/// loading would warn of images that are there).
+fn warn_missing_images(state: &ServerState) {
+    let images = state.images.store();
+    for container in state.containers.store.list() {
+        let meta = &container.metadata;
+        if images.inspect(&meta.image_ref, |_| ()).is_err() {
+            tracing::warn!(container_id = %meta.id, image = %meta.image_ref, "image of recovered container is not in the image store");
+        }
+    }
 }
 
 /// Sandboxes, then app containers, each kind [`LOAD_PARALLELISM`] records

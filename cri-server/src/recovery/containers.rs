@@ -34,6 +34,7 @@ const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 pub(super) async fn load(
     state: &Arc<ServerState>,
     record: &ContainerRecord,
+    tasks: &super::ListedTasks,
 ) -> Result<Outcome, ContainerdError> {
     let id = ContainerId::from(record.id.as_str());
     if state
@@ -95,7 +96,7 @@ pub(super) async fn load(
             }
         }
     };
-    let task = match state.containerd.tasks.get(&record.id, "").await {
+    let task = match tasks.get(state, &record.id).await {
         Ok(task) => Some(task),
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e),

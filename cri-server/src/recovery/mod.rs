@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cri_api::containerd::{ContainerRecord, ContainerdError};
+use cri_api::containerd::{ContainerRecord, ContainerdError, TaskInfo};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 pub use gate::{Readiness, RecoveryGate, RecoveryGateLayer, RECOVERING_MESSAGE};
@@ -102,12 +102,37 @@ fn warn_missing_images(state: &ServerState) {
     }
 }
 
+/// The tasks containerd listed when the pass began, by container id: one
+/// `Tasks/List` instead of a `Tasks/Get` per record.
+pub(super) struct ListedTasks(HashMap<String, TaskInfo>);
+
+impl ListedTasks {
+    fn new(tasks: Vec<TaskInfo>) -> Self {
+        Self(tasks.into_iter().map(|t| (t.id.clone(), t)).collect())
+    }
+
+    /// The task of container `id`: from the list, else asked for. A task
+    /// can be missing from the list because it is gone or because its
+    /// shim did not report its state in time (containerd leaves such a
+    /// task out of the list); `Tasks/Get` tells the two apart.
+    pub(super) async fn get(
+        &self,
+        state: &ServerState,
+        id: &str,
+    ) -> Result<TaskInfo, ContainerdError> {
+        match self.0.get(id) {
+            Some(task) => Ok(task.clone()),
+            None => state.containerd.tasks.get(id, "").await,
+        }
+    }
+}
+
 /// Sandboxes, then app containers, each kind [`LOAD_PARALLELISM`] records
 /// at a time, then the orphans.
 async fn recover_pods(state: &Arc<ServerState>) -> Result<RecoverySummary, RecoveryError> {
     let containerd_err = |what| move |source| RecoveryError::Containerd { what, source };
     let mut summary = RecoverySummary::default();
-    let (sandbox_records, container_records) = tokio::try_join!(
+    let (sandbox_records, container_records, tasks) = tokio::try_join!(
         async {
             state
                 .containerd
@@ -124,12 +149,21 @@ async fn recover_pods(state: &Arc<ServerState>) -> Result<RecoverySummary, Recov
                 .await
                 .map_err(containerd_err("list containers"))
         },
+        async {
+            state
+                .containerd
+                .tasks
+                .list()
+                .await
+                .map_err(containerd_err("list tasks"))
+        },
     )?;
+    let tasks = ListedTasks::new(tasks);
     // The futures are made up front: a `Stream::map` closure over borrowed
     // records trips the compiler's Send check of the spawned recovery.
     let loads: Vec<_> = sandbox_records
         .iter()
-        .map(|record| sandboxes::load(state, record))
+        .map(|record| sandboxes::load(state, record, &tasks))
         .collect();
     let outcomes: Vec<Outcome> = stream::iter(loads)
         .buffer_unordered(LOAD_PARALLELISM)
@@ -140,7 +174,7 @@ async fn recover_pods(state: &Arc<ServerState>) -> Result<RecoverySummary, Recov
     summary.degraded += outcomes.iter().filter(|o| **o == Outcome::Degraded).count();
     let loads: Vec<_> = container_records
         .iter()
-        .map(|record| containers::load(state, record))
+        .map(|record| containers::load(state, record, &tasks))
         .collect();
     let outcomes: Vec<Outcome> = stream::iter(loads)
         .buffer_unordered(LOAD_PARALLELISM)

@@ -26,6 +26,7 @@ const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
 pub(super) async fn load(
     state: &Arc<ServerState>,
     record: &ContainerRecord,
+    tasks: &super::ListedTasks,
 ) -> Result<Outcome, ContainerdError> {
     let id = SandboxId::from(record.id.as_str());
     if state
@@ -53,7 +54,7 @@ pub(super) async fn load(
         network_down: false,
     };
     let mut watch = false;
-    match state.containerd.tasks.get(&record.id, "").await {
+    match tasks.get(state, &record.id).await {
         Ok(task) if task.status == TaskStatus::Running || task.status == TaskStatus::Paused => {
             status.pid = task.pid;
             if degraded.is_none() {

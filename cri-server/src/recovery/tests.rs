@@ -113,6 +113,12 @@ fn running() -> ContainerStatus {
 /// vanished), `made` (task created, never started), `bad` (corrupt
 /// extension), `nostatus` (no checkpoint).
 fn env() -> TestEnv {
+    env_listing(true)
+}
+
+/// [`env`]; with `listed` false, `Tasks/List` leaves every task out (their
+/// shims too slow to report) and only `Tasks/Get` finds them.
+fn env_listing(listed: bool) -> TestEnv {
     let fifo_dir = tempfile::tempdir().unwrap().keep();
     let mut mocks = Mocks::default();
     mocks
@@ -151,17 +157,29 @@ fn env() -> TestEnv {
                 records.clone()
             })
         });
+    // One Tasks/List; a Get only for a container the list lacks.
     let dir = fifo_dir.clone();
+    let tasks = move || {
+        vec![
+            task("s1", TaskStatus::Running, &dir),
+            task("run", TaskStatus::Running, &dir),
+            task("down", TaskStatus::Stopped, &dir),
+            task("made", TaskStatus::Created, &dir),
+        ]
+    };
+    let known = tasks();
     mocks
         .services
         .tasks
-        .expect_get()
-        .returning(move |id, _| match id {
-            "s1" | "run" => Ok(task(id, TaskStatus::Running, &dir)),
-            "down" => Ok(task(id, TaskStatus::Stopped, &dir)),
-            "made" => Ok(task(id, TaskStatus::Created, &dir)),
-            other => Err(not_found(other)),
-        });
+        .expect_list()
+        .returning(move || Ok(if listed { tasks() } else { Vec::new() }));
+    mocks.services.tasks.expect_get().returning(move |id, _| {
+        match known.iter().find(|t| t.id == id) {
+            Some(_) if listed => panic!("{id} was listed: no Get for it"),
+            Some(task) => Ok(task.clone()),
+            None => Err(not_found(id)),
+        }
+    });
     mocks
         .services
         .tasks
@@ -213,6 +231,23 @@ fn env() -> TestEnv {
 
 fn state_of(env: &TestEnv, id: &str) -> ContainerStatus {
     env.server.containers.store.get(id).unwrap().status
+}
+
+#[tokio::test]
+async fn a_task_missing_from_the_list_is_asked_for() {
+    let env = env_listing(false);
+    let summary = recover(&env.server).await.unwrap();
+    assert_eq!((summary.sandboxes, summary.containers), (1, 6));
+    let sandbox = env.server.sandboxes.store.get("s1").unwrap();
+    assert_eq!(sandbox.status.state, SandboxState::Ready);
+    assert_eq!(
+        state_of(&env, "run").state(),
+        ContainerState::ContainerRunning
+    );
+    assert_eq!(
+        state_of(&env, "down").state(),
+        ContainerState::ContainerExited
+    );
 }
 
 #[tokio::test]
@@ -338,6 +373,11 @@ async fn containerd_down_keeps_the_gate_shut_and_the_pass_is_retried_with_backof
         .containers
         .expect_list()
         .returning(|_| Ok(Vec::new()));
+    mocks
+        .services
+        .tasks
+        .expect_list()
+        .returning(|| Ok(Vec::new()));
     mocks
         .services
         .snapshots

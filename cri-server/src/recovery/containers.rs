@@ -34,7 +34,7 @@ const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 pub(super) async fn load(
     state: &Arc<ServerState>,
     record: &ContainerRecord,
-    tasks: &super::ListedTasks,
+    tasks: &super::Pass,
 ) -> Result<Outcome, ContainerdError> {
     let id = ContainerId::from(record.id.as_str());
     if state
@@ -179,7 +179,7 @@ pub(super) async fn load(
     let current = status.state();
     add(state, Container::new(metadata, status), handle);
     if watch && current == ContainerState::ContainerRunning {
-        crate::container::exit::spawn_exit_monitor(Arc::clone(&state.containers), id.clone(), None);
+        tasks.watch_container(id.clone());
     }
     tracing::info!(container_id = %id, state = ?current, "recovered container");
     Ok(if current == ContainerState::ContainerUnknown {

@@ -26,7 +26,8 @@ use crate::service::ServerState;
 
 const BACKOFF_INITIAL: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// How many records load at once (each is a few containerd calls).
+/// How many records load at once (each reads its checkpoint and reopens
+/// its FIFOs, and asks containerd only for a task the list lacks).
 const LOAD_PARALLELISM: usize = 16;
 /// How long the image load waits for the event monitor's subscription.
 const EVENT_SUBSCRIPTION_WAIT: Duration = Duration::from_secs(2);
@@ -102,13 +103,51 @@ fn warn_missing_images(state: &ServerState) {
     }
 }
 
-/// The tasks containerd listed when the pass began, by container id: one
-/// `Tasks/List` instead of a `Tasks/Get` per record.
-pub(super) struct ListedTasks(HashMap<String, TaskInfo>);
+/// What one pass shares among its record loads: the tasks containerd
+/// listed when it began, by container id (one `Tasks/List` instead of a
+/// `Tasks/Get` per record), and the exit monitors to start once every
+/// record is loaded. Their `Tasks/Wait` calls would otherwise compete with
+/// the loading; a task that exits meanwhile keeps its exit status until it
+/// is deleted, so no exit is missed.
+pub(super) struct Pass {
+    tasks: HashMap<String, TaskInfo>,
+    sandboxes: std::sync::Mutex<Vec<cri_api::ids::SandboxId>>,
+    containers: std::sync::Mutex<Vec<cri_api::ids::ContainerId>>,
+}
 
-impl ListedTasks {
+impl Pass {
     fn new(tasks: Vec<TaskInfo>) -> Self {
-        Self(tasks.into_iter().map(|t| (t.id.clone(), t)).collect())
+        Self {
+            tasks: tasks.into_iter().map(|t| (t.id.clone(), t)).collect(),
+            sandboxes: std::sync::Mutex::default(),
+            containers: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Watch sandbox `id` once the records are loaded.
+    pub(super) fn watch_sandbox(&self, id: cri_api::ids::SandboxId) {
+        self.sandboxes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(id);
+    }
+
+    /// Watch container `id` once the records are loaded.
+    pub(super) fn watch_container(&self, id: cri_api::ids::ContainerId) {
+        self.containers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(id);
+    }
+
+    /// Starts the exit monitors asked for.
+    fn start_watches(self, state: &Arc<ServerState>) {
+        for id in into_inner(self.sandboxes) {
+            crate::sandbox::exit_monitor::spawn_exit_monitor(Arc::clone(&state.sandboxes), id);
+        }
+        for id in into_inner(self.containers) {
+            crate::container::exit::spawn_exit_monitor(Arc::clone(&state.containers), id, None);
+        }
     }
 
     /// The task of container `id`: from the list, else asked for. A task
@@ -120,11 +159,16 @@ impl ListedTasks {
         state: &ServerState,
         id: &str,
     ) -> Result<TaskInfo, ContainerdError> {
-        match self.0.get(id) {
+        match self.tasks.get(id) {
             Some(task) => Ok(task.clone()),
             None => state.containerd.tasks.get(id, "").await,
         }
     }
+}
+
+fn into_inner<T>(m: std::sync::Mutex<T>) -> T {
+    m.into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Sandboxes, then app containers, each kind [`LOAD_PARALLELISM`] records
@@ -158,12 +202,39 @@ async fn recover_pods(state: &Arc<ServerState>) -> Result<RecoverySummary, Recov
                 .map_err(containerd_err("list tasks"))
         },
     )?;
-    let tasks = ListedTasks::new(tasks);
+    let tasks = Pass::new(tasks);
+    let loaded = load_records(
+        state,
+        &sandbox_records,
+        &container_records,
+        &tasks,
+        &mut summary,
+    )
+    .await;
+    // Also after a failed load: what was loaded stays in the stores, and
+    // the retried pass skips it.
+    tasks.start_watches(state);
+    loaded?;
+    let records: Vec<&ContainerRecord> = sandbox_records.iter().chain(&container_records).collect();
+    summary.orphans_removed = orphans::clean(state, &records).await;
+    Ok(summary)
+}
+
+/// Loads the sandboxes, then the app containers, [`LOAD_PARALLELISM`]
+/// records at a time, counting them into `summary`.
+async fn load_records(
+    state: &Arc<ServerState>,
+    sandbox_records: &[ContainerRecord],
+    container_records: &[ContainerRecord],
+    tasks: &Pass,
+    summary: &mut RecoverySummary,
+) -> Result<(), RecoveryError> {
+    let containerd_err = |what| move |source| RecoveryError::Containerd { what, source };
     // The futures are made up front: a `Stream::map` closure over borrowed
     // records trips the compiler's Send check of the spawned recovery.
     let loads: Vec<_> = sandbox_records
         .iter()
-        .map(|record| sandboxes::load(state, record, &tasks))
+        .map(|record| sandboxes::load(state, record, tasks))
         .collect();
     let outcomes: Vec<Outcome> = stream::iter(loads)
         .buffer_unordered(LOAD_PARALLELISM)
@@ -174,7 +245,7 @@ async fn recover_pods(state: &Arc<ServerState>) -> Result<RecoverySummary, Recov
     summary.degraded += outcomes.iter().filter(|o| **o == Outcome::Degraded).count();
     let loads: Vec<_> = container_records
         .iter()
-        .map(|record| containers::load(state, record, &tasks))
+        .map(|record| containers::load(state, record, tasks))
         .collect();
     let outcomes: Vec<Outcome> = stream::iter(loads)
         .buffer_unordered(LOAD_PARALLELISM)
@@ -183,9 +254,7 @@ async fn recover_pods(state: &Arc<ServerState>) -> Result<RecoverySummary, Recov
         .map_err(containerd_err("container"))?;
     summary.containers = outcomes.len();
     summary.degraded += outcomes.iter().filter(|o| **o == Outcome::Degraded).count();
-    let records: Vec<&ContainerRecord> = sandbox_records.iter().chain(&container_records).collect();
-    summary.orphans_removed = orphans::clean(state, &records).await;
-    Ok(summary)
+    Ok(())
 }
 
 /// Recovers (retrying with backoff while containerd is unreachable), then

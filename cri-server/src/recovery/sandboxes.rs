@@ -26,7 +26,7 @@ const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
 pub(super) async fn load(
     state: &Arc<ServerState>,
     record: &ContainerRecord,
-    tasks: &super::ListedTasks,
+    tasks: &super::Pass,
 ) -> Result<Outcome, ContainerdError> {
     let id = SandboxId::from(record.id.as_str());
     if state
@@ -92,7 +92,7 @@ pub(super) async fn load(
         }
     }
     if watch {
-        crate::sandbox::exit_monitor::spawn_exit_monitor(Arc::clone(&state.sandboxes), id.clone());
+        tasks.watch_sandbox(id.clone());
     }
     tracing::info!(pod_sandbox_id = %id, state = ?status.state, "recovered sandbox");
     Ok(if degraded.is_some() {

@@ -52,8 +52,12 @@ pub struct ImageSettings {
     pub image_pull_progress_timeout: Duration,
     pub disable_snapshot_annotations: bool,
     pub discard_unpacked_layers: bool,
-    /// Normalized references of pinned images (the sandbox image).
-    pub pinned: Vec<String>,
+    /// The pinned images as configured (the sandbox image first).
+    pub pinned_refs: Vec<String>,
+    /// Their normalized references, worked out on first use: the first
+    /// reference parse of a process compiles the grammar's regex (about
+    /// 75 ms), which is not to delay start-up.
+    pub pinned: std::sync::OnceLock<Vec<String>>,
     /// Every snapshotter images are unpacked into: the default first, then
     /// the runtime handlers' own (ImageFsInfo reports one filesystem each).
     pub snapshotters: Vec<String>,
@@ -65,15 +69,9 @@ pub struct ImageSettings {
 impl ImageSettings {
     /// From the CRI config: `sandbox_image` and `pinned_images` are pinned.
     pub fn from_config(cri: &CriConfig) -> Self {
-        let pinned = std::iter::once(&cri.sandbox_image)
+        let pinned_refs = std::iter::once(&cri.sandbox_image)
             .chain(cri.pinned_images.values())
-            .filter_map(|r| match ImageRef::parse(r) {
-                Ok(r) => Some(r.to_string()),
-                Err(e) => {
-                    tracing::error!(image = %r, error = %e, "pinned image reference does not parse");
-                    None
-                }
-            })
+            .cloned()
             .collect();
         Self {
             snapshotter: cri.snapshotter.clone(),
@@ -84,7 +82,8 @@ impl ImageSettings {
             image_pull_progress_timeout: cri.image_pull_progress_timeout,
             disable_snapshot_annotations: cri.disable_snapshot_annotations,
             discard_unpacked_layers: cri.discard_unpacked_layers,
-            pinned,
+            pinned_refs,
+            pinned: std::sync::OnceLock::new(),
             snapshotters: std::iter::once(&cri.snapshotter)
                 .chain(cri.runtimes.values().filter_map(|r| r.snapshotter.as_ref()))
                 .fold(Vec::new(), |mut all, s| {
@@ -99,7 +98,21 @@ impl ImageSettings {
 
     /// Whether records named `name` get the pinned label.
     pub fn is_pinned(&self, name: &str) -> bool {
-        self.pinned.iter().any(|p| p == name)
+        self.pinned
+            .get_or_init(|| {
+                self.pinned_refs
+                    .iter()
+                    .filter_map(|r| match ImageRef::parse(r) {
+                        Ok(r) => Some(r.to_string()),
+                        Err(e) => {
+                            tracing::error!(image = %r, error = %e, "pinned image reference does not parse");
+                            None
+                        }
+                    })
+                    .collect()
+            })
+            .iter()
+            .any(|p| p == name)
     }
 }
 
@@ -357,7 +370,8 @@ mod tests {
             image_pull_progress_timeout: Duration::from_secs(300),
             disable_snapshot_annotations: true,
             discard_unpacked_layers: false,
-            pinned: vec![PAUSE.to_owned()],
+            pinned_refs: vec![PAUSE.to_owned()],
+            pinned: std::sync::OnceLock::new(),
             snapshotters: vec!["overlayfs".into()],
             containerd_root_dir: PathBuf::from("/var/lib/containerd"),
         }
@@ -373,6 +387,21 @@ mod tests {
                 .collect(),
             ..ImageRecord::default()
         }
+    }
+
+    #[test]
+    fn pinned_references_are_normalized_on_first_use() {
+        let mut config = CriConfig::default();
+        config.sandbox_image = "pause:3.9".into();
+        config
+            .pinned_images
+            .insert("bad".into(), "Not A Reference".into());
+        let settings = ImageSettings::from_config(&config);
+        assert!(settings.pinned.get().is_none(), "parsed at start-up");
+        assert!(settings.is_pinned("docker.io/library/pause:3.9"));
+        assert!(!settings.is_pinned("pause:3.9"), "compared normalized");
+        // The one that does not parse is left out.
+        assert_eq!(settings.pinned.get().map(Vec::len), Some(1));
     }
 
     #[tokio::test]

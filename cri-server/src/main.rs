@@ -13,6 +13,9 @@ use cri_server::{daemon, preflight, telemetry};
 fn main() -> anyhow::Result<ExitCode> {
     // Before the runtime's threads exist.
     cri_server::allocator::release_large_allocations();
+    // The reference grammar compiles on another core while the daemon
+    // starts, not in the first call that parses an image name.
+    std::thread::spawn(cri_image::ImageRef::warm_up);
     run()
 }
 

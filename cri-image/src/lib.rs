@@ -391,8 +391,10 @@ mod tests {
 
     #[test]
     fn pinned_references_are_normalized_on_first_use() {
-        let mut config = CriConfig::default();
-        config.sandbox_image = "pause:3.9".into();
+        let mut config = CriConfig {
+            sandbox_image: "pause:3.9".into(),
+            ..CriConfig::default()
+        };
         config
             .pinned_images
             .insert("bad".into(), "Not A Reference".into());

@@ -74,6 +74,12 @@ pub enum NetnsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("bring up the loopback interface in netns {}", path.display())]
+    LoopbackUp {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("remove netns {}", path.display())]
     Remove {
         path: PathBuf,
@@ -94,6 +100,10 @@ pub trait NetnsManager: Send + Sync {
     /// path that is no longer a namespace (which is then removed), as
     /// containerd's `NetNS.Closed`.
     async fn is_closed(&self, path: &Path) -> Result<bool, NetnsError>;
+    /// Sets the `lo` interface of the namespace up (containerd 2's
+    /// `bringUpLoopback`, used with `use_internal_loopback` instead of the
+    /// CNI loopback plugin).
+    async fn set_loopback_up(&self, path: &Path) -> Result<(), NetnsError>;
 }
 
 /// `cni-%x-%x-%x-%x-%x` over the 4-2-2-2-6 byte groups, as containerd.

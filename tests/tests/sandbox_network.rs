@@ -316,6 +316,62 @@ async fn netns_is_pinned_and_unpinned() -> Result<()> {
     Ok(())
 }
 
+/// `use_internal_loopback`: lo of a fresh netns is down until the manager
+/// sets it up, as `ip` then shows; this test's own netns is left alone.
+#[tokio::test]
+async fn loopback_is_set_up_in_the_pinned_netns_only() -> Result<()> {
+    require_host()?;
+    let dirs = Dirs::new()?;
+    let mut guard = HostGuard::default();
+    let manager = LinuxNetns::new(dirs.netns());
+    let ns = manager.create().await?;
+    guard.netns.push(ns.path().to_path_buf());
+    let lo = |path: &Path| -> Result<String> {
+        stdout_ok(
+            in_netns(path, &["ip", "-o", "link", "show", "lo"])?,
+            "ip link show lo",
+        )
+    };
+    let before = lo(ns.path())?;
+    assert!(
+        !before.contains(",UP"),
+        "lo of a fresh netns is down: {before}"
+    );
+    let own_before = std::fs::read_link("/proc/self/ns/net")?;
+
+    manager.set_loopback_up(ns.path()).await?;
+    let after = lo(ns.path())?;
+    assert!(after.contains(",UP"), "lo is up: {after}");
+    let ping = run(
+        "nsenter",
+        &[
+            &format!("--net={}", ns.path().display()),
+            "/bin/busybox",
+            "ping",
+            "-c1",
+            "-W2",
+            "127.0.0.1",
+        ],
+    )?;
+    assert!(
+        ping.status.success(),
+        "127.0.0.1 answers in the pod netns: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    assert_eq!(std::fs::read_link("/proc/self/ns/net")?, own_before);
+    // Twice is fine; a path that is no netns is an error naming it.
+    manager.set_loopback_up(ns.path()).await?;
+    let missing = dirs.netns().join("cni-missing");
+    let err = manager
+        .set_loopback_up(&missing)
+        .await
+        .err()
+        .context("missing netns")?;
+    assert!(err.to_string().contains("cni-missing"), "{err}");
+    manager.remove(ns.path()).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn netns_dir_can_be_made_shared() -> Result<()> {
     require_host()?;

@@ -41,6 +41,8 @@ pub struct LibCniBuilder {
     cache_dir: PathBuf,
     plugin_timeout: Duration,
     interface_prefix: String,
+    loopback: bool,
+    serially: bool,
 }
 
 impl LibCniBuilder {
@@ -53,6 +55,8 @@ impl LibCniBuilder {
             cache_dir: PathBuf::from(DEFAULT_CACHE_DIR),
             plugin_timeout: DEFAULT_PLUGIN_TIMEOUT,
             interface_prefix: "eth".into(),
+            loopback: true,
+            serially: false,
         }
     }
 
@@ -71,6 +75,21 @@ impl LibCniBuilder {
 
     pub fn with_plugin_timeout(mut self, timeout: Duration) -> Self {
         self.plugin_timeout = timeout;
+        self
+    }
+
+    /// Whether the loopback plugin's network is attached on `lo` (default
+    /// true; false with containerd 2's `use_internal_loopback`, where the
+    /// caller sets `lo` up itself).
+    pub fn with_loopback(mut self, loopback: bool) -> Self {
+        self.loopback = loopback;
+        self
+    }
+
+    /// Attach the networks one after the other (containerd's
+    /// `setup_serially`) instead of side by side, as go-cni's `Setup`.
+    pub fn with_setup_serially(mut self, serially: bool) -> Self {
+        self.serially = serially;
         self
     }
 
@@ -100,15 +119,18 @@ pub struct LibCni {
 }
 
 impl LibCni {
-    /// The attachments setup would use now: loopback on `lo`, then the
-    /// configs of `conf_dir` on `eth0`, `eth1`...
+    /// The attachments setup would use now: loopback on `lo` (unless
+    /// left out), then the configs of `conf_dir` on `eth0`, `eth1`...
     pub fn attachments(&self) -> Result<Vec<Attachment>, CniError> {
         let networks = load_network_configs(&self.opts.conf_dir, self.opts.max_conf_num)
             .map_err(CniError::NotInitialized)?;
-        let mut out = vec![Attachment {
-            network: loopback_network(),
-            if_name: "lo".into(),
-        }];
+        let mut out = Vec::with_capacity(networks.len() + 1);
+        if self.opts.loopback {
+            out.push(Attachment {
+                network: loopback_network(),
+                if_name: "lo".into(),
+            });
+        }
         out.extend(
             networks
                 .into_iter()
@@ -119,6 +141,77 @@ impl LibCni {
                 }),
         );
         Ok(out)
+    }
+
+    /// libcni `AddNetworkList` for every attachment: one after the other
+    /// with `setup_serially`, else all at once, as go-cni's `Setup`.
+    /// Results come in attachment order. When one fails, the others have
+    /// ended too; those that succeeded are deleted again, newest first,
+    /// and the error of the first failed attachment is returned.
+    async fn add_all<'a>(
+        &self,
+        attachments: &'a [Attachment],
+        net: &SandboxNetwork,
+    ) -> Result<Vec<(&'a Attachment, RuntimeConf, Value)>, CniError> {
+        let add = |att: &'a Attachment| async move {
+            let rt = self.runtime_conf(net, &att.if_name);
+            let added = self.runner.add_list(&att.network, &rt).await;
+            (att, rt, added)
+        };
+        let outcomes = if self.opts.serially {
+            let mut outcomes = Vec::with_capacity(attachments.len());
+            for att in attachments {
+                let outcome = add(att).await;
+                let failed = outcome.2.is_err();
+                outcomes.push(outcome);
+                if failed {
+                    break;
+                }
+            }
+            outcomes
+        } else {
+            futures::future::join_all(attachments.iter().map(add)).await
+        };
+        let mut done = Vec::with_capacity(outcomes.len());
+        let mut failure = None;
+        for (att, rt, added) in outcomes {
+            match added {
+                Ok(result) => done.push((att, rt, result)),
+                Err(err) if failure.is_none() => failure = Some((att, err)),
+                Err((error, cleanup)) => {
+                    tracing::warn!(sandbox_id = %net.sandbox_id, network = %att.network.name, error = %error_chain(&error), "cni setup of another network failed too");
+                    for e in &cleanup {
+                        tracing::warn!(sandbox_id = %net.sandbox_id, error = %error_chain(e), "cni cleanup after failed setup");
+                    }
+                }
+            }
+        }
+        let Some((att, (error, mut cleanup))) = failure else {
+            return Ok(done);
+        };
+        for (prev_att, prev_rt, _) in done.iter().rev() {
+            let cached = self.runner.cache.read(
+                &prev_att.network.name,
+                &prev_rt.container_id,
+                &prev_att.if_name,
+            );
+            if let Err(e) = self
+                .runner
+                .del_list(Some(&prev_att.network), cached, prev_rt)
+                .await
+            {
+                cleanup.push(e);
+            }
+        }
+        for e in &cleanup {
+            tracing::warn!(sandbox_id = %net.sandbox_id, error = %error_chain(e), "cni cleanup after failed setup");
+        }
+        Err(CniError::Setup {
+            sandbox_id: net.sandbox_id.to_string(),
+            network: att.network.name.clone(),
+            source: Box::new(error),
+            cleanup,
+        })
     }
 
     pub fn cache(&self) -> &ResultCache {
@@ -146,38 +239,7 @@ impl CniNetwork for LibCni {
             validate_network_name(&att.network.name)?;
             validate_interface_name(&att.if_name)?;
         }
-        let mut done: Vec<(&Attachment, RuntimeConf, Value)> = Vec::new();
-        for att in &attachments {
-            let rt = self.runtime_conf(net, &att.if_name);
-            match self.runner.add_list(&att.network, &rt).await {
-                Ok(result) => done.push((att, rt, result)),
-                Err((error, mut cleanup)) => {
-                    for (prev_att, prev_rt, _) in done.iter().rev() {
-                        let cached = self.runner.cache.read(
-                            &prev_att.network.name,
-                            &prev_rt.container_id,
-                            &prev_att.if_name,
-                        );
-                        if let Err(e) = self
-                            .runner
-                            .del_list(Some(&prev_att.network), cached, prev_rt)
-                            .await
-                        {
-                            cleanup.push(e);
-                        }
-                    }
-                    for e in &cleanup {
-                        tracing::warn!(sandbox_id = %sandbox_id, error = %error_chain(e), "cni cleanup after failed setup");
-                    }
-                    return Err(CniError::Setup {
-                        sandbox_id,
-                        network: att.network.name.clone(),
-                        source: Box::new(error),
-                        cleanup,
-                    });
-                }
-            }
-        }
+        let done = self.add_all(&attachments, net).await?;
         let mut parsed: Vec<PluginResult> = Vec::new();
         // Every network's result counts, loopback's too: go-cni keeps its
         // `lo` interface (127.0.0.1, ::1) in the pod's CNI result.
@@ -270,6 +332,17 @@ echo "$stdin" >> "$log"
 case "$CNI_COMMAND $stdin" in
 ADD*'"fail":true'*) echo '{"code":11,"msg":"forced failure","details":"by test"}'; exit 1;;
 esac
+# With a `lo-waits` file, loopback's ADD ends only once an ADD on eth0 has
+# begun (within 2 s), which it cannot if the attachments run one by one.
+dir="$(dirname "$0")/.."
+if [ "$CNI_COMMAND $CNI_IFNAME" = "ADD eth0" ]; then touch "$dir/eth0-began"; fi
+if [ -e "$dir/lo-waits" ] && [ "$(basename "$0") $CNI_COMMAND $CNI_IFNAME" = "loopback ADD lo" ]; then
+  i=0
+  while [ ! -e "$dir/eth0-began" ]; do
+    i=$((i+1)); [ $i -gt 40 ] && { echo '{"code":11,"msg":"eth0 never began"}'; exit 1; }
+    sleep 0.05
+  done
+fi
 if [ "$CNI_COMMAND" = ADD ]; then
   echo '{"cniVersion":"1.0.0","interfaces":[{"name":"'"$CNI_IFNAME"'","sandbox":"'"$CNI_NETNS"'"}],"ips":[{"address":"10.9.0.2/24","gateway":"10.9.0.1","interface":0}]}'
 fi
@@ -281,7 +354,12 @@ fi
     }
 
     impl Env {
+        /// Attachments one by one, so the order of plugin runs is fixed.
         fn new(conflist: Value) -> Env {
+            Self::with(conflist, |b| b.with_setup_serially(true))
+        }
+
+        fn with(conflist: Value, options: impl FnOnce(LibCniBuilder) -> LibCniBuilder) -> Env {
             let dir = tempfile::tempdir().unwrap();
             let bin = dir.path().join("bin");
             std::fs::create_dir_all(&bin).unwrap();
@@ -293,11 +371,10 @@ fi
             let conf = dir.path().join("net.d");
             std::fs::create_dir_all(&conf).unwrap();
             std::fs::write(conf.join("10-test.conflist"), conflist.to_string()).unwrap();
-            let cni = LibCniBuilder::new(vec![dir.path().join("nobin"), bin], conf)
+            let builder = LibCniBuilder::new(vec![dir.path().join("nobin"), bin], conf)
                 .with_cache_dir(dir.path().join("cache"))
-                .with_plugin_timeout(Duration::from_secs(10))
-                .build()
-                .unwrap();
+                .with_plugin_timeout(Duration::from_secs(10));
+            let cni = options(builder).build().unwrap();
             Env { dir, cni }
         }
 
@@ -532,5 +609,82 @@ fi
             &["loopback DEL lo", "fake2 DEL eth0", "fake DEL eth0"],
         );
         assert!(env.cache_files().is_empty());
+    }
+
+    /// The commands on interface `if_name`, in order.
+    fn on(commands: &[String], if_name: &str) -> Vec<String> {
+        commands
+            .iter()
+            .filter(|c| c.ends_with(&format!(" {if_name}")))
+            .cloned()
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn attachments_run_side_by_side_by_default() {
+        let env = Env::with(two_plugins(false), |b| b);
+        std::fs::write(env.dir.path().join("lo-waits"), b"").unwrap();
+        let result = env.cni.setup(&sandbox()).await.unwrap();
+        let commands = env.commands();
+        assert_eq!(on(&commands, "lo"), ["loopback ADD lo"]);
+        assert_eq!(on(&commands, "eth0"), ["fake ADD eth0", "fake2 ADD eth0"]);
+        assert_eq!(env.cache_files(), ["cni-loopback-sb1-lo", "pods-sb1-eth0"]);
+        assert!(result.interfaces.contains_key("lo"));
+        assert_eq!(result.pod_ips("ipv4"), Some(("10.9.0.2".into(), vec![])));
+    }
+
+    #[tokio::test]
+    async fn one_by_one_the_waiting_loopback_gives_up() {
+        // The same plugins with `setup_serially`: loopback runs alone first,
+        // so its wait for eth0 fails; eth0 is never attached.
+        let env = Env::new(two_plugins(false));
+        std::fs::write(env.dir.path().join("lo-waits"), b"").unwrap();
+        let err = env.cni.setup(&sandbox()).await.unwrap_err();
+        assert!(error_chain(&err).contains("eth0 never began"), "{err}");
+        assert_eq!(env.commands(), ["loopback ADD lo", "loopback DEL lo"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_attachment_side_by_side_removes_the_others_after_all_ended() {
+        let env = Env::with(two_plugins(true), |b| b);
+        let err = env.cni.setup(&sandbox()).await.unwrap_err();
+        assert!(
+            matches!(&err, CniError::Setup { network, cleanup, .. } if network == "pods" && cleanup.is_empty()),
+            "{}",
+            error_chain(&err)
+        );
+        let commands = env.commands();
+        assert_eq!(
+            on(&commands, "eth0"),
+            [
+                "fake ADD eth0",
+                "fake2 ADD eth0",
+                "fake2 DEL eth0",
+                "fake DEL eth0"
+            ]
+        );
+        assert_eq!(on(&commands, "lo"), ["loopback ADD lo", "loopback DEL lo"]);
+        assert_eq!(commands.last().map(String::as_str), Some("loopback DEL lo"));
+        assert!(env.cache_files().is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_the_loopback_network_only_the_configs_attach() {
+        let env = Env::with(two_plugins(false), |b| b.with_loopback(false));
+        let names: Vec<String> = env
+            .cni
+            .attachments()
+            .unwrap()
+            .into_iter()
+            .map(|a| a.if_name)
+            .collect();
+        assert_eq!(names, ["eth0"]);
+        let result = env.cni.setup(&sandbox()).await.unwrap();
+        assert_eq!(env.commands(), ["fake ADD eth0", "fake2 ADD eth0"]);
+        assert_eq!(env.cache_files(), ["pods-sb1-eth0"]);
+        assert!(!result.interfaces.contains_key("lo"));
+        std::fs::remove_file(env.dir.path().join("calls")).unwrap();
+        env.cni.teardown(&sandbox()).await.unwrap();
+        assert_eq!(env.commands(), ["fake2 DEL eth0", "fake DEL eth0"]);
     }
 }

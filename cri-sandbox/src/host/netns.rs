@@ -4,13 +4,15 @@
 //! `/proc/<pid>/task/<tid>/ns/net` onto the file.
 
 use std::io::ErrorKind;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
-use nix::sched::{unshare, CloneFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType};
 use nix::sys::statfs::{statfs, Statfs, NSFS_MAGIC, PROC_SUPER_MAGIC};
 
 use super::mounts::unmount_detach;
@@ -155,6 +157,56 @@ fn pin_new_netns(path: &Path) -> Result<(), NetnsError> {
     })?
 }
 
+/// Enters the namespace on a thread of its own (which then ends, so no
+/// other work runs in that namespace) and sets `lo` up there with
+/// `SIOCGIFFLAGS` / `SIOCSIFFLAGS`, as `ip link set lo up`. The two
+/// ioctls have no safe wrapper in `nix`, hence the one unsafe block.
+#[allow(unsafe_code)]
+fn set_loopback_up_blocking(path: &Path) -> Result<(), NetnsError> {
+    let failed = |source: std::io::Error| NetnsError::LoopbackUp {
+        path: path.to_path_buf(),
+        source,
+    };
+    let netns = std::fs::File::open(path).map_err(failed)?;
+    let handle = std::thread::Builder::new()
+        .name("netns-lo".into())
+        .spawn(move || -> std::io::Result<()> {
+            setns(&netns, CloneFlags::CLONE_NEWNET)?;
+            let socket = nix::sys::socket::socket(
+                AddressFamily::Inet,
+                SockType::Datagram,
+                SockFlag::SOCK_CLOEXEC,
+                None,
+            )?;
+            // SAFETY: `ifreq` is a plain C struct for which all zero bytes
+            // are a valid value.
+            let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+            for (to, from) in request.ifr_name.iter_mut().zip(b"lo") {
+                *to = *from as libc::c_char;
+            }
+            // SAFETY: both ioctls take a pointer to an `ifreq` that names
+            // the interface; it outlives the calls, and the flags union
+            // member is the one these requests read and write.
+            unsafe {
+                if libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+                if libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })
+        .map_err(failed)?;
+    handle
+        .join()
+        .map_err(|_| NetnsError::Thread {
+            path: path.to_path_buf(),
+        })?
+        .map_err(failed)
+}
+
 fn remove_blocking(path: &Path) -> Result<(), NetnsError> {
     match std::fs::symlink_metadata(path) {
         Ok(_) => {}
@@ -232,6 +284,11 @@ impl NetnsManager for LinuxNetns {
     async fn remove(&self, path: &Path) -> Result<(), NetnsError> {
         let owned = path.to_path_buf();
         blocking(path, move || remove_blocking(&owned)).await
+    }
+
+    async fn set_loopback_up(&self, path: &Path) -> Result<(), NetnsError> {
+        let owned = path.to_path_buf();
+        blocking(path, move || set_loopback_up_blocking(&owned)).await
     }
 
     async fn is_closed(&self, path: &Path) -> Result<bool, NetnsError> {

@@ -84,6 +84,8 @@ impl SandboxManager {
         let libcni = |conf_dir: &std::path::Path, max: usize| {
             LibCniBuilder::new(bin_dirs.clone(), conf_dir)
                 .with_max_conf_num(max)
+                .with_loopback(!cri.cni.use_internal_loopback)
+                .with_setup_serially(cri.cni.setup_serially)
                 .build()
                 .map(|c| Arc::new(c) as Arc<dyn CniNetwork>)
         };

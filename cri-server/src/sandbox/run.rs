@@ -371,6 +371,18 @@ async fn add_network(
     network: &SandboxNetwork,
 ) -> Result<PodNetwork> {
     let cni_started = std::time::Instant::now();
+    if state.config.cri.cni.use_internal_loopback {
+        // containerd 2: lo is set up here, not by the loopback plugin.
+        state
+            .manager
+            .netns()
+            .set_loopback_up(&network.netns_path)
+            .await
+            .map_err(|source| SandboxError::Netns {
+                id: id.to_string(),
+                source,
+            })?;
+    }
     let result = cni
         .setup(network)
         .instrument(tracing::info_span!("cni.setup"))

@@ -13,7 +13,8 @@ use cri_store::sandbox::SandboxState;
 
 use super::*;
 use crate::sandbox::testutil::{
-    entries, mocks, pod, request, state, state_with, Fail, GatedCni, Log, NETNS, PAUSE, SANDBOX_ID,
+    entries, mocks, pod, push, request, state, state_with, Fail, GatedCni, Log, NETNS, PAUSE,
+    SANDBOX_ID,
 };
 use crate::service::ServerState;
 
@@ -319,6 +320,67 @@ async fn a_failed_metadata_update_undoes_the_pause_and_the_network() {
         ],
     );
     assert!(state.sandboxes.store.list().is_empty());
+}
+
+/// RunPodSandbox with `use_internal_loopback`, `lo_fails` making the
+/// netns manager fail to set lo up.
+async fn run_internal_loopback(lo_fails: bool) -> (Log, Arc<ServerState>, Result<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Log = Arc::default();
+    let mut m = mocks(&log, Fail::Nothing);
+    let l = log.clone();
+    m.netns.expect_set_loopback_up().returning(move |path| {
+        push(&l, format!("lo up {}", path.display()));
+        if lo_fails {
+            return Err(cri_sandbox::netns::NetnsError::Thread { path: path.into() });
+        }
+        Ok(())
+    });
+    let extra = "[plugins.\"io.containerd.grpc.v1.cri\".cni]\nuse_internal_loopback = true";
+    let state = state(dir.path(), m, extra).await;
+    let result = run_pod_sandbox(Arc::clone(&state.sandboxes), request(pod("web"), "")).await;
+    (log, state, result)
+}
+
+#[tokio::test]
+async fn internal_loopback_sets_lo_up_before_cni_add() {
+    let (log, state, result) = run_internal_loopback(false).await;
+    assert_eq!(result.unwrap(), SANDBOX_ID);
+    check(
+        &log,
+        &[
+            "create netns",
+            CREATE,
+            &format!("lo up {NETNS}"),
+            &format!("cni add {NETNS}"),
+            UPDATE,
+            "controller start",
+        ],
+    );
+    assert_eq!(
+        state.sandboxes.store.get(SANDBOX_ID).unwrap().metadata.ip,
+        "10.88.0.5"
+    );
+}
+
+#[tokio::test]
+async fn internal_loopback_failing_undoes_the_pause_and_the_netns() {
+    let (log, state, result) = run_internal_loopback(true).await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, SandboxError::Netns { .. }), "{err}");
+    check(
+        &log,
+        &[
+            "create netns",
+            CREATE,
+            &format!("lo up {NETNS}"),
+            "controller stop",
+            "controller shutdown",
+            &format!("cni del {NETNS}"),
+            &format!("remove netns {NETNS}"),
+        ],
+    );
+    assert_nothing_left(&state);
 }
 
 #[tokio::test]

@@ -20,7 +20,13 @@ pub enum Source {
     Bytes(Bytes),
     /// Fetched from the registry only if containerd lacks the blob.
     Remote,
+    /// As `Remote`, and what streams to containerd (at most the
+    /// descriptor's size) is also kept here.
+    RemoteKept(Kept),
 }
+
+/// The bytes of a blob as they streamed into containerd.
+pub type Kept = Arc<Mutex<Vec<u8>>>;
 
 /// containerd's `remotes.MakeRefKey`: the ingest reference, shared with
 /// any other client pulling the same blob so only one writes it.
@@ -179,7 +185,7 @@ fn body(
         polled.store(true, Ordering::SeqCst);
         let inner: BoxStream<'static, std::io::Result<Bytes>> = match source {
             Source::Bytes(bytes) => stream::once(async move { Ok(bytes) }).boxed(),
-            Source::Remote => match ctx.remote.open_blob(&desc).await {
+            Source::Remote | Source::RemoteKept(_) => match ctx.remote.open_blob(&desc).await {
                 Ok(s) => {
                     let remote_ctx = Arc::clone(&ctx);
                     let slot = Arc::clone(&fetch_error);
@@ -200,6 +206,16 @@ fn body(
                         &desc,
                         Arc::clone(&fetch_error),
                     );
+                    let bounded = match source {
+                        Source::RemoteKept(kept) => bounded
+                            .inspect_ok(move |piece| {
+                                kept.lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .extend_from_slice(piece);
+                            })
+                            .boxed(),
+                        _ => bounded,
+                    };
                     coalesce(bounded, WRITE_SIZE)
                 }
                 Err(e) => {

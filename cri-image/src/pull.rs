@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::error::{ImageError, Result};
 use super::fetch::{ClientCache, Remote};
 use super::hosts;
-use super::ingest::{set_label, store_blob, Source};
+use super::ingest::{set_label, store_blob, Kept, Source};
 use super::labels::{
     append_distribution_source, children_gc_labels, distribution_source_key, gc_snapshot_key,
     image_record_labels, label_fits, GC_EXPIRE, IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE,
@@ -605,24 +605,19 @@ async fn fetch_and_unpack(
                 .map(|l| (l.media_type.as_str(), l.digest.as_str())),
         );
     let labels = children_gc_labels(children, discard);
-    store_blob(
-        ctx,
-        &manifest_desc,
-        Source::Bytes(manifest_body.clone()),
-        labels,
-    )
-    .await?;
-
-    store_blob(ctx, &config_desc, Source::Remote, HashMap::new()).await?;
-    let config_body = ctx
-        .containerd
-        .content
-        .read(&config_desc.digest, 0, 0)
-        .await
-        .map_err(ImageError::containerd(
-            "read image config",
-            config_desc.digest.clone(),
-        ))?;
+    // The manifest and the config go in side by side (the lease holds
+    // both until the image record refers to them).
+    let (manifest_stored, config_body) = tokio::join!(
+        store_blob(
+            ctx,
+            &manifest_desc,
+            Source::Bytes(manifest_body.clone()),
+            labels,
+        ),
+        store_config(ctx, &config_desc)
+    );
+    manifest_stored?;
+    let config_body = config_body?;
     let config = parse_config(&config_body).map_err(|m| bad(&config_desc.digest, m))?;
     if !platform.runs(&config) {
         return Err(ImageError::NoMatchingPlatform {
@@ -659,6 +654,34 @@ async fn fetch_and_unpack(
         chain_id: chain_id(&diff_ids),
         size,
     })
+}
+
+/// Stores the image config and returns its bytes: those that streamed
+/// into containerd when they check out against the descriptor, else
+/// (containerd had the blob already) read back from containerd.
+async fn store_config(ctx: &Arc<PullContext>, desc: &Descriptor) -> Result<Bytes> {
+    let kept = Kept::default();
+    store_blob(
+        ctx,
+        desc,
+        Source::RemoteKept(Arc::clone(&kept)),
+        HashMap::new(),
+    )
+    .await?;
+    let streamed = Bytes::from(std::mem::take(
+        &mut *kept.lock().unwrap_or_else(PoisonError::into_inner),
+    ));
+    if check_blob(desc, &streamed).is_ok() {
+        return Ok(streamed);
+    }
+    ctx.containerd
+        .content
+        .read(&desc.digest, 0, 0)
+        .await
+        .map_err(ImageError::containerd(
+            "read image config",
+            desc.digest.clone(),
+        ))
 }
 
 /// The body must match its descriptor's digest and size.

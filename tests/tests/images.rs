@@ -424,7 +424,13 @@ async fn pulling_a_present_image_writes_nothing_and_repairs_what_is_missing() ->
     let id = images.busybox_digests.config.clone();
 
     for image in [&images.busybox, &images.multiarch] {
+        let reads = calls(&address, "content.v1.Content", "Read").await?;
         pull(&mut client, image, None).await?;
+        if image == &images.busybox {
+            // The config that streamed into containerd is not read back.
+            let read_back = calls(&address, "content.v1.Content", "Read").await? - reads;
+            ensure!(read_back == 0.0, "{read_back} content reads in a cold pull");
+        }
         let before = writes(&address).await?;
         let again = pull(&mut client, image, None).await?;
         let after = writes(&address).await?;

@@ -94,6 +94,12 @@ pub struct ControllerStatus {
     pub container: Option<ContainerRecord>,
 }
 
+/// Told by `create` once the sandbox's record exists (before its task is
+/// created), so that [`SandboxController::update_metadata`] can be sent
+/// while the rest of `create` runs. Dropped unsent when `create` fails
+/// first.
+pub type RecordMade = tokio::sync::oneshot::Sender<()>;
+
 /// Runs pod sandboxes. Each method names the sandbox by id; `create` must
 /// come before `start`. `shutdown` also removes a sandbox created and not
 /// started.
@@ -101,17 +107,23 @@ pub struct ControllerStatus {
 #[async_trait]
 pub trait SandboxController: Send + Sync {
     /// Makes the sandbox, ready to start (the pause container: files,
-    /// rootfs, container record and task, not started). On failure
-    /// everything it made is removed again before the error is returned.
-    async fn create(&self, request: CreateSandbox) -> Result<(), ControllerError>;
+    /// rootfs, container record and task, not started), telling
+    /// `record_made` once the record exists. On failure everything it made
+    /// is removed again before the error is returned.
+    async fn create(
+        &self,
+        request: CreateSandbox,
+        record_made: RecordMade,
+    ) -> Result<(), ControllerError>;
     /// Starts the created sandbox. On failure everything `create` made is
     /// removed again before the error is returned.
     async fn start(&self, id: &SandboxId) -> Result<SandboxInstance, ControllerError>;
-    /// Rewrites the sandbox metadata extension of a created sandbox's
-    /// record with `metadata` (called with the process label `create`
-    /// gave it), leaving the rest of the record as it is: the metadata
-    /// once the pod network is known, written before `start` so that a
-    /// running sandbox's record always has it.
+    /// Rewrites the sandbox metadata extension of the sandbox's record
+    /// with `metadata` (called with the process label `create` gave it),
+    /// leaving the rest of the record as it is: the metadata once the pod
+    /// network is known, written before `start` so that a running
+    /// sandbox's record always has it. May be called from the moment
+    /// `create` told `record_made`, while `create` still runs.
     async fn update_metadata(
         &self,
         id: &SandboxId,

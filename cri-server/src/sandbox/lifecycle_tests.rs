@@ -332,7 +332,12 @@ struct ExitOnNotify {
 
 #[async_trait::async_trait]
 impl SandboxController for ExitOnNotify {
-    async fn create(&self, _: CreateSandbox) -> Result<(), ControllerError> {
+    async fn create(
+        &self,
+        _: CreateSandbox,
+        record_made: cri_sandbox::controller::RecordMade,
+    ) -> Result<(), ControllerError> {
+        let _ = record_made.send(());
         Ok(())
     }
     async fn start(&self, id: &SandboxId) -> Result<SandboxInstance, ControllerError> {

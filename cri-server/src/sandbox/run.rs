@@ -251,9 +251,11 @@ struct PodNetwork {
 }
 
 /// Netns, then CNI ADD concurrently with the controller's create (pause
-/// files, snapshot, container and task); once both are done, fills in the
-/// network part of `metadata`, writes it into the sandbox's record and has
-/// the controller start the sandbox. Both branches always run to the end
+/// files, snapshot, container and task); once the network is known and
+/// the record exists, writes the network into the record (while the task
+/// may still be in the making); once all is done, fills in the network
+/// part of `metadata` and has the controller start the sandbox. Both
+/// branches always run to the end
 /// (neither is dropped half way), so the undo of whichever succeeded is
 /// registered even when the other failed: a failed ADD still removes the
 /// pause, a failed pause still tears the network down. The record has the
@@ -305,24 +307,48 @@ async fn setup(
     };
 
     // The record is created with the netns path but without the network,
-    // which is not known yet (containerd 1.7's first two writes). A crash
-    // before the update leaves a created, never started task: recovery
-    // deletes it and loads the pod NOTREADY, with no IP.
+    // which is not known yet (containerd 1.7's first two writes). Once
+    // both the network and the record are there, the network is written
+    // into the record while the pause task is still being created; the
+    // task starts only after that, so a crash before leaves a created,
+    // never started task: recovery deletes it and loads the pod NOTREADY,
+    // with no IP.
     let request = create_request(state, plan, metadata, network.as_ref().map(|n| n.2.clone()));
     let controller_err = |source| SandboxError::Controller {
         id: id.to_string(),
         source,
     };
-    let pause = plan.controller.create(request);
-    let (added, created) = match &network {
+    let (record_made, recorded) = tokio::sync::oneshot::channel();
+    let pause = plan.controller.create(request, record_made);
+    let (added, updated, created) = match &network {
         Some((cni, network, _)) => {
+            let base = metadata.clone();
+            let network_into_record = async {
+                let added = add_network(state, id, cni, network).await?;
+                // No record (the create failed first): nothing to update.
+                let updated = match recorded.await {
+                    Ok(()) => {
+                        let with_network = with_network(base, &added);
+                        Some(
+                            plan.controller
+                                .update_metadata(id, extension_of(&with_network))
+                                .await,
+                        )
+                    }
+                    Err(_) => None,
+                };
+                Ok::<_, SandboxError>((added, updated))
+            };
             // The pause goes first: its first step is handed to a
             // blocking thread at once, while starting a CNI plugin forks
             // on this one.
-            let (created, added) = tokio::join!(pause, add_network(state, id, cni, network));
-            (Some(added), created)
+            let (created, network) = tokio::join!(pause, network_into_record);
+            match network {
+                Ok((added, updated)) => (Some(Ok(added)), updated, created),
+                Err(e) => (Some(Err(e)), None, created),
+            }
         }
-        None => (None, pause.await),
+        None => (None, None, pause.await),
     };
     if created.is_ok() {
         undo.push("stop and remove sandbox", {
@@ -342,17 +368,13 @@ async fn setup(
         }
         (added, _) => added.transpose()?,
     };
+    // An update that raced with a failed create's undo is of no interest.
     created.map_err(controller_err)?;
+    if let Some(updated) = updated {
+        updated.map_err(controller_err)?;
+    }
     if let Some(added) = added {
-        metadata.ip = added.ip;
-        metadata.additional_ips = added.additional_ips;
-        metadata.cni_result = serde_json::to_value(&added.result).ok();
-        // containerd 1.7: "Update metadata here to save CNI result and pod
-        // IPs to disk."
-        plan.controller
-            .update_metadata(id, extension_of(metadata))
-            .await
-            .map_err(controller_err)?;
+        *metadata = with_network(metadata.clone(), &added);
     }
     let instance = plan.controller.start(id).await.map_err(controller_err)?;
     metadata.process_label = instance
@@ -361,6 +383,14 @@ async fn setup(
         .cloned()
         .unwrap_or_default();
     Ok(instance)
+}
+
+/// `metadata` with the pod network of `added`.
+fn with_network(mut metadata: SandboxMetadata, added: &PodNetwork) -> SandboxMetadata {
+    metadata.ip = added.ip.clone();
+    metadata.additional_ips = added.additional_ips.clone();
+    metadata.cni_result = serde_json::to_value(&added.result).ok();
+    metadata
 }
 
 /// CNI ADD, timed, and the pod IPs from its result.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cri_api::v1::{LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption};
-use cri_sandbox::controller::CreateSandbox;
+use cri_sandbox::controller::{ControllerError, CreateSandbox, SandboxController, SandboxInstance};
 use cri_store::sandbox::SandboxState;
 
 use super::*;
@@ -135,10 +135,13 @@ async fn the_controller_gets_the_sandbox_to_make() {
     let seen: Arc<Mutex<Option<CreateSandbox>>> = Arc::default();
     let mut controller = cri_sandbox::controller::MockSandboxController::new();
     let s = Arc::clone(&seen);
-    controller.expect_create().returning(move |req| {
-        *s.lock().unwrap() = Some(req);
-        Ok(())
-    });
+    controller
+        .expect_create()
+        .returning(move |req, record_made| {
+            *s.lock().unwrap() = Some(req);
+            let _ = record_made.send(());
+            Ok(())
+        });
     controller.expect_start().returning(|id| {
         Ok(cri_sandbox::controller::SandboxInstance {
             id: id.clone(),
@@ -299,6 +302,98 @@ async fn a_pause_failing_while_cni_adds_still_tears_the_network_down() {
         ],
     );
     assert_nothing_left(&state);
+}
+
+/// A controller (over the mocks) whose create, once it told the record
+/// made, ends only after `update_metadata` was called: RunPodSandbox must
+/// write the network into the record while the pause is still made.
+struct UpdatedWhileCreating {
+    inner: cri_sandbox::controller::MockSandboxController,
+    updated: tokio::sync::Notify,
+    log: Log,
+}
+
+#[async_trait::async_trait]
+impl SandboxController for UpdatedWhileCreating {
+    async fn create(
+        &self,
+        request: CreateSandbox,
+        record_made: cri_sandbox::controller::RecordMade,
+    ) -> Result<(), ControllerError> {
+        self.inner
+            .create(request, tokio::sync::oneshot::channel().0)
+            .await?;
+        let _ = record_made.send(());
+        push(&self.log, "create waits for the update");
+        tokio::time::timeout(Duration::from_secs(10), self.updated.notified())
+            .await
+            .map_err(|_| ControllerError::NotCreated {
+                id: SandboxId::from(SANDBOX_ID),
+            })?;
+        push(&self.log, "create done");
+        Ok(())
+    }
+    async fn start(&self, id: &SandboxId) -> Result<SandboxInstance, ControllerError> {
+        self.inner.start(id).await
+    }
+    async fn update_metadata(
+        &self,
+        id: &SandboxId,
+        metadata: MetadataExtension,
+    ) -> Result<(), ControllerError> {
+        let updated = self.inner.update_metadata(id, metadata).await;
+        self.updated.notify_one();
+        updated
+    }
+    async fn platform(&self, id: &SandboxId) -> Result<cri_spec::Platform, ControllerError> {
+        self.inner.platform(id).await
+    }
+    async fn stop(&self, id: &SandboxId, timeout: Duration) -> Result<(), ControllerError> {
+        self.inner.stop(id, timeout).await
+    }
+    async fn wait(
+        &self,
+        id: &SandboxId,
+    ) -> Result<cri_api::containerd::ExitStatus, ControllerError> {
+        self.inner.wait(id).await
+    }
+    async fn status(
+        &self,
+        id: &SandboxId,
+        verbose: bool,
+    ) -> Result<cri_sandbox::controller::ControllerStatus, ControllerError> {
+        self.inner.status(id, verbose).await
+    }
+    async fn shutdown(&self, id: &SandboxId) -> Result<(), ControllerError> {
+        self.inner.shutdown(id).await
+    }
+    async fn metrics(
+        &self,
+        id: &SandboxId,
+    ) -> Result<Option<cri_api::containerd::TaskMetric>, ControllerError> {
+        self.inner.metrics(id).await
+    }
+}
+
+#[tokio::test]
+async fn the_network_goes_into_the_record_while_the_pause_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Log = Arc::default();
+    let m = mocks(&log, Fail::Nothing);
+    let controller = Arc::new(UpdatedWhileCreating {
+        inner: m.controller,
+        updated: tokio::sync::Notify::new(),
+        log: log.clone(),
+    });
+    let state = state_with(dir.path(), controller, m.netns, Arc::new(m.cni), "").await;
+    let result = run_pod_sandbox(Arc::clone(&state.sandboxes), request(pod("web"), "")).await;
+    assert_eq!(result.unwrap(), SANDBOX_ID);
+    let got = entries(&log);
+    let at = |what: &str| got.iter().position(|e| e == what).unwrap();
+    assert!(at(UPDATE) < at("create done"), "{got:?}");
+    assert!(at("create done") < at("controller start"), "{got:?}");
+    let meta = state.sandboxes.store.get(SANDBOX_ID).unwrap().metadata;
+    assert_eq!(meta.ip, "10.88.0.5");
 }
 
 #[tokio::test]

@@ -174,14 +174,17 @@ pub(crate) fn mocks(log: &Log, fail: Fail) -> Mocks {
     let (created, stopped) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let l = log.clone();
     let c = Arc::clone(&created);
-    controller.expect_create().returning(move |req| {
-        push(&l, format!("controller create netns={:?}", req.netns_path));
-        c.notify_one();
-        if fail == Fail::ControllerCreate {
-            return Err(ControllerError::NotCreated { id: req.id });
-        }
-        Ok(())
-    });
+    controller
+        .expect_create()
+        .returning(move |req, record_made| {
+            push(&l, format!("controller create netns={:?}", req.netns_path));
+            c.notify_one();
+            if fail == Fail::ControllerCreate {
+                return Err(ControllerError::NotCreated { id: req.id });
+            }
+            let _ = record_made.send(());
+            Ok(())
+        });
     let l = log.clone();
     controller.expect_start().returning(move |id| {
         push(&l, "controller start");

@@ -19,8 +19,8 @@ pub use start::SPEC_TYPE_URL;
 pub(crate) use task::{delete_task, delete_task_forcibly};
 
 use super::{
-    ControllerError, ControllerStatus, CreateSandbox, MetadataExtension, SandboxController,
-    SandboxInstance,
+    ControllerError, ControllerStatus, CreateSandbox, MetadataExtension, RecordMade,
+    SandboxController, SandboxInstance,
 };
 use crate::files::SandboxFiles;
 use crate::host::RootfsUserDb;
@@ -38,6 +38,9 @@ pub struct PodSandboxController {
     platform: Platform,
     /// Sandboxes made by `create` whose task `start` has not started yet.
     created: Mutex<HashMap<SandboxId, Created>>,
+    /// The SELinux process labels of sandboxes whose record exists while
+    /// their `create` still runs (for `update_metadata`).
+    recorded: Mutex<HashMap<SandboxId, String>>,
     /// `Tasks/Wait` calls sent before their task was started (as
     /// containerd's plugin does), for the first `wait` to take over.
     armed: Mutex<HashMap<SandboxId, ArmedWait>>,
@@ -73,6 +76,7 @@ impl PodSandboxController {
             user_db,
             platform: Platform::host(),
             created: Mutex::new(HashMap::new()),
+            recorded: Mutex::new(HashMap::new()),
             armed: Mutex::new(HashMap::new()),
         }
     }
@@ -80,6 +84,21 @@ impl PodSandboxController {
     /// The sandbox files this controller makes and removes.
     pub fn files(&self) -> &SandboxFiles {
         &self.files
+    }
+
+    /// `id`'s record exists, made with `process_label`.
+    fn note_recorded(&self, id: &SandboxId, process_label: &str) {
+        self.recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone(), process_label.to_owned());
+    }
+
+    fn forget_recorded(&self, id: &SandboxId) {
+        self.recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
     }
 
     fn take_created(&self, id: &SandboxId) -> Option<Created> {
@@ -139,13 +158,21 @@ fn process_status_name(status: TaskStatus) -> &'static str {
 impl SandboxController for PodSandboxController {
     /// Files, rootfs snapshot, spec, container record and task (created,
     /// not started).
-    async fn create(&self, request: CreateSandbox) -> Result<()> {
-        let created = self.create_sandbox(&request).await?;
+    async fn create(&self, request: CreateSandbox, record_made: RecordMade) -> Result<()> {
+        let created = self.create_sandbox(&request, record_made).await;
+        let created = match created {
+            Ok(created) => created,
+            Err(e) => {
+                self.forget_recorded(&request.id);
+                return Err(e);
+            }
+        };
         let replaced = self
             .created
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(request.id.clone(), created);
+        self.forget_recorded(&request.id);
         if let Some(stale) = replaced {
             // Not reachable through the CRI: an id is created once.
             stale.undo.commit();
@@ -164,12 +191,20 @@ impl SandboxController for PodSandboxController {
     /// One containerd Containers/Update with the field path
     /// `extensions.<key>`: only that extension changes.
     async fn update_metadata(&self, id: &SandboxId, metadata: MetadataExtension) -> Result<()> {
-        let process_label = self
+        let created = self
             .created
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(id)
-            .map(|c| c.process_label().to_owned())
+            .map(|c| c.process_label().to_owned());
+        let process_label = created
+            .or_else(|| {
+                self.recorded
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(id)
+                    .cloned()
+            })
             .ok_or_else(|| ControllerError::NotCreated { id: id.clone() })?;
         let (key, value) = start::encode_metadata(id, &metadata, &process_label)?;
         let record = ContainerRecord {

@@ -15,7 +15,9 @@ use cri_spec::{PauseInputs, PauseSpecBuilder, SpecHost};
 
 use super::task::{create_temporary_lease, delete_task_forcibly};
 use super::PodSandboxController;
-use crate::controller::{ControllerError, CreateSandbox, MetadataExtension, SandboxInstance};
+use crate::controller::{
+    ControllerError, CreateSandbox, MetadataExtension, RecordMade, SandboxInstance,
+};
 use crate::files::SandboxFilesConfig;
 use crate::host::{needs_user_db, RootfsUsers};
 
@@ -69,9 +71,13 @@ async fn unwound(source: ControllerError, undo: Rollback) -> ControllerError {
 
 impl PodSandboxController {
     /// Makes the sandbox up to its created task; on failure, unwinds.
-    pub(super) async fn create_sandbox(&self, request: &CreateSandbox) -> Result<Created> {
+    pub(super) async fn create_sandbox(
+        &self,
+        request: &CreateSandbox,
+        record_made: RecordMade,
+    ) -> Result<Created> {
         let mut undo = Rollback::new();
-        match self.create_steps(request, &mut undo).await {
+        match self.create_steps(request, record_made, &mut undo).await {
             Ok(instance) => Ok(Created { instance, undo }),
             Err(source) => Err(unwound(source, undo).await),
         }
@@ -106,6 +112,7 @@ impl PodSandboxController {
     async fn create_steps(
         &self,
         req: &CreateSandbox,
+        record_made: RecordMade,
         undo: &mut Rollback,
     ) -> Result<SandboxInstance> {
         let id = &req.id;
@@ -114,6 +121,10 @@ impl PodSandboxController {
         } else {
             self.create_record_first(req, undo).await?
         };
+        // The record (and its snapshot) exist: its metadata may be
+        // updated while the task is created.
+        self.note_recorded(id, &made.process_label);
+        let _ = record_made.send(());
         let task = CreateTask {
             container_id: id.to_string(),
             rootfs: made.rootfs,

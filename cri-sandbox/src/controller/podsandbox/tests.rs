@@ -265,6 +265,11 @@ fn request(image: SandboxImage) -> CreateSandbox {
     }
 }
 
+/// A `record_made` nobody listens to.
+fn made() -> RecordMade {
+    tokio::sync::oneshot::channel().0
+}
+
 fn controller(env: &Env, services: MockServices, fail_mount: bool) -> PodSandboxController {
     PodSandboxController::new(
         services.build(),
@@ -284,7 +289,7 @@ async fn run(fail: Fail) -> (Env, Result<SandboxInstance>) {
         pause_image(&["/pause"])
     };
     let c = controller(&env, services, fail == Fail::Files);
-    let result = match c.create(request(image)).await {
+    let result = match c.create(request(image), made()).await {
         Ok(()) => c.start(&SandboxId::from("sb1")).await,
         Err(e) => Err(e),
     };
@@ -324,7 +329,7 @@ async fn run_leased(fail: Fail) -> (Env, Result<SandboxInstance>) {
         Arc::new(NoSeLinux),
         Arc::new(db),
     );
-    let result = match c.create(user_request()).await {
+    let result = match c.create(user_request(), made()).await {
         Ok(()) => c.start(&SandboxId::from("sb1")).await,
         Err(e) => Err(e),
     };
@@ -546,7 +551,9 @@ async fn a_failing_undo_is_attached_to_the_error() {
         .expect_delete()
         .returning(|_| Err(unavailable()));
     let c = controller(&env, services, false);
-    c.create(request(pause_image(&["/pause"]))).await.unwrap();
+    c.create(request(pause_image(&["/pause"])), made())
+        .await
+        .unwrap();
     let err = c.start(&SandboxId::from("sb1")).await.unwrap_err();
     match &err {
         ControllerError::WithUndo { undo, .. } => {
@@ -595,7 +602,7 @@ async fn a_named_image_user_reads_the_user_database() {
         }),
         ..Default::default()
     });
-    c.create(req).await.unwrap();
+    c.create(req, made()).await.unwrap();
     c.start(&SandboxId::from("sb1")).await.unwrap();
 }
 
@@ -604,7 +611,9 @@ async fn stop_unmounts_shm_and_kills_the_task() {
     let env = Env::new();
     let services = containerd(&env.log, Fail::Nothing);
     let c = controller(&env, services, false);
-    c.create(request(pause_image(&["/pause"]))).await.unwrap();
+    c.create(request(pause_image(&["/pause"])), made())
+        .await
+        .unwrap();
     c.start(&SandboxId::from("sb1")).await.unwrap();
     env.log.lock().unwrap().clear();
     c.stop(&SandboxId::from("sb1"), Duration::ZERO)
@@ -674,7 +683,9 @@ async fn start_sends_the_wait_that_wait_takes_over() {
         .times(1)
         .returning(move |_, _| Ok(exit));
     let c = controller(&env, services, false);
-    c.create(request(pause_image(&["/pause"]))).await.unwrap();
+    c.create(request(pause_image(&["/pause"])), made())
+        .await
+        .unwrap();
     c.start(&SandboxId::from("sb1")).await.unwrap();
     // Sent by the start, before anyone waits.
     for _ in 0..100 {
@@ -746,7 +757,9 @@ async fn status_of_a_deleted_task() {
 async fn create_makes_the_task_and_start_only_starts_it() {
     let env = Env::new();
     let c = controller(&env, containerd(&env.log, Fail::Nothing), false);
-    c.create(request(pause_image(&["/pause"]))).await.unwrap();
+    c.create(request(pause_image(&["/pause"])), made())
+        .await
+        .unwrap();
     assert!(log_of(&env.log).iter().any(|e| e == "create task"));
     assert!(!log_of(&env.log).iter().any(|e| e == "start task"));
     env.log.lock().unwrap().clear();
@@ -771,7 +784,9 @@ async fn shutdown_removes_a_sandbox_created_and_never_started() {
         })
     });
     let c = controller(&env, services, false);
-    c.create(request(pause_image(&["/pause"]))).await.unwrap();
+    c.create(request(pause_image(&["/pause"])), made())
+        .await
+        .unwrap();
     env.log.lock().unwrap().clear();
     c.shutdown(&SandboxId::from("sb1")).await.unwrap();
     let log = log_of(&env.log);
@@ -810,7 +825,9 @@ async fn update_metadata_rewrites_only_that_extension() {
             Ok(record)
         });
     let c = controller(&env, services, false);
-    c.create(request(pause_image(&["/pause"]))).await.unwrap();
+    c.create(request(pause_image(&["/pause"])), made())
+        .await
+        .unwrap();
     let value = Any {
         type_url: "github.com/containerd/cri/pkg/store/sandbox/Metadata".into(),
         value: br#"{"Version":"v1"}"#.to_vec(),
@@ -849,7 +866,9 @@ async fn a_failed_metadata_update_names_the_sandbox() {
         .expect_update()
         .returning(|_, _| Err(unavailable()));
     let c = controller(&env, services, false);
-    c.create(request(pause_image(&["/pause"]))).await.unwrap();
+    c.create(request(pause_image(&["/pause"])), made())
+        .await
+        .unwrap();
     let err = c
         .update_metadata(&SandboxId::from("sb1"), metadata_ext(Any::default()))
         .await
@@ -863,5 +882,121 @@ async fn a_failed_metadata_update_names_the_sandbox() {
             }
         ),
         "{err}"
+    );
+}
+
+/// `record_made` is told once the record and its snapshot exist and
+/// before the task is created, and the metadata can be updated from then
+/// on, while the task is still in the making (here: held until the
+/// update is done).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_is_told_before_the_task_and_updated_while_it_is_made() {
+    let env = Env::new();
+    let mut services = containerd(&env.log, Fail::Nothing);
+    let l = env.log.clone();
+    services
+        .containers
+        .expect_update()
+        .returning(move |record, _| {
+            push(&l, "update container");
+            Ok(record)
+        });
+    let (updated, held) = std::sync::mpsc::channel::<()>();
+    let held = Mutex::new(held);
+    let mut tasks = cri_api::containerd::MockTasks::new();
+    let l = env.log.clone();
+    tasks.expect_create().returning(move |_| {
+        push(&l, "create task");
+        held.lock()
+            .unwrap()
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the metadata was not updated while the task was made");
+        push(&l, "task created");
+        Ok(42)
+    });
+    tasks.expect_wait().returning(|_, _| {
+        Ok(ExitStatus {
+            code: 0,
+            exited_at: None,
+        })
+    });
+    tasks.expect_start().returning(|_, _| Ok(42));
+    services.tasks = tasks;
+    let c = Arc::new(controller(&env, services, false));
+    let (record_made, recorded) = tokio::sync::oneshot::channel();
+    let creating = tokio::spawn({
+        let c = Arc::clone(&c);
+        async move {
+            c.create(request(pause_image(&["/pause"])), record_made)
+                .await
+        }
+    });
+    recorded.await.expect("record_made was dropped");
+    let seen = log_of(&env.log);
+    assert!(
+        seen.contains(&"create container".to_owned())
+            && seen.contains(&"prepare snapshot".to_owned()),
+        "{seen:?}"
+    );
+    assert!(!seen.contains(&"task created".to_owned()), "{seen:?}");
+    let value = Any {
+        type_url: "t".into(),
+        value: b"{}".to_vec(),
+    };
+    c.update_metadata(&SandboxId::from("sb1"), metadata_ext(value))
+        .await
+        .unwrap();
+    updated.send(()).unwrap();
+    creating.await.unwrap().unwrap();
+    let seen = log_of(&env.log);
+    let at = |what: &str| seen.iter().position(|e| e == what).unwrap();
+    assert!(at("update container") < at("task created"), "{seen:?}");
+    c.start(&SandboxId::from("sb1")).await.unwrap();
+    // Once created and started, the sandbox is no longer among those
+    // whose metadata can change.
+    let late = c
+        .update_metadata(
+            &SandboxId::from("sb1"),
+            metadata_ext(Any {
+                type_url: "t".into(),
+                value: Vec::new(),
+            }),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(ControllerError::NotCreated { .. })),
+        "{late:?}"
+    );
+}
+
+/// A create that fails after its record was told forgets it: its
+/// metadata can no longer be updated.
+#[tokio::test]
+async fn a_failed_create_forgets_its_record() {
+    let env = Env::new();
+    let services = containerd(&env.log, Fail::TaskCreate);
+    let c = controller(&env, services, false);
+    let (record_made, recorded) = tokio::sync::oneshot::channel();
+    assert!(c
+        .create(request(pause_image(&["/pause"])), record_made)
+        .await
+        .is_err());
+    assert_eq!(
+        recorded.await,
+        Ok(()),
+        "the record was made before the task failed"
+    );
+    let late = c
+        .update_metadata(
+            &SandboxId::from("sb1"),
+            metadata_ext(Any {
+                type_url: "t".into(),
+                value: Vec::new(),
+            }),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(ControllerError::NotCreated { .. })),
+        "{late:?}"
     );
 }

@@ -885,6 +885,24 @@ async fn a_failed_metadata_update_names_the_sandbox() {
     );
 }
 
+/// `update_metadata` of sb1 is refused: it is neither being created nor
+/// created and waiting to start.
+async fn assert_metadata_fixed(c: &PodSandboxController) {
+    let late = c
+        .update_metadata(
+            &SandboxId::from("sb1"),
+            metadata_ext(Any {
+                type_url: "t".into(),
+                value: Vec::new(),
+            }),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(ControllerError::NotCreated { .. })),
+        "{late:?}"
+    );
+}
+
 /// `record_made` is told once the record and its snapshot exist and
 /// before the task is created, and the metadata can be updated from then
 /// on, while the task is still in the making (here: held until the
@@ -954,19 +972,7 @@ async fn the_record_is_told_before_the_task_and_updated_while_it_is_made() {
     c.start(&SandboxId::from("sb1")).await.unwrap();
     // Once created and started, the sandbox is no longer among those
     // whose metadata can change.
-    let late = c
-        .update_metadata(
-            &SandboxId::from("sb1"),
-            metadata_ext(Any {
-                type_url: "t".into(),
-                value: Vec::new(),
-            }),
-        )
-        .await;
-    assert!(
-        matches!(late, Err(ControllerError::NotCreated { .. })),
-        "{late:?}"
-    );
+    assert_metadata_fixed(&c).await;
 }
 
 /// A create that fails after its record was told forgets it: its
@@ -986,17 +992,5 @@ async fn a_failed_create_forgets_its_record() {
         Ok(()),
         "the record was made before the task failed"
     );
-    let late = c
-        .update_metadata(
-            &SandboxId::from("sb1"),
-            metadata_ext(Any {
-                type_url: "t".into(),
-                value: Vec::new(),
-            }),
-        )
-        .await;
-    assert!(
-        matches!(late, Err(ControllerError::NotCreated { .. })),
-        "{late:?}"
-    );
+    assert_metadata_fixed(&c).await;
 }

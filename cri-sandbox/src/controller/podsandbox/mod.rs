@@ -46,6 +46,21 @@ pub struct PodSandboxController {
     armed: Mutex<HashMap<SandboxId, ArmedWait>>,
 }
 
+/// Removes a sandbox from `PodSandboxController::recorded` when dropped.
+struct ForgetRecorded<'a> {
+    recorded: &'a Mutex<HashMap<SandboxId, String>>,
+    id: &'a SandboxId,
+}
+
+impl Drop for ForgetRecorded<'_> {
+    fn drop(&mut self) {
+        self.recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(self.id);
+    }
+}
+
 /// A `Tasks/Wait` call running in a task of its own.
 type ArmedWait = tokio::task::JoinHandle<Result<ExitStatus, cri_api::containerd::ContainerdError>>;
 
@@ -92,13 +107,6 @@ impl PodSandboxController {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id.clone(), process_label.to_owned());
-    }
-
-    fn forget_recorded(&self, id: &SandboxId) {
-        self.recorded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
     }
 
     fn take_created(&self, id: &SandboxId) -> Option<Created> {
@@ -159,20 +167,18 @@ impl SandboxController for PodSandboxController {
     /// Files, rootfs snapshot, spec, container record and task (created,
     /// not started).
     async fn create(&self, request: CreateSandbox, record_made: RecordMade) -> Result<()> {
-        let created = self.create_sandbox(&request, record_made).await;
-        let created = match created {
-            Ok(created) => created,
-            Err(e) => {
-                self.forget_recorded(&request.id);
-                return Err(e);
-            }
+        // However create ends (or is dropped), its record is forgotten
+        // here, after a created sandbox went into `created`.
+        let _forget = ForgetRecorded {
+            recorded: &self.recorded,
+            id: &request.id,
         };
+        let created = self.create_sandbox(&request, record_made).await?;
         let replaced = self
             .created
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(request.id.clone(), created);
-        self.forget_recorded(&request.id);
         if let Some(stale) = replaced {
             // Not reachable through the CRI: an id is created once.
             stale.undo.commit();

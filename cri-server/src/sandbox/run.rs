@@ -325,19 +325,17 @@ async fn setup(
             let base = metadata.clone();
             let network_into_record = async {
                 let added = add_network(state, id, cni, network).await?;
+                let with_network = with_network(base, added);
                 // No record (the create failed first): nothing to update.
                 let updated = match recorded.await {
-                    Ok(()) => {
-                        let with_network = with_network(base, &added);
-                        Some(
-                            plan.controller
-                                .update_metadata(id, extension_of(&with_network))
-                                .await,
-                        )
-                    }
+                    Ok(()) => Some(
+                        plan.controller
+                            .update_metadata(id, extension_of(&with_network))
+                            .await,
+                    ),
                     Err(_) => None,
                 };
-                Ok::<_, SandboxError>((added, updated))
+                Ok::<_, SandboxError>((with_network, updated))
             };
             // The pause goes first: its first step is handed to a
             // blocking thread at once, while starting a CNI plugin forks
@@ -373,8 +371,8 @@ async fn setup(
     if let Some(updated) = updated {
         updated.map_err(controller_err)?;
     }
-    if let Some(added) = added {
-        *metadata = with_network(metadata.clone(), &added);
+    if let Some(with_network) = added {
+        *metadata = with_network;
     }
     let instance = plan.controller.start(id).await.map_err(controller_err)?;
     metadata.process_label = instance
@@ -386,10 +384,10 @@ async fn setup(
 }
 
 /// `metadata` with the pod network of `added`.
-fn with_network(mut metadata: SandboxMetadata, added: &PodNetwork) -> SandboxMetadata {
-    metadata.ip = added.ip.clone();
-    metadata.additional_ips = added.additional_ips.clone();
+fn with_network(mut metadata: SandboxMetadata, added: PodNetwork) -> SandboxMetadata {
     metadata.cni_result = serde_json::to_value(&added.result).ok();
+    metadata.ip = added.ip;
+    metadata.additional_ips = added.additional_ips;
     metadata
 }
 

@@ -7,6 +7,7 @@
 //! mockall `Mock*` twin for unit tests. Implementations carry the
 //! containerd namespace (`k8s.io` by default) themselves.
 
+mod armed;
 mod error;
 mod types;
 
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
+pub use armed::ArmedWait;
 pub use error::{ContainerdError, Result};
 pub use types::*;
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use cri_api::containerd::ExitStatus;
+use cri_api::containerd::{ArmedWait, ExitStatus};
 use cri_api::ids::ContainerId;
 use cri_api::v1::ContainerEventType;
 
@@ -26,17 +26,6 @@ pub const UNKNOWN_EXIT_CODE: u32 = 255;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
-
-/// A `Tasks/Wait` call sent before its task was started (as containerd's
-/// plugin sends it), for the exit monitor to take over.
-pub(crate) type ArmedWait = tokio::task::JoinHandle<cri_api::containerd::Result<ExitStatus>>;
-
-/// Sends `Tasks/Wait` for the task of `id` in a task of its own.
-pub(crate) fn arm_wait(state: &ContainerService, id: &ContainerId) -> ArmedWait {
-    let tasks = Arc::clone(&state.containerd.tasks);
-    let key = id.to_string();
-    tokio::spawn(async move { tasks.wait(&key, "").await })
-}
 
 /// Waits for the task of container `id` to exit (through `armed` first,
 /// when the start sent one), then handles the exit, in a task of its own.
@@ -67,17 +56,7 @@ async fn wait_for_exit(
 ) -> ExitStatus {
     let mut delay = BACKOFF_INITIAL;
     loop {
-        // The armed wait's answer, else a new wait (also when it was
-        // cancelled).
-        let answer = match armed.take() {
-            Some(waiter) => waiter.await.ok(),
-            None => None,
-        };
-        let answer = match answer {
-            Some(answer) => answer,
-            None => state.containerd.tasks.wait(id.as_ref(), "").await,
-        };
-        match answer {
+        match ArmedWait::answer(armed.take(), state.containerd.tasks.as_ref(), id.as_ref()).await {
             Ok(exit) => return exit,
             // containerd restarting: the shim keeps the exit for us.
             Err(e) if e.is_unavailable() => {

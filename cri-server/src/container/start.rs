@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use cri_api::containerd::CreateTask;
+use cri_api::containerd::{ArmedWait, CreateTask};
 use cri_api::ids::ContainerId;
 use cri_api::rollback::Rollback;
 use cri_api::v1::{ContainerEventType, ContainerState, NamespaceMode};
@@ -124,7 +124,7 @@ fn runtime_type(state: &ContainerService, container: &Container) -> String {
 
 /// Creates and starts the task; returns the `Tasks/Wait` sent before the
 /// start, for the exit monitor.
-async fn start_task(state: &ContainerService, container: &Container) -> Result<exit::ArmedWait> {
+async fn start_task(state: &ContainerService, container: &Container) -> Result<ArmedWait> {
     let meta = &container.metadata;
     let id = &meta.id;
     let sandbox = state
@@ -211,7 +211,7 @@ async fn start_task(state: &ContainerService, container: &Container) -> Result<e
         }
         // The wait goes out before the start, as containerd's plugin sends
         // it: its round trip is not made after StartContainer answered.
-        let armed = exit::arm_wait(state, id);
+        let armed = ArmedWait::arm(Arc::clone(&state.containerd.tasks), id.as_ref());
         // Its request is on its way before the start's.
         tokio::task::yield_now().await;
         let started = async {

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cri_api::containerd::{ContainerRecord, Containerd, ExitStatus, TaskMetric, TaskStatus};
+use cri_api::containerd::{
+    ArmedWait, ContainerRecord, Containerd, ExitStatus, TaskMetric, TaskStatus,
+};
 use cri_api::ids::SandboxId;
 use cri_spec::{HostOs, Platform, SeLinux};
 
@@ -60,9 +62,6 @@ impl Drop for ForgetRecorded<'_> {
             .remove(self.id);
     }
 }
-
-/// A `Tasks/Wait` call running in a task of its own.
-type ArmedWait = tokio::task::JoinHandle<Result<ExitStatus, cri_api::containerd::ContainerdError>>;
 
 impl std::fmt::Debug for PodSandboxController {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,9 +117,7 @@ impl PodSandboxController {
 
     /// Sends `Tasks/Wait` for the sandbox's task, for `wait` to take over.
     fn arm_wait(&self, id: &SandboxId) {
-        let tasks = Arc::clone(&self.containerd.tasks);
-        let key = id.to_string();
-        let waiter = tokio::spawn(async move { tasks.wait(&key, "").await });
+        let waiter = ArmedWait::arm(Arc::clone(&self.containerd.tasks), id.as_ref());
         let replaced = self
             .armed
             .lock()
@@ -256,14 +253,12 @@ impl SandboxController for PodSandboxController {
     async fn wait(&self, id: &SandboxId) -> Result<ExitStatus> {
         // The wait sent when the task was started, else a new one (also
         // when that one was cancelled).
-        let armed = match self.disarm_wait(id) {
-            Some(waiter) => waiter.await.ok(),
-            None => None,
-        };
-        let exit = match armed {
-            Some(exit) => exit,
-            None => self.containerd.tasks.wait(id.as_ref(), "").await,
-        }
+        let exit = ArmedWait::answer(
+            self.disarm_wait(id),
+            self.containerd.tasks.as_ref(),
+            id.as_ref(),
+        )
+        .await
         .map_err(ControllerError::containerd_op("wait for sandbox task", id))?;
         // The task exited: it only has to be deleted, not killed first.
         delete_task(self.containerd.tasks.as_ref(), id.as_ref())

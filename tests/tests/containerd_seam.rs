@@ -424,19 +424,29 @@ async fn snapshots_and_diff_on_overlayfs() -> Result<()> {
     let listed = snapshots.list(SNAPSHOTTER, vec![]).await?;
     ensure!(listed.len() == 2, "{listed:?}");
 
+    // The view moves to a second lease: added there before it leaves the
+    // first, so the garbage collector never finds it without a lease.
     let resource = LeaseResource {
         id: "seam-view".into(),
         kind: format!("snapshots/{SNAPSHOTTER}"),
     };
+    let holder = containerd
+        .leases
+        .create("seam-holder", HashMap::new())
+        .await?;
     containerd
         .leases
-        .delete_resource(&lease.id, resource.clone())
+        .add_resource(&holder.id, resource.clone())
         .await?;
-    containerd.leases.add_resource(&lease.id, resource).await?;
+    containerd
+        .leases
+        .delete_resource(&lease.id, resource)
+        .await?;
 
     snapshots.remove(SNAPSHOTTER, "seam-view").await?;
     snapshots.remove(SNAPSHOTTER, "seam-layer-1").await?;
     ensure!(snapshots.list(SNAPSHOTTER, vec![]).await?.is_empty());
+    containerd.leases.delete(&holder.id, false).await?;
     containerd.leases.delete(&lease.id, true).await?;
     Ok(())
 }

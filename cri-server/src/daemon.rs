@@ -134,14 +134,6 @@ pub async fn run(
         &config.cri.containerd_root_dir,
     );
     let stop_stats = tokio_util::sync::CancellationToken::new();
-    images.spawn_fs_info_syncer(
-        std::time::Duration::from_secs(u64::from(config.cri.stats_collect_period)),
-        stop_stats.clone(),
-    );
-    stats.fs_usage().spawn_refresher(
-        std::time::Duration::from_secs(u64::from(config.cri.stats_collect_period)),
-        stop_stats.clone(),
-    );
     let state = ServerState::new(ServerParts {
         config: config.clone(),
         containerd,
@@ -188,6 +180,7 @@ pub async fn run(
     tokio::spawn({
         let (state, readiness) = (Arc::clone(&state), readiness.clone());
         let (fatal, fatal_report) = (fatal.clone(), Arc::clone(&fatal_report));
+        let stop_stats = stop_stats.clone();
         async move {
             if !containerd_checked {
                 crate::systemd::notify_status("waiting for containerd");
@@ -199,8 +192,9 @@ pub async fn run(
                     return;
                 }
             }
-            crate::recovery::recover_then_serve(state, readiness).await;
+            crate::recovery::recover_then_serve(Arc::clone(&state), readiness).await;
             crate::systemd::notify_ready("serving CRI");
+            start_usage_syncers(&state, &stop_stats);
         }
     });
     let shutdown = async {
@@ -247,6 +241,17 @@ pub async fn run(
         return Err(DaemonError::Preflight(report.clone()));
     }
     result
+}
+
+/// Starts the background disk usage passes (ImageFsInfo's answer, the
+/// writable layers of the container stats), each every
+/// `stats_collect_period`. They start once recovery is done, as
+/// containerd's snapshot syncer does: their first pass asks containerd
+/// for the usage of every snapshot, which would compete with recovery.
+fn start_usage_syncers(state: &ServerState, stop: &tokio_util::sync::CancellationToken) {
+    let period = std::time::Duration::from_secs(u64::from(state.config.cri.stats_collect_period));
+    state.images.spawn_fs_info_syncer(period, stop.clone());
+    state.stats.fs_usage().spawn_refresher(period, stop.clone());
 }
 
 /// The accepted CRI connections, each behind an [`AuthorityShim`]: clients

@@ -37,8 +37,13 @@ const FILTERS: [&str; 3] = [
     r#"topic~="^/images/""#,
     r#"topic=="/cri-server/subscribed""#,
 ];
-/// How often the marker is published until the subscription answers, and
-/// at most how many times (then the first real event has to answer it).
+/// When the marker is published until the subscription answers: first
+/// soon after the subscription is sent (recovery's image load waits for
+/// it), then at doubling intervals up to `MARKER_EVERY`, at most
+/// `MARKER_LIMIT` times (then the first real event has to answer it). A
+/// marker that overtakes the subscription inside containerd is lost and
+/// costs one more.
+const MARKER_FIRST: Duration = Duration::from_millis(2);
 const MARKER_EVERY: Duration = Duration::from_millis(100);
 const MARKER_LIMIT: u32 = 50;
 const RESUBSCRIBE_INITIAL: Duration = Duration::from_millis(200);
@@ -55,7 +60,7 @@ pub fn spawn_event_monitor(state: Arc<ServerState>) -> tokio::task::JoinHandle<(
         let mut delay = RESUBSCRIBE_INITIAL;
         let mut first = true;
         loop {
-            match subscribe(&state).await {
+            match subscribe(state.containerd.events.as_ref()).await {
                 Ok(stream) => {
                     delay = RESUBSCRIBE_INITIAL;
                     // At start-up recovery loads the store once this is
@@ -81,29 +86,37 @@ pub fn spawn_event_monitor(state: Arc<ServerState>) -> tokio::task::JoinHandle<(
 /// Subscribes, publishing the marker until containerd answers (with the
 /// marker, or an earlier event).
 async fn subscribe(
-    state: &ServerState,
+    events: &dyn cri_api::containerd::Events,
 ) -> cri_api::containerd::Result<
     futures::stream::BoxStream<'static, cri_api::containerd::Result<cri_api::containerd::Envelope>>,
 > {
     let filters = FILTERS.iter().map(|f| (*f).to_owned()).collect();
-    let subscription = state.containerd.events.subscribe(filters);
+    let subscription = events.subscribe(filters);
     tokio::pin!(subscription);
     let mut published = 0;
+    let mut delay = MARKER_FIRST;
     loop {
         tokio::select! {
             result = &mut subscription => return result,
-            () = tokio::time::sleep(MARKER_EVERY), if published < MARKER_LIMIT => {
+            () = tokio::time::sleep(delay), if published < MARKER_LIMIT => {
                 published += 1;
+                delay = marker_delay_after(delay);
                 let marker = prost_types::Any {
                     type_url: "google.protobuf.Empty".to_owned(),
                     value: Vec::new(),
                 };
-                if let Err(e) = state.containerd.events.publish(MARKER_TOPIC, marker).await {
+                if let Err(e) = events.publish(MARKER_TOPIC, marker).await {
                     tracing::debug!(error = %e, "publish subscription marker");
                 }
             }
         }
     }
+}
+
+/// The wait before the next marker: double the last, at most
+/// [`MARKER_EVERY`].
+fn marker_delay_after(last: Duration) -> Duration {
+    (last * 2).min(MARKER_EVERY)
 }
 
 async fn resync_images(state: &ServerState) {
@@ -257,5 +270,84 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use cri_api::containerd::{Envelope, Events, Result};
+    use futures::stream::BoxStream;
+    use prost_types::Any;
+    use std::sync::Mutex;
+
+    /// containerd 1.6 as the monitor sees it: the subscription answers
+    /// only with an event, here the `answer_after`-th marker published.
+    struct SilentUntilMarker {
+        answer_after: usize,
+        start: Instant,
+        published: Mutex<Vec<Duration>>,
+        answered: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl Events for SilentUntilMarker {
+        async fn subscribe(
+            &self,
+            filters: Vec<String>,
+        ) -> Result<BoxStream<'static, Result<Envelope>>> {
+            assert!(
+                filters.iter().any(|f| f.contains(MARKER_TOPIC)),
+                "{filters:?}"
+            );
+            self.answered.notified().await;
+            Ok(futures::stream::empty().boxed())
+        }
+
+        async fn publish(&self, topic: &str, _event: Any) -> Result<()> {
+            assert_eq!(topic, MARKER_TOPIC);
+            let mut published = self.published.lock().unwrap();
+            published.push(self.start.elapsed());
+            if published.len() == self.answer_after {
+                self.answered.notify_one();
+            }
+            Ok(())
+        }
+    }
+
+    async fn markers_until_answer(answer_after: usize) -> Vec<Duration> {
+        let events = SilentUntilMarker {
+            answer_after,
+            start: Instant::now(),
+            published: Mutex::default(),
+            answered: tokio::sync::Notify::new(),
+        };
+        let _stream = subscribe(&events).await.unwrap();
+        events.published.into_inner().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_marker_goes_out_at_once_and_answers_the_subscription() {
+        assert_eq!(markers_until_answer(1).await, vec![MARKER_FIRST]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lost_markers_are_sent_again_at_doubling_intervals_up_to_the_period() {
+        let ms = Duration::from_millis;
+        assert_eq!(
+            markers_until_answer(9).await,
+            vec![
+                ms(2),
+                ms(6),
+                ms(14),
+                ms(30),
+                ms(62),
+                ms(126),
+                ms(226),
+                ms(326),
+                ms(426)
+            ]
+        );
     }
 }

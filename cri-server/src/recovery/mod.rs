@@ -109,19 +109,35 @@ fn warn_missing_images(state: &ServerState) {
 /// record is loaded. Their `Tasks/Wait` calls would otherwise compete with
 /// the loading; a task that exits meanwhile keeps its exit status until it
 /// is deleted, so no exit is missed.
+///
+/// The list comes in while the records load: each load decodes its record
+/// and reads its checkpoint first, and waits for the list only when it
+/// needs its task.
 pub(super) struct Pass {
-    tasks: HashMap<String, TaskInfo>,
+    listed: tokio::sync::watch::Receiver<Option<Arc<HashMap<String, TaskInfo>>>>,
     sandboxes: std::sync::Mutex<Vec<cri_api::ids::SandboxId>>,
     containers: std::sync::Mutex<Vec<cri_api::ids::ContainerId>>,
 }
 
+/// The sending half of [`Pass`]'s task list.
+struct TaskListSender(tokio::sync::watch::Sender<Option<Arc<HashMap<String, TaskInfo>>>>);
+
+impl TaskListSender {
+    fn send(&self, tasks: Vec<TaskInfo>) {
+        let by_id = tasks.into_iter().map(|t| (t.id.clone(), t)).collect();
+        self.0.send_replace(Some(Arc::new(by_id)));
+    }
+}
+
 impl Pass {
-    fn new(tasks: Vec<TaskInfo>) -> Self {
-        Self {
-            tasks: tasks.into_iter().map(|t| (t.id.clone(), t)).collect(),
+    fn new() -> (Self, TaskListSender) {
+        let (tx, listed) = tokio::sync::watch::channel(None);
+        let pass = Self {
+            listed,
             sandboxes: std::sync::Mutex::default(),
             containers: std::sync::Mutex::default(),
-        }
+        };
+        (pass, TaskListSender(tx))
     }
 
     /// Watch sandbox `id` once the records are loaded.
@@ -150,16 +166,23 @@ impl Pass {
         }
     }
 
-    /// The task of container `id`: from the list, else asked for. A task
-    /// can be missing from the list because it is gone or because its
-    /// shim did not report its state in time (containerd leaves such a
-    /// task out of the list); `Tasks/Get` tells the two apart.
+    /// The task of container `id`: from the list once it is in, else
+    /// asked for. A task can be missing from the list because it is gone
+    /// or because its shim did not report its state in time (containerd
+    /// leaves such a task out of the list); `Tasks/Get` tells the two
+    /// apart. Without a list (its call failed, and the pass with it) each
+    /// task is asked for.
     pub(super) async fn get(
         &self,
         state: &ServerState,
         id: &str,
     ) -> Result<TaskInfo, ContainerdError> {
-        match self.tasks.get(id) {
+        let mut listed = self.listed.clone();
+        let tasks = match listed.wait_for(Option::is_some).await {
+            Ok(tasks) => tasks.clone(),
+            Err(_) => None,
+        };
+        match tasks.as_ref().and_then(|tasks| tasks.get(id)) {
             Some(task) => Ok(task.clone()),
             None => state.containerd.tasks.get(id, "").await,
         }
@@ -171,90 +194,78 @@ fn into_inner<T>(m: std::sync::Mutex<T>) -> T {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Sandboxes, then app containers, each kind [`LOAD_PARALLELISM`] records
-/// at a time, then the orphans.
+/// The sandboxes and the app containers, each kind [`LOAD_PARALLELISM`]
+/// records at a time as soon as its records are listed, while containerd
+/// lists the tasks; then the orphans.
 async fn recover_pods(state: &Arc<ServerState>) -> Result<RecoverySummary, RecoveryError> {
     let containerd_err = |what| move |source| RecoveryError::Containerd { what, source };
     let mut summary = RecoverySummary::default();
-    let (sandbox_records, container_records, tasks) = tokio::try_join!(
-        async {
-            state
-                .containerd
-                .containers
-                .list(vec![SANDBOX_FILTER.to_owned()])
-                .await
-                .map_err(containerd_err("list sandboxes"))
-        },
-        async {
-            state
-                .containerd
-                .containers
-                .list(vec![CONTAINER_FILTER.to_owned()])
-                .await
-                .map_err(containerd_err("list containers"))
-        },
-        async {
-            state
-                .containerd
-                .tasks
-                .list()
-                .await
-                .map_err(containerd_err("list tasks"))
-        },
-    )?;
-    let tasks = Pass::new(tasks);
-    let loaded = load_records(
-        state,
-        &sandbox_records,
-        &container_records,
-        &tasks,
-        &mut summary,
-    )
-    .await;
+    let (pass, task_list) = Pass::new();
+    let list_tasks = async {
+        let tasks = state
+            .containerd
+            .tasks
+            .list()
+            .await
+            .map_err(containerd_err("list tasks"))?;
+        task_list.send(tasks);
+        Ok(())
+    };
+    let sandboxes = async {
+        let records = state
+            .containerd
+            .containers
+            .list(vec![SANDBOX_FILTER.to_owned()])
+            .await
+            .map_err(containerd_err("list sandboxes"))?;
+        let loads: Vec<_> = records
+            .iter()
+            .map(|record| sandboxes::load(state, record, &pass))
+            .collect();
+        let outcomes = load_all(loads).await.map_err(containerd_err("sandbox"))?;
+        Ok::<_, RecoveryError>((records, outcomes))
+    };
+    let containers = async {
+        let records = state
+            .containerd
+            .containers
+            .list(vec![CONTAINER_FILTER.to_owned()])
+            .await
+            .map_err(containerd_err("list containers"))?;
+        let loads: Vec<_> = records
+            .iter()
+            .map(|record| containers::load(state, record, &pass))
+            .collect();
+        let outcomes = load_all(loads).await.map_err(containerd_err("container"))?;
+        Ok::<_, RecoveryError>((records, outcomes))
+    };
+    let loaded = tokio::try_join!(list_tasks, sandboxes, containers);
     // Also after a failed load: what was loaded stays in the stores, and
     // the retried pass skips it.
-    tasks.start_watches(state);
-    loaded?;
+    pass.start_watches(state);
+    let ((), (sandbox_records, sandbox_outcomes), (container_records, container_outcomes)) =
+        loaded?;
+    summary.sandboxes = sandbox_outcomes.len();
+    summary.containers = container_outcomes.len();
+    summary.degraded = sandbox_outcomes
+        .iter()
+        .chain(&container_outcomes)
+        .filter(|o| **o == Outcome::Degraded)
+        .count();
     let records: Vec<&ContainerRecord> = sandbox_records.iter().chain(&container_records).collect();
     summary.orphans_removed = orphans::clean(state, &records).await;
     Ok(summary)
 }
 
-/// Loads the sandboxes, then the app containers, [`LOAD_PARALLELISM`]
-/// records at a time, counting them into `summary`.
-async fn load_records(
-    state: &Arc<ServerState>,
-    sandbox_records: &[ContainerRecord],
-    container_records: &[ContainerRecord],
-    tasks: &Pass,
-    summary: &mut RecoverySummary,
-) -> Result<(), RecoveryError> {
-    let containerd_err = |what| move |source| RecoveryError::Containerd { what, source };
-    // The futures are made up front: a `Stream::map` closure over borrowed
-    // records trips the compiler's Send check of the spawned recovery.
-    let loads: Vec<_> = sandbox_records
-        .iter()
-        .map(|record| sandboxes::load(state, record, tasks))
-        .collect();
-    let outcomes: Vec<Outcome> = stream::iter(loads)
+/// Runs `loads`, [`LOAD_PARALLELISM`] at a time, until the first error.
+async fn load_all<F>(loads: Vec<F>) -> Result<Vec<Outcome>, ContainerdError>
+where
+    F: std::future::Future<Output = Result<Outcome, ContainerdError>>,
+{
+    stream::iter(loads)
         .buffer_unordered(LOAD_PARALLELISM)
         .try_collect()
         .await
-        .map_err(containerd_err("sandbox"))?;
-    summary.sandboxes = outcomes.len();
-    summary.degraded += outcomes.iter().filter(|o| **o == Outcome::Degraded).count();
-    let loads: Vec<_> = container_records
-        .iter()
-        .map(|record| containers::load(state, record, tasks))
-        .collect();
-    let outcomes: Vec<Outcome> = stream::iter(loads)
-        .buffer_unordered(LOAD_PARALLELISM)
-        .try_collect()
-        .await
-        .map_err(containerd_err("container"))?;
-    summary.containers = outcomes.len();
-    summary.degraded += outcomes.iter().filter(|o| **o == Outcome::Degraded).count();
-    Ok(())
 }
 
 /// Recovers (retrying with backoff while containerd is unreachable), then

@@ -405,3 +405,40 @@ async fn containerd_down_keeps_the_gate_shut_and_the_pass_is_retried_with_backof
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     assert!(readiness.is_ready(), "open once a pass succeeded");
 }
+
+#[tokio::test]
+async fn a_load_waits_for_the_task_list_and_takes_its_task_from_it() {
+    // No Tasks/Get is expected: one would panic.
+    let env = TestEnv::with(Mocks::default(), "");
+    let dir = tempfile::tempdir().unwrap();
+    let (pass, task_list) = Pass::new();
+    let get = pass.get(&env.server, "run");
+    tokio::pin!(get);
+    assert!(
+        futures::poll!(&mut get).is_pending(),
+        "answered before the list"
+    );
+    task_list.send(vec![task("run", TaskStatus::Running, dir.path())]);
+    let found = get.await.unwrap();
+    assert_eq!(
+        (found.id.as_str(), found.status),
+        ("run", TaskStatus::Running)
+    );
+}
+
+#[tokio::test]
+async fn without_a_task_list_each_task_is_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = task("run", TaskStatus::Running, dir.path());
+    let mut mocks = Mocks::default();
+    mocks
+        .services
+        .tasks
+        .expect_get()
+        .times(1)
+        .returning(move |_, _| Ok(running.clone()));
+    let env = TestEnv::with(mocks, "");
+    let (pass, task_list) = Pass::new();
+    drop(task_list);
+    assert_eq!(pass.get(&env.server, "run").await.unwrap().id, "run");
+}

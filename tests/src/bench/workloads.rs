@@ -52,8 +52,10 @@ impl Default for Options {
             image_cycles: 10,
             storm_scales: vec![100, 500, 1000],
             storm_calls: 100,
-            stats_pods: 50,
-            stats_containers_per_pod: 6,
+            // The performance issue's scale: the kubelet's default
+            // max-pods, three containers each.
+            stats_pods: 110,
+            stats_containers_per_pod: 3,
             stats_calls: 20,
             parallel_pods: 10,
             annotation_pods: 3,

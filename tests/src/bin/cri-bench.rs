@@ -36,8 +36,8 @@ options (defaults in parentheses):
   --scales A,B,.. (100,500,1000)
                             container counts of the status/list storms
   --storm-calls N (100)     calls of each RPC per storm and round
-  --stats-pods N (50)       running pods of the stats and restart workloads
-  --stats-per-pod N (6)     running containers per pod there
+  --stats-pods N (110)      running pods of the stats and restart workloads
+  --stats-per-pod N (3)     running containers per pod there
   --stats-calls N (20)      calls of each stats RPC per round
   --parallel N (10)         pods started at once
   --restart-rounds N (3)    kill -9 restarts per side (--harness)

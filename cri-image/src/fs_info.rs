@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cri_api::containerd::{SnapshotKind, SnapshotUsage};
@@ -24,8 +24,20 @@ const USAGE_CONCURRENCY: usize = 8;
 /// containerd's plugin type of snapshotters.
 const SNAPSHOTTER_PLUGIN_FILTER: &str = r#"type=="io.containerd.snapshotter.v1""#;
 
+/// Told, after each pass over a snapshotter, the usage of its active
+/// snapshots, among them the containers' writable layers that the
+/// container stats report: one pass serves ImageFsInfo and the stats, as
+/// containerd's snapshot syncer does, instead of a second
+/// `Snapshots/Usage` per container.
+pub trait ActiveUsageObserver: Send + Sync + std::fmt::Debug {
+    /// `usages` maps the key of each active snapshot of `snapshotter`
+    /// that reported its usage.
+    fn active_usages(&self, snapshotter: &str, usages: &HashMap<String, SnapshotUsage>);
+}
+
 /// Usage of committed snapshots by snapshotter and name, the
-/// snapshotters' exported roots, and the last answer.
+/// snapshotters' exported roots, the last answer, and who else is told
+/// the active snapshots' usage.
 #[derive(Debug)]
 pub struct UsageCache {
     committed: Mutex<HashMap<(String, String), SnapshotUsage>>,
@@ -33,6 +45,7 @@ pub struct UsageCache {
     answer: Mutex<Option<ImageFsInfoResponse>>,
     /// Images changed since the answer was computed.
     stale: AtomicBool,
+    observer: OnceLock<Arc<dyn ActiveUsageObserver>>,
 }
 
 impl Default for UsageCache {
@@ -42,6 +55,7 @@ impl Default for UsageCache {
             roots: Mutex::default(),
             answer: Mutex::default(),
             stale: AtomicBool::new(true),
+            observer: OnceLock::new(),
         }
     }
 }
@@ -92,6 +106,15 @@ impl ImageManager {
                 Err(e)
             }
         }
+    }
+
+    /// Has every pass tell `observer` the usage of the active snapshots.
+    /// Set once: a second observer is refused and handed back.
+    pub fn set_active_usage_observer(
+        &self,
+        observer: Arc<dyn ActiveUsageObserver>,
+    ) -> std::result::Result<(), Arc<dyn ActiveUsageObserver>> {
+        self.fs_usage.observer.set(observer)
     }
 
     /// Images changed: the next ImageFsInfo recomputes its answer.
@@ -256,6 +279,7 @@ impl ImageManager {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         committed.retain(|(s, _), _| s != snapshotter);
+        let mut active = HashMap::new();
         for (name, is_committed, snapshot_usage) in usages {
             let Some(snapshot_usage) = snapshot_usage else {
                 continue;
@@ -264,7 +288,13 @@ impl ImageManager {
             usage.inodes += u64::try_from(snapshot_usage.inodes).unwrap_or_default();
             if is_committed {
                 committed.insert((snapshotter.to_owned(), name), snapshot_usage);
+            } else {
+                active.insert(name, snapshot_usage);
             }
+        }
+        drop(committed);
+        if let Some(observer) = self.fs_usage.observer.get() {
+            observer.active_usages(snapshotter, &active);
         }
         Ok(usage)
     }

@@ -168,3 +168,51 @@ async fn without_an_export_the_usual_directory_under_the_root_is_reported() {
         );
     }
 }
+
+/// Records what each pass tells it.
+#[derive(Debug, Default)]
+struct Told(std::sync::Mutex<Vec<(String, HashMap<String, SnapshotUsage>)>>);
+
+impl ActiveUsageObserver for Told {
+    fn active_usages(&self, snapshotter: &str, usages: &HashMap<String, SnapshotUsage>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((snapshotter.to_owned(), usages.clone()));
+    }
+}
+
+#[tokio::test]
+async fn each_pass_tells_the_observer_the_active_snapshots_usage_and_nothing_committed() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let manager = manager(
+        Ok(vec![snapshotter("overlayfs", None)]),
+        &["overlayfs", "native"],
+        Arc::clone(&calls),
+    );
+    let told = Arc::new(Told::default());
+    manager
+        .set_active_usage_observer(Arc::clone(&told) as Arc<dyn ActiveUsageObserver>)
+        .unwrap();
+    assert!(
+        manager
+            .set_active_usage_observer(Arc::new(Told::default()))
+            .is_err(),
+        "a second observer is refused"
+    );
+    manager.refresh_fs_info().await.unwrap();
+    manager.refresh_fs_info().await.unwrap();
+    let container = HashMap::from([("container".to_owned(), SnapshotUsage { size: 5, inodes: 1 })]);
+    let told = told.0.lock().unwrap().clone();
+    assert_eq!(
+        told,
+        vec![
+            ("overlayfs".to_owned(), container.clone()),
+            ("native".to_owned(), HashMap::new()),
+            ("overlayfs".to_owned(), container),
+            ("native".to_owned(), HashMap::new()),
+        ]
+    );
+    // The active layer was asked for once a pass, the committed one once.
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}

@@ -31,6 +31,7 @@ use cri_store::image::{Image, ImageStore};
 use cri_store::StoreError;
 
 pub use error::{ImageError, Result};
+pub use fs_info::ActiveUsageObserver;
 pub use labels::{IMAGE_LABEL_KEY, IMAGE_LABEL_VALUE, PINNED_LABEL_KEY, PINNED_LABEL_VALUE};
 pub use reference::ImageRef;
 pub use sync::SyncOutcome;

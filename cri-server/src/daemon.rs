@@ -129,10 +129,12 @@ pub async fn run(
         .map_err(DaemonError::Sandbox)?;
     let metrics = Arc::new(Metrics::new());
     images.set_metrics(Arc::clone(&metrics) as Arc<dyn cri_image::PullObserver>);
-    let stats = cri_stats::StatsCollector::host(
-        Arc::clone(&containerd.snapshots),
-        &config.cri.containerd_root_dir,
-    );
+    let stats = cri_stats::StatsCollector::host(&config.cri.containerd_root_dir);
+    // One usage pass for ImageFsInfo and the stats' writable layers.
+    let layers = Arc::new(WritableLayers(Arc::clone(stats.fs_usage())));
+    if images.set_active_usage_observer(layers).is_err() {
+        tracing::warn!("writable layer usage already observed");
+    }
     let stop_stats = tokio_util::sync::CancellationToken::new();
     let state = ServerState::new(ServerParts {
         config: config.clone(),
@@ -243,15 +245,29 @@ pub async fn run(
     result
 }
 
-/// Starts the background disk usage passes (ImageFsInfo's answer, the
-/// writable layers of the container stats), each every
-/// `stats_collect_period`. They start once recovery is done, as
-/// containerd's snapshot syncer does: their first pass asks containerd
-/// for the usage of every snapshot, which would compete with recovery.
+/// Starts the background disk usage pass (ImageFsInfo's answer and the
+/// writable layers of the container stats) every `stats_collect_period`.
+/// It starts once recovery is done, as containerd's snapshot syncer does:
+/// its first pass asks containerd for the usage of every snapshot, which
+/// would compete with recovery.
 fn start_usage_syncers(state: &ServerState, stop: &tokio_util::sync::CancellationToken) {
     let period = std::time::Duration::from_secs(u64::from(state.config.cri.stats_collect_period));
     state.images.spawn_fs_info_syncer(period, stop.clone());
-    state.stats.fs_usage().spawn_refresher(period, stop.clone());
+}
+
+/// The container stats' writable layers, told the usage of the active
+/// snapshots by each ImageFsInfo pass.
+#[derive(Debug)]
+struct WritableLayers(Arc<cri_stats::FsUsageCache>);
+
+impl cri_image::ActiveUsageObserver for WritableLayers {
+    fn active_usages(
+        &self,
+        snapshotter: &str,
+        usages: &HashMap<String, cri_api::containerd::SnapshotUsage>,
+    ) {
+        self.0.record(snapshotter, usages);
+    }
 }
 
 /// The accepted CRI connections, each behind an [`AuthorityShim`]: clients

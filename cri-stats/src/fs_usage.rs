@@ -1,15 +1,15 @@
-//! Writable-layer usage of containers: a background task asks containerd's
-//! snapshotter for the usage of each registered container's snapshot every
-//! `stats_collect_period` seconds and caches it, as containerd's snapshot
+//! Writable-layer usage of containers: the image filesystem's background
+//! pass asks containerd's snapshotter for the usage of every active
+//! snapshot every `stats_collect_period` seconds and hands it here
+//! ([`FsUsageCache::record`]), one pass for both as containerd's snapshot
 //! syncer does; stats requests only read the cache.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use cri_api::containerd::Snapshots;
-use tokio_util::sync::CancellationToken;
+use cri_api::containerd::SnapshotUsage;
 
 use super::Clock;
 
@@ -38,7 +38,6 @@ struct Entry {
 
 /// Cached writable-layer usage by container id.
 pub struct FsUsageCache {
-    snapshots: Arc<dyn Snapshots>,
     containerd_root: PathBuf,
     clock: Arc<dyn Clock>,
     entries: Mutex<HashMap<String, Entry>>,
@@ -55,13 +54,8 @@ impl std::fmt::Debug for FsUsageCache {
 impl FsUsageCache {
     /// `containerd_root` names the snapshotter directories reported as the
     /// filesystem id (`<root>/io.containerd.snapshotter.v1.<snapshotter>`).
-    pub fn new(
-        snapshots: Arc<dyn Snapshots>,
-        containerd_root: &Path,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub fn new(containerd_root: &Path, clock: Arc<dyn Clock>) -> Self {
         Self {
-            snapshots,
             containerd_root: containerd_root.to_owned(),
             clock,
             entries: Mutex::new(HashMap::new()),
@@ -106,52 +100,24 @@ impl FsUsageCache {
         self.len() == 0
     }
 
-    /// One pass: asks the snapshotter for every tracked layer, one at a
-    /// time so a node with many containers does not flood containerd.
-    pub async fn refresh(&self) {
-        let layers: Vec<(String, WritableLayer)> = self
+    /// Takes the usage of the tracked layers of `snapshotter` from one
+    /// pass over its active snapshots (`usages`, by snapshot key); a layer
+    /// the pass did not measure keeps its last usage.
+    pub fn record(&self, snapshotter: &str, usages: &HashMap<String, SnapshotUsage>) {
+        let timestamp = self.clock.now();
+        for entry in self
             .lock()
-            .iter()
-            .map(|(id, e)| (id.clone(), e.layer.clone()))
-            .collect();
-        for (id, layer) in layers {
-            let result = self.snapshots.usage(&layer.snapshotter, &layer.key).await;
-            let usage = match result {
-                Ok(u) => FsUsage {
-                    used_bytes: u64::try_from(u.size).unwrap_or_default(),
-                    inodes_used: u64::try_from(u.inodes).unwrap_or_default(),
-                    timestamp: self.clock.now(),
-                },
-                Err(e) => {
-                    tracing::debug!(container_id = %id, snapshot = %layer.key, error = %e, "no writable layer usage");
-                    continue;
-                }
-            };
-            // Still tracked, and still the same layer?
-            if let Some(entry) = self.lock().get_mut(&id).filter(|e| e.layer == layer) {
-                entry.usage = Some(usage);
+            .values_mut()
+            .filter(|e| e.layer.snapshotter == snapshotter)
+        {
+            if let Some(usage) = usages.get(&entry.layer.key) {
+                entry.usage = Some(FsUsage {
+                    used_bytes: u64::try_from(usage.size).unwrap_or_default(),
+                    inodes_used: u64::try_from(usage.inodes).unwrap_or_default(),
+                    timestamp,
+                });
             }
         }
-    }
-
-    /// Refreshes every `period` until `cancel` fires.
-    pub fn spawn_refresher(
-        self: &Arc<Self>,
-        period: Duration,
-        cancel: CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
-        let cache = Arc::clone(self);
-        let period = period.max(Duration::from_secs(1));
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(period);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = ticker.tick() => cache.refresh().await,
-                }
-            }
-        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -164,51 +130,46 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::tests_support::FixedClock;
-    use cri_api::containerd::{ContainerdError, MockSnapshots, SnapshotUsage};
+    use std::time::Duration;
 
-    fn layer(key: &str) -> WritableLayer {
+    fn layer(snapshotter: &str, key: &str) -> WritableLayer {
         WritableLayer {
-            snapshotter: "overlayfs".into(),
+            snapshotter: snapshotter.into(),
             key: key.into(),
         }
     }
 
-    fn cache(snapshots: MockSnapshots) -> Arc<FsUsageCache> {
-        Arc::new(FsUsageCache::new(
-            Arc::new(snapshots),
+    fn cache() -> FsUsageCache {
+        FsUsageCache::new(
             Path::new("/var/lib/containerd"),
             Arc::new(FixedClock::at_secs(100)),
-        ))
+        )
     }
 
-    #[tokio::test]
-    async fn refresh_fills_the_cache_and_requests_only_read_it() {
-        let mut snapshots = MockSnapshots::new();
-        snapshots
-            .expect_usage()
-            .withf(|s, k| s == "overlayfs" && k == "a")
-            .times(1)
-            .returning(|_, _| {
-                Ok(SnapshotUsage {
-                    size: 4096,
-                    inodes: 3,
-                })
-            });
-        snapshots
-            .expect_usage()
-            .withf(|_, k| k == "gone")
-            .times(1)
-            .returning(|_, k| {
-                Err(ContainerdError::NotFound {
-                    op: "usage",
-                    what: k.to_owned(),
-                })
-            });
-        let cache = cache(snapshots);
-        cache.register("a", layer("a"));
-        cache.register("gone", layer("gone"));
+    fn usages(pairs: &[(&str, i64)]) -> HashMap<String, SnapshotUsage> {
+        pairs
+            .iter()
+            .map(|(key, size)| {
+                (
+                    (*key).to_owned(),
+                    SnapshotUsage {
+                        size: *size,
+                        inodes: 3,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_pass_fills_the_tracked_layers_of_its_snapshotter_only() {
+        let cache = cache();
+        cache.register("a", layer("overlayfs", "a"));
+        cache.register("b", layer("overlayfs", "b"));
+        cache.register("n", layer("native", "n"));
         assert_eq!(cache.get("a").unwrap().0, None, "nothing measured yet");
-        cache.refresh().await;
+        // The pause rootfs "p" is measured too but tracks no container.
+        cache.record("overlayfs", &usages(&[("a", 4096), ("n", 7), ("p", 9)]));
         let (usage, mountpoint) = cache.get("a").unwrap();
         assert_eq!(
             usage,
@@ -222,28 +183,26 @@ mod tests {
             mountpoint,
             Path::new("/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs")
         );
-        assert_eq!(cache.get("gone").unwrap().0, None);
-        // Reading again does not call containerd (times(1) above).
-        assert!(cache.get("a").unwrap().0.is_some());
-        cache.unregister("a");
-        cache.unregister("gone");
-        assert!(cache.is_empty());
+        assert_eq!(cache.get("b").unwrap().0, None, "not measured by the pass");
+        assert_eq!(
+            cache.get("n").unwrap().0,
+            None,
+            "another snapshotter's layer"
+        );
+        assert_eq!(cache.len(), 3, "the pass tracks nothing new");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn refresher_runs_every_period_until_cancelled() {
-        let mut snapshots = MockSnapshots::new();
-        snapshots
-            .expect_usage()
-            .times(3)
-            .returning(|_, _| Ok(SnapshotUsage { size: 1, inodes: 1 }));
-        let cache = cache(snapshots);
-        cache.register("a", layer("a"));
-        let cancel = CancellationToken::new();
-        let task = cache.spawn_refresher(Duration::from_secs(10), cancel.clone());
-        // Ticks at 0, 10 and 20 s.
-        tokio::time::sleep(Duration::from_secs(25)).await;
-        cancel.cancel();
-        task.await.unwrap();
+    #[test]
+    fn a_layer_the_next_pass_misses_keeps_its_usage_until_unregistered() {
+        let cache = cache();
+        cache.register("a", layer("overlayfs", "a"));
+        cache.record("overlayfs", &usages(&[("a", 10)]));
+        cache.record("overlayfs", &usages(&[]));
+        assert_eq!(cache.get("a").unwrap().0.unwrap().used_bytes, 10);
+        cache.record("overlayfs", &usages(&[("a", 20)]));
+        assert_eq!(cache.get("a").unwrap().0.unwrap().used_bytes, 20);
+        cache.unregister("a");
+        assert!(cache.is_empty());
+        assert!(cache.get("a").is_none());
     }
 }

@@ -3,8 +3,8 @@
 //! `ListPodSandboxMetrics`. Handlers turn their records into
 //! [`ContainerTarget`]s / [`PodTarget`]s and call [`StatsCollector`]; one
 //! request reads each cgroup once (in one blocking task), each pod netns
-//! once (in one plain thread), writable layers from a cache refreshed in
-//! the background, and concurrent identical requests share one collection.
+//! once (in one plain thread), writable layers from a cache a background
+//! pass fills, and concurrent identical requests share one collection.
 #![doc = include_str!("../README.md")]
 
 mod cgroup;
@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cri_api::containerd::Snapshots;
 use cri_api::v1::{
     ContainerAttributes, ContainerStats, PodSandboxAttributes, PodSandboxMetrics, PodSandboxStats,
 };
@@ -135,11 +134,12 @@ impl StatsCollector {
     }
 
     /// The host's cgroups and network namespaces, and writable layers from
-    /// containerd's snapshotter (`containerd_root` names their filesystems).
-    /// Start [`FsUsageCache::spawn_refresher`] on [`Self::fs_usage`].
-    pub fn host(snapshots: Arc<dyn Snapshots>, containerd_root: &Path) -> Arc<Self> {
+    /// containerd's snapshotter (`containerd_root` names their filesystems),
+    /// as a pass over the snapshots hands them to
+    /// [`FsUsageCache::record`] on [`Self::fs_usage`].
+    pub fn host(containerd_root: &Path) -> Arc<Self> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let fs = Arc::new(FsUsageCache::new(snapshots, containerd_root, clock.clone()));
+        let fs = Arc::new(FsUsageCache::new(containerd_root, clock.clone()));
         Self::new(
             Arc::new(CgroupFs::host()),
             Arc::new(LinuxNetnsStats),

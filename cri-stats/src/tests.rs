@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cri_api::containerd::{MockSnapshots, SnapshotUsage};
+use cri_api::containerd::SnapshotUsage;
 use cri_api::v1::{ContainerAttributes, PodSandboxAttributes, PodSandboxMetadata, UInt64Value};
 
 use super::tests_support::{CountingCgroups, FakeNetns, FixedClock};
@@ -21,11 +21,10 @@ struct Setup {
     clock: Arc<FixedClock>,
 }
 
-fn setup(cgroups: CountingCgroups, netns: FakeNetns, snapshots: MockSnapshots) -> Setup {
+fn setup(cgroups: CountingCgroups, netns: FakeNetns) -> Setup {
     let (cgroups, netns) = (Arc::new(cgroups), Arc::new(netns));
     let clock = Arc::new(FixedClock::at_secs(1_000));
     let fs = Arc::new(FsUsageCache::new(
-        Arc::new(snapshots),
         Path::new("/var/lib/containerd"),
         clock.clone(),
     ));
@@ -78,14 +77,7 @@ fn v(value: u64) -> Option<UInt64Value> {
 async fn container_stats_cpu_rate_memory_and_writable_layer() {
     let cgroups = CountingCgroups::default();
     cgroups.set("/pods/sb/c1", cgroup(1_000_000_000, 4096, 1));
-    let mut snapshots = MockSnapshots::new();
-    snapshots.expect_usage().returning(|_, _| {
-        Ok(SnapshotUsage {
-            size: 300,
-            inodes: 3,
-        })
-    });
-    let s = setup(cgroups, FakeNetns::default(), snapshots);
+    let s = setup(cgroups, FakeNetns::default());
     s.collector.fs_usage().register(
         "c1",
         WritableLayer {
@@ -93,7 +85,16 @@ async fn container_stats_cpu_rate_memory_and_writable_layer() {
             key: "c1".into(),
         },
     );
-    s.collector.fs_usage().refresh().await;
+    s.collector.fs_usage().record(
+        "overlayfs",
+        &HashMap::from([(
+            "c1".to_owned(),
+            SnapshotUsage {
+                size: 300,
+                inodes: 3,
+            },
+        )]),
+    );
     let gone = target("c2", "sb");
 
     let first = s
@@ -137,7 +138,7 @@ async fn concurrent_identical_requests_share_one_collection() {
     for t in &targets {
         cgroups.set(&t.cgroup.as_ref().unwrap().to_string(), cgroup(1, 1, 1));
     }
-    let s = setup(cgroups, FakeNetns::default(), MockSnapshots::new());
+    let s = setup(cgroups, FakeNetns::default());
     let calls = (0..10).map(|_| s.collector.container_stats(targets.clone()));
     let results = futures::future::join_all(calls).await;
     assert!(results.iter().all(|r| r.as_ref().unwrap().len() == 100));
@@ -198,7 +199,7 @@ async fn pod_stats_cover_cgroup_network_processes_and_containers() {
     cgroups.set("/pods/sb", cgroup(9_000, 8192, 5));
     cgroups.set("/pods/sb/c1", cgroup(1_000, 4096, 2));
     cgroups.set("/pods/sb/c2", cgroup(2_000, 2048, 1));
-    let s = setup(cgroups, netns_with_eth0(), MockSnapshots::new());
+    let s = setup(cgroups, netns_with_eth0());
     let pods = vec![
         pod(
             "sb",
@@ -247,7 +248,7 @@ async fn pod_stats_cover_cgroup_network_processes_and_containers() {
 async fn pod_metrics_carry_kubelet_labels() {
     let cgroups = CountingCgroups::default();
     cgroups.set("/pods/sb/c1", cgroup(7_000_000_000, 4096, 2));
-    let s = setup(cgroups, netns_with_eth0(), MockSnapshots::new());
+    let s = setup(cgroups, netns_with_eth0());
     let mut c1 = target("c1", "sb");
     c1.attributes.metadata = Some(cri_api::v1::ContainerMetadata {
         name: "app".into(),

@@ -121,7 +121,6 @@ impl TestEnv {
                 .0,
         );
         let containerd = mocks.services.build();
-        let containerd_snapshots = Arc::clone(&containerd.snapshots);
         let images = ImageManager::new(
             containerd.clone(),
             ImageSettings::from_config(&config.cri),
@@ -159,10 +158,7 @@ impl TestEnv {
             sandbox_manager: sandbox,
             container_host: host,
             metrics: Arc::default(),
-            stats: cri_stats::StatsCollector::host(
-                containerd_snapshots,
-                &dir.path().join("containerd"),
-            ),
+            stats: cri_stats::StatsCollector::host(&dir.path().join("containerd")),
         });
         let state = Arc::clone(&server.containers);
         Self { dir, server, state }

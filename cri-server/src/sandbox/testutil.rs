@@ -332,7 +332,6 @@ pub(crate) async fn state_with(
     let mut services = MockServices::default();
     services.images.expect_list().returning(|_| Ok(Vec::new()));
     let containerd = services.build();
-    let containerd_snapshots = Arc::clone(&containerd.snapshots);
     let config = Arc::new(config(dir, extra_config));
     let images = ImageManager::new(
         containerd.clone(),
@@ -363,10 +362,7 @@ pub(crate) async fn state_with(
         sandbox_manager: sandbox,
         container_host: crate::container::ContainerHost::linux(&server_dir.join("state")),
         metrics: Arc::default(),
-        stats: cri_stats::StatsCollector::host(
-            containerd_snapshots,
-            &server_dir.join("containerd"),
-        ),
+        stats: cri_stats::StatsCollector::host(&server_dir.join("containerd")),
     })
 }
 

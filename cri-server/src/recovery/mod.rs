@@ -196,7 +196,7 @@ fn into_inner<T>(m: std::sync::Mutex<T>) -> T {
 
 /// The sandboxes and the app containers, each kind [`LOAD_PARALLELISM`]
 /// records at a time as soon as its records are listed, while containerd
-/// lists the tasks; then the orphans.
+/// lists the tasks and the snapshots; then the orphans.
 async fn recover_pods(state: &Arc<ServerState>) -> Result<RecoverySummary, RecoveryError> {
     let containerd_err = |what| move |source| RecoveryError::Containerd { what, source };
     let mut summary = RecoverySummary::default();
@@ -239,12 +239,17 @@ async fn recover_pods(state: &Arc<ServerState>) -> Result<RecoverySummary, Recov
         let outcomes = load_all(loads).await.map_err(containerd_err("container"))?;
         Ok::<_, RecoveryError>((records, outcomes))
     };
-    let loaded = tokio::try_join!(list_tasks, sandboxes, containers);
+    let snapshots = async { Ok(orphans::list_snapshots(state).await) };
+    let loaded = tokio::try_join!(list_tasks, sandboxes, containers, snapshots);
     // Also after a failed load: what was loaded stays in the stores, and
     // the retried pass skips it.
     pass.start_watches(state);
-    let ((), (sandbox_records, sandbox_outcomes), (container_records, container_outcomes)) =
-        loaded?;
+    let (
+        (),
+        (sandbox_records, sandbox_outcomes),
+        (container_records, container_outcomes),
+        snapshots,
+    ) = loaded?;
     summary.sandboxes = sandbox_outcomes.len();
     summary.containers = container_outcomes.len();
     summary.degraded = sandbox_outcomes
@@ -253,7 +258,7 @@ async fn recover_pods(state: &Arc<ServerState>) -> Result<RecoverySummary, Recov
         .filter(|o| **o == Outcome::Degraded)
         .count();
     let records: Vec<&ContainerRecord> = sandbox_records.iter().chain(&container_records).collect();
-    summary.orphans_removed = orphans::clean(state, &records).await;
+    summary.orphans_removed = orphans::clean(state, &records, snapshots).await;
     Ok(summary)
 }
 

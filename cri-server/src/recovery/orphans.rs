@@ -8,15 +8,56 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use cri_api::containerd::{ContainerRecord, SnapshotKind};
+use cri_api::containerd::{ContainerRecord, SnapshotInfo, SnapshotKind};
 use cri_api::ids::SandboxId;
 use cri_sandbox::cni::{SandboxNetwork, DEFAULT_CACHE_DIR};
 
 use crate::service::ServerState;
 
+/// The snapshots of each snapshotter in use, listed while the records
+/// load (nothing makes CRI snapshots until recovery ends); a snapshotter
+/// that could not be listed is left out, with a warning.
+pub(super) struct Snapshots(Vec<(String, Vec<SnapshotInfo>)>);
+
+/// Lists the snapshots [`clean`] goes through.
+pub(super) async fn list_snapshots(state: &ServerState) -> Snapshots {
+    let mut snapshotters: Vec<&str> = vec![state.config.cri.snapshotter.as_str()];
+    for name in state.config.cri.runtimes.keys() {
+        let s = state.config.cri.snapshotter_for(name);
+        if !snapshotters.contains(&s) {
+            snapshotters.push(s);
+        }
+    }
+    let lists = snapshotters.into_iter().map(|snapshotter| async move {
+        match state
+            .containerd
+            .snapshots
+            .list(snapshotter, Vec::new())
+            .await
+        {
+            Ok(list) => Some((snapshotter.to_owned(), list)),
+            Err(e) => {
+                tracing::warn!(snapshotter, error = %e, "list snapshots for leftovers");
+                None
+            }
+        }
+    });
+    Snapshots(
+        futures::future::join_all(lists)
+            .await
+            .into_iter()
+            .flatten()
+            .collect(),
+    )
+}
+
 /// Removes the leftovers; returns how many were removed. Failures are
 /// logged, never fatal.
-pub(super) async fn clean(state: &ServerState, records: &[&ContainerRecord]) -> usize {
+pub(super) async fn clean(
+    state: &ServerState,
+    records: &[&ContainerRecord],
+    snapshots: Snapshots,
+) -> usize {
     let server = &state.config.server;
     let containers: HashSet<String> = state
         .containers
@@ -94,41 +135,26 @@ pub(super) async fn clean(state: &ServerState, records: &[&ContainerRecord]) -> 
         }
     }
 
-    removed + clean_snapshots(state, records).await
+    removed + clean_snapshots(state, records, snapshots).await
 }
 
 /// Active snapshots named like a CRI id (64 hex digits) that no
 /// containerd container holds.
-async fn clean_snapshots(state: &ServerState, records: &[&ContainerRecord]) -> usize {
+async fn clean_snapshots(
+    state: &ServerState,
+    records: &[&ContainerRecord],
+    snapshots: Snapshots,
+) -> usize {
     let held: HashSet<(&str, &str)> = records
         .iter()
         .map(|r| (r.snapshotter.as_str(), r.snapshot_key.as_str()))
         .collect();
-    let mut snapshotters: Vec<&str> = vec![state.config.cri.snapshotter.as_str()];
-    for name in state.config.cri.runtimes.keys() {
-        let s = state.config.cri.snapshotter_for(name);
-        if !snapshotters.contains(&s) {
-            snapshotters.push(s);
-        }
-    }
     let mut removed = 0;
-    for snapshotter in snapshotters {
-        let list = match state
-            .containerd
-            .snapshots
-            .list(snapshotter, Vec::new())
-            .await
-        {
-            Ok(list) => list,
-            Err(e) => {
-                tracing::warn!(snapshotter, error = %e, "list snapshots for leftovers");
-                continue;
-            }
-        };
+    for (snapshotter, list) in &snapshots.0 {
         for snapshot in list {
             if snapshot.kind != SnapshotKind::Active
                 || !is_cri_id(&snapshot.name)
-                || held.contains(&(snapshotter, snapshot.name.as_str()))
+                || held.contains(&(snapshotter.as_str(), snapshot.name.as_str()))
             {
                 continue;
             }

@@ -442,3 +442,65 @@ async fn without_a_task_list_each_task_is_asked_for() {
     drop(task_list);
     assert_eq!(pass.get(&env.server, "run").await.unwrap().id, "run");
 }
+
+#[tokio::test]
+async fn only_active_snapshots_named_like_a_cri_id_that_no_record_holds_are_removed() {
+    use cri_api::containerd::{SnapshotInfo, SnapshotKind};
+    let id = |c: char| c.to_string().repeat(64);
+    let (held, leftover, committed) = (id('a'), id('b'), id('c'));
+    let snapshot = |name: &str, kind| SnapshotInfo {
+        name: name.to_owned(),
+        kind,
+        ..SnapshotInfo::default()
+    };
+    let listed = vec![
+        snapshot(&held, SnapshotKind::Active),
+        snapshot(&leftover, SnapshotKind::Active),
+        snapshot(&committed, SnapshotKind::Committed),
+        snapshot("extract-123-sha256:layer", SnapshotKind::Active),
+    ];
+    let mut mocks = Mocks::default();
+    mocks
+        .services
+        .images
+        .expect_list()
+        .returning(|_| Ok(Vec::new()));
+    let record = sandbox_record(&held);
+    mocks
+        .services
+        .containers
+        .expect_list()
+        .returning(move |filters| {
+            Ok(if filters[0].contains("sandbox") {
+                vec![record.clone()]
+            } else {
+                Vec::new()
+            })
+        });
+    mocks
+        .services
+        .tasks
+        .expect_list()
+        .returning(|| Ok(Vec::new()));
+    mocks
+        .services
+        .tasks
+        .expect_get()
+        .returning(|id, _| Err(not_found(id)));
+    mocks
+        .services
+        .snapshots
+        .expect_list()
+        .returning(move |_, _| Ok(listed.clone()));
+    let removed = leftover.clone();
+    mocks
+        .services
+        .snapshots
+        .expect_remove()
+        .times(1)
+        .withf(move |snapshotter, key| snapshotter == "overlayfs" && key == removed)
+        .returning(|_, _| Ok(()));
+    let env = TestEnv::with(mocks, "");
+    let summary = recover(&env.server).await.unwrap();
+    assert_eq!((summary.sandboxes, summary.orphans_removed), (1, 1));
+}

@@ -8,7 +8,7 @@
 //! change, so their usage is cached.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,8 +31,14 @@ const SNAPSHOTTER_PLUGIN_FILTER: &str = r#"type=="io.containerd.snapshotter.v1""
 /// `Snapshots/Usage` per container.
 pub trait ActiveUsageObserver: Send + Sync + std::fmt::Debug {
     /// `usages` maps the key of each active snapshot of `snapshotter`
-    /// that reported its usage.
-    fn active_usages(&self, snapshotter: &str, usages: &HashMap<String, SnapshotUsage>);
+    /// that reported its usage; `mountpoint` is the snapshotter's
+    /// filesystem as ImageFsInfo reports it.
+    fn active_usages(
+        &self,
+        snapshotter: &str,
+        mountpoint: &Path,
+        usages: &HashMap<String, SnapshotUsage>,
+    );
 }
 
 /// Usage of committed snapshots by snapshotter and name, the
@@ -153,14 +159,14 @@ impl ImageManager {
             .unwrap_or_default();
         let mut image_filesystems = Vec::new();
         for (i, snapshotter) in self.settings.snapshotters.iter().enumerate() {
-            let usage = self.snapshotter_usage(snapshotter).await?;
-            if i > 0 && usage.snapshots == 0 {
-                continue;
-            }
             let mountpoint = roots
                 .get(snapshotter)
                 .cloned()
                 .unwrap_or_else(|| self.default_snapshotter_root(snapshotter));
+            let usage = self.snapshotter_usage(snapshotter, &mountpoint).await?;
+            if i > 0 && usage.snapshots == 0 {
+                continue;
+            }
             image_filesystems.push(FilesystemUsage {
                 timestamp,
                 fs_id: Some(FilesystemIdentifier {
@@ -230,7 +236,9 @@ impl ImageManager {
         roots.clone()
     }
 
-    async fn snapshotter_usage(&self, snapshotter: &str) -> Result<Usage> {
+    /// The usage of `snapshotter`'s snapshots, whose filesystem is at
+    /// `mountpoint` (told to the observer with the active ones).
+    async fn snapshotter_usage(&self, snapshotter: &str, mountpoint: &Path) -> Result<Usage> {
         let snapshots = self
             .containerd
             .snapshots
@@ -294,7 +302,7 @@ impl ImageManager {
         }
         drop(committed);
         if let Some(observer) = self.fs_usage.observer.get() {
-            observer.active_usages(snapshotter, &active);
+            observer.active_usages(snapshotter, mountpoint, &active);
         }
         Ok(usage)
     }

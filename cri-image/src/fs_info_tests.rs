@@ -171,14 +171,23 @@ async fn without_an_export_the_usual_directory_under_the_root_is_reported() {
 
 /// Records what each pass tells it.
 #[derive(Debug, Default)]
-struct Told(std::sync::Mutex<Vec<(String, HashMap<String, SnapshotUsage>)>>);
+struct Told(std::sync::Mutex<Vec<ToldPass>>);
+
+/// Snapshotter, mountpoint and active usages of one pass.
+type ToldPass = (String, String, HashMap<String, SnapshotUsage>);
 
 impl ActiveUsageObserver for Told {
-    fn active_usages(&self, snapshotter: &str, usages: &HashMap<String, SnapshotUsage>) {
-        self.0
-            .lock()
-            .unwrap()
-            .push((snapshotter.to_owned(), usages.clone()));
+    fn active_usages(
+        &self,
+        snapshotter: &str,
+        mountpoint: &std::path::Path,
+        usages: &HashMap<String, SnapshotUsage>,
+    ) {
+        self.0.lock().unwrap().push((
+            snapshotter.to_owned(),
+            mountpoint.display().to_string(),
+            usages.clone(),
+        ));
     }
 }
 
@@ -186,7 +195,10 @@ impl ActiveUsageObserver for Told {
 async fn each_pass_tells_the_observer_the_active_snapshots_usage_and_nothing_committed() {
     let calls = Arc::new(AtomicUsize::new(0));
     let manager = manager(
-        Ok(vec![snapshotter("overlayfs", None)]),
+        Ok(vec![snapshotter(
+            "overlayfs",
+            Some("/srv/ctd/overlay-root"),
+        )]),
         &["overlayfs", "native"],
         Arc::clone(&calls),
     );
@@ -204,13 +216,24 @@ async fn each_pass_tells_the_observer_the_active_snapshots_usage_and_nothing_com
     manager.refresh_fs_info().await.unwrap();
     let container = HashMap::from([("container".to_owned(), SnapshotUsage { size: 5, inodes: 1 })]);
     let told = told.0.lock().unwrap().clone();
+    // The mountpoints are ImageFsInfo's: the exported root, else the
+    // usual directory under containerd's root.
+    let overlay = || ("overlayfs".to_owned(), "/srv/ctd/overlay-root".to_owned());
+    let native = || {
+        (
+            "native".to_owned(),
+            "/data/containerd/io.containerd.snapshotter.v1.native".to_owned(),
+        )
+    };
+    let with = |(s, m): (String, String), u: &HashMap<String, SnapshotUsage>| (s, m, u.clone());
+    let none = HashMap::new();
     assert_eq!(
         told,
         vec![
-            ("overlayfs".to_owned(), container.clone()),
-            ("native".to_owned(), HashMap::new()),
-            ("overlayfs".to_owned(), container),
-            ("native".to_owned(), HashMap::new()),
+            with(overlay(), &container),
+            with(native(), &none),
+            with(overlay(), &container),
+            with(native(), &none),
         ]
     );
     // The active layer was asked for once a pass, the committed one once.

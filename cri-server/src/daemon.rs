@@ -264,9 +264,10 @@ impl cri_image::ActiveUsageObserver for WritableLayers {
     fn active_usages(
         &self,
         snapshotter: &str,
+        mountpoint: &std::path::Path,
         usages: &HashMap<String, cri_api::containerd::SnapshotUsage>,
     ) {
-        self.0.record(snapshotter, usages);
+        self.0.record(snapshotter, mountpoint, usages);
     }
 }
 

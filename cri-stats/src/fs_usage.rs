@@ -41,6 +41,8 @@ pub struct FsUsageCache {
     containerd_root: PathBuf,
     clock: Arc<dyn Clock>,
     entries: Mutex<HashMap<String, Entry>>,
+    /// Each snapshotter's filesystem as the last pass reported it.
+    mountpoints: Mutex<HashMap<String, PathBuf>>,
 }
 
 impl std::fmt::Debug for FsUsageCache {
@@ -59,13 +61,24 @@ impl FsUsageCache {
             containerd_root: containerd_root.to_owned(),
             clock,
             entries: Mutex::new(HashMap::new()),
+            mountpoints: Mutex::default(),
         }
     }
 
-    /// The directory of `snapshotter`, containerd's `imageFSPath`.
+    /// The directory of `snapshotter`, containerd's `imageFSPath`: where
+    /// the last pass said it is (ImageFsInfo's mountpoint, so both report
+    /// one filesystem), else its usual place under containerd's root.
     pub fn mountpoint(&self, snapshotter: &str) -> PathBuf {
-        self.containerd_root
-            .join(format!("io.containerd.snapshotter.v1.{snapshotter}"))
+        let known = self
+            .mountpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(snapshotter)
+            .cloned();
+        known.unwrap_or_else(|| {
+            self.containerd_root
+                .join(format!("io.containerd.snapshotter.v1.{snapshotter}"))
+        })
     }
 
     /// Starts tracking a container's writable layer (on create or recovery).
@@ -100,10 +113,20 @@ impl FsUsageCache {
         self.len() == 0
     }
 
-    /// Takes the usage of the tracked layers of `snapshotter` from one
-    /// pass over its active snapshots (`usages`, by snapshot key); a layer
-    /// the pass did not measure keeps its last usage.
-    pub fn record(&self, snapshotter: &str, usages: &HashMap<String, SnapshotUsage>) {
+    /// Takes the usage of the tracked layers of `snapshotter`, whose
+    /// filesystem is at `mountpoint`, from one pass over its active
+    /// snapshots (`usages`, by snapshot key); a layer the pass did not
+    /// measure keeps its last usage.
+    pub fn record(
+        &self,
+        snapshotter: &str,
+        mountpoint: &Path,
+        usages: &HashMap<String, SnapshotUsage>,
+    ) {
+        self.mountpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(snapshotter.to_owned(), mountpoint.to_owned());
         let timestamp = self.clock.now();
         for entry in self
             .lock()
@@ -168,8 +191,17 @@ mod tests {
         cache.register("b", layer("overlayfs", "b"));
         cache.register("n", layer("native", "n"));
         assert_eq!(cache.get("a").unwrap().0, None, "nothing measured yet");
+        assert_eq!(
+            cache.get("a").unwrap().1,
+            Path::new("/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs"),
+            "before any pass: the usual place under containerd's root"
+        );
         // The pause rootfs "p" is measured too but tracks no container.
-        cache.record("overlayfs", &usages(&[("a", 4096), ("n", 7), ("p", 9)]));
+        cache.record(
+            "overlayfs",
+            Path::new("/srv/overlay-root"),
+            &usages(&[("a", 4096), ("n", 7), ("p", 9)]),
+        );
         let (usage, mountpoint) = cache.get("a").unwrap();
         assert_eq!(
             usage,
@@ -179,15 +211,13 @@ mod tests {
                 timestamp: SystemTime::UNIX_EPOCH + Duration::from_secs(100),
             })
         );
+        assert_eq!(mountpoint, Path::new("/srv/overlay-root"), "the pass's");
+        assert_eq!(cache.get("b").unwrap().0, None, "not measured by the pass");
+        let (usage, mountpoint) = cache.get("n").unwrap();
+        assert_eq!(usage, None, "another snapshotter's layer");
         assert_eq!(
             mountpoint,
-            Path::new("/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs")
-        );
-        assert_eq!(cache.get("b").unwrap().0, None, "not measured by the pass");
-        assert_eq!(
-            cache.get("n").unwrap().0,
-            None,
-            "another snapshotter's layer"
+            Path::new("/var/lib/containerd/io.containerd.snapshotter.v1.native")
         );
         assert_eq!(cache.len(), 3, "the pass tracks nothing new");
     }
@@ -196,10 +226,11 @@ mod tests {
     fn a_layer_the_next_pass_misses_keeps_its_usage_until_unregistered() {
         let cache = cache();
         cache.register("a", layer("overlayfs", "a"));
-        cache.record("overlayfs", &usages(&[("a", 10)]));
-        cache.record("overlayfs", &usages(&[]));
+        let root = Path::new("/srv/overlay-root");
+        cache.record("overlayfs", root, &usages(&[("a", 10)]));
+        cache.record("overlayfs", root, &usages(&[]));
         assert_eq!(cache.get("a").unwrap().0.unwrap().used_bytes, 10);
-        cache.record("overlayfs", &usages(&[("a", 20)]));
+        cache.record("overlayfs", root, &usages(&[("a", 20)]));
         assert_eq!(cache.get("a").unwrap().0.unwrap().used_bytes, 20);
         cache.unregister("a");
         assert!(cache.is_empty());

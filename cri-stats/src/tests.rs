@@ -87,6 +87,7 @@ async fn container_stats_cpu_rate_memory_and_writable_layer() {
     );
     s.collector.fs_usage().record(
         "overlayfs",
+        Path::new("/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs"),
         &HashMap::from([(
             "c1".to_owned(),
             SnapshotUsage {

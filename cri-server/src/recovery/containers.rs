@@ -45,6 +45,17 @@ pub(super) async fn load(
     {
         return Ok(Outcome::AlreadyLoaded);
     }
+    // Its writable layer, for the container stats (the next disk usage
+    // pass measures it), as CreateContainer registers it.
+    if !record.snapshot_key.is_empty() {
+        state.stats.fs_usage().register(
+            &record.id,
+            cri_stats::WritableLayer {
+                snapshotter: record.snapshotter.clone(),
+                key: record.snapshot_key.clone(),
+            },
+        );
+    }
     let spec = spec_of(record);
     let cgroups_path = spec
         .as_ref()

@@ -297,6 +297,15 @@ async fn every_record_is_loaded_and_reconciled_with_its_task() {
         state_of(&env, "nostatus").state(),
         ContainerState::ContainerUnknown
     );
+
+    // Every container's writable layer is tracked for the stats again,
+    // the pause containers' not.
+    let stats = env.server.stats.fs_usage();
+    assert_eq!(stats.len(), 6);
+    assert!(["run", "down", "gone", "made", "nostatus", "bad"]
+        .iter()
+        .all(|id| stats.get(id).is_some()));
+    assert!(stats.get("s1").is_none());
 }
 
 #[tokio::test]

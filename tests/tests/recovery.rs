@@ -478,6 +478,16 @@ async fn sigkill_and_restart_keep_every_pod_container_state_and_log() -> Result<
     // Exec still works in a recovered running container.
     check_exec_sync(&env, &mut rt, &pods[1].runner).await?;
     check_streaming_exec(&env, &mut rt, &pods[1].runner).await?;
+    // The stats of recovered containers still report their writable layer.
+    let stats = rt
+        .list_container_stats(ListContainerStatsRequest { filter: None })
+        .await?
+        .into_inner()
+        .stats;
+    ensure!(
+        !stats.is_empty() && stats.iter().all(|s| s.writable_layer.is_some()),
+        "writable layers after the restart: {stats:?}"
+    );
     // The name of a recovered pod is still reserved.
     let again = rt
         .run_pod_sandbox(RunPodSandboxRequest {

@@ -54,8 +54,13 @@ impl ImageRef {
                 "invalid repository name ({input}), cannot specify 64-byte hexadecimal strings"
             )));
         }
-        // The grammar (components, separators, tag and digest syntax).
-        OciReference::try_from(input).map_err(|e| ReferenceError::new(e.to_string()))?;
+        // The grammar (components, separators, tag and digest syntax). The
+        // usual, plain forms are checked by hand: the full grammar is a
+        // regex whose first use compiles it (about 70 ms), which would
+        // hold up the first image calls and recovery's image load.
+        if !is_plain_reference(input) {
+            OciReference::try_from(input).map_err(|e| ReferenceError::new(e.to_string()))?;
+        }
 
         let (name_and_tag, digest) = match input.split_once('@') {
             Some((n, d)) => (n, Some(d.to_owned())),
@@ -168,6 +173,109 @@ fn split_docker_domain(name: &str) -> (String, String) {
         path = format!("{OFFICIAL_REPO_PREFIX}{path}");
     }
     (domain, path)
+}
+
+/// Whether `input` is a reference of a plain form that the distribution
+/// grammar accepts: `[domain/]path[:tag][@sha256:<64 hex>]` with a
+/// lowercase domain of dot-separated labels (and a port), lowercase path
+/// components joined by `.`, `_`, `__` or dashes, an ASCII tag, at most
+/// 255 characters before the tag. It accepts no string the grammar
+/// refuses; what it refuses goes to the grammar.
+fn is_plain_reference(input: &str) -> bool {
+    let (name_and_tag, digest) = match input.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (input, None),
+    };
+    if let Some(digest) = digest {
+        let Some(hex) = digest.strip_prefix("sha256:") else {
+            return false;
+        };
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return false;
+        }
+    }
+    let last_slash = name_and_tag.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match name_and_tag[last_slash..].find(':') {
+        Some(i) => (
+            &name_and_tag[..last_slash + i],
+            Some(&name_and_tag[last_slash + i + 1..]),
+        ),
+        None => (name_and_tag, None),
+    };
+    if let Some(tag) = tag {
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let bytes = tag.as_bytes();
+        if bytes.is_empty()
+            || bytes.len() > 128
+            || !word(bytes[0])
+            || !bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-')
+        {
+            return false;
+        }
+    }
+    if name.is_empty() || name.len() > 255 {
+        return false;
+    }
+    let mut components = name.split('/').peekable();
+    let first = components.next().unwrap_or_default();
+    let has_more = components.peek().is_some();
+    let first_ok = is_path_component(first) || (has_more && is_plain_domain(first));
+    first_ok && components.all(is_path_component)
+}
+
+/// `[a-z0-9]+` runs joined by `.`, `_`, `__` or one or more `-`.
+fn is_path_component(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let (mut i, n) = (0, bytes.len());
+    loop {
+        let start = i;
+        while i < n && alnum(bytes[i]) {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+        if i == n {
+            return true;
+        }
+        match bytes[i] {
+            b'.' => i += 1,
+            b'_' if bytes.get(i + 1) == Some(&b'_') => i += 2,
+            b'_' => i += 1,
+            b'-' => {
+                while i < n && bytes[i] == b'-' {
+                    i += 1;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Lowercase labels (`[a-z0-9]`, inner dashes) joined by dots, with an
+/// optional `:port`.
+fn is_plain_domain(s: &str) -> bool {
+    let (host, port) = match s.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    };
+    if let Some(port) = port {
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+    }
+    let label = |l: &str| {
+        let bytes = l.as_bytes();
+        let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        match (bytes.first(), bytes.last()) {
+            (Some(first), Some(last)) => {
+                alnum(first) && alnum(last) && bytes.iter().all(|b| alnum(b) || *b == b'-')
+            }
+            _ => false,
+        }
+    };
+    host.split('.').all(label)
 }
 
 fn is_hex_identifier(s: &str) -> bool {
@@ -289,5 +397,129 @@ mod tests {
         assert!(!is_digest("sha256:abc"));
         assert!(!is_digest("busybox"));
         assert!(!is_digest(&D.replace('a', "A")));
+    }
+}
+
+#[cfg(test)]
+mod plain_tests {
+    use super::*;
+
+    /// The hand check never accepts what the distribution grammar refuses.
+    fn assert_subset(input: &str) {
+        if is_plain_reference(input) {
+            assert!(
+                OciReference::try_from(input).is_ok(),
+                "{input:?} passed the hand check but not the grammar"
+            );
+        }
+    }
+
+    #[test]
+    fn the_usual_forms_skip_the_grammar() {
+        let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+        for input in [
+            "busybox",
+            "docker.io/library/busybox:latest",
+            "registry.k8s.io/pause:3.9",
+            "registry.k8s.io/e2e-test-images/busybox:1.29-4",
+            "127.0.0.1:46697/e2e/busybox:1.29-4",
+            "localhost:5000/a__b/c-d/e.f_g:v1.0_rc-1",
+            &format!("docker.io/library/busybox@{digest}"),
+            &format!("localhost:5000/foo:tag@{digest}"),
+        ] {
+            assert!(is_plain_reference(input), "{input}");
+            assert_subset(input);
+        }
+    }
+
+    #[test]
+    fn other_forms_go_to_the_grammar() {
+        for input in [
+            "Busybox",
+            "Registry.IO/busybox",
+            "a//b",
+            "/a",
+            "a/",
+            "a:",
+            ":a",
+            "a:b:c",
+            "a._b",
+            "a___b",
+            "-a",
+            "a-",
+            "a:.tag",
+            "host:port/a",
+            "host:/a",
+            "-host.io/a",
+            "host-.io/a",
+            "a@sha256:abc",
+            "a@sha512:00",
+            "a@SHA256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "a@sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
+            "a b",
+            "a:t\u{e9}g",
+        ] {
+            assert!(!is_plain_reference(input), "{input}");
+        }
+        assert!(!is_plain_reference(&"a".repeat(256)));
+        assert!(!is_plain_reference(&format!("a:{}", "t".repeat(129))));
+    }
+
+    /// Every short string over the characters that matter, and many
+    /// random longer ones: what the hand check accepts, the grammar does.
+    #[test]
+    fn the_hand_check_accepts_a_subset_of_the_grammar() {
+        const ALPHABET: &[u8] = b"aZ0.-_:/@";
+        let mut plain = 0;
+        let mut check = |s: &str| {
+            assert_subset(s);
+            plain += usize::from(is_plain_reference(s));
+        };
+        // All strings up to length 5 over the alphabet (about 66,000).
+        fn all(input: &mut Vec<u8>, len: usize, check: &mut dyn FnMut(&str)) {
+            if let Ok(s) = std::str::from_utf8(input) {
+                check(s);
+            }
+            if len == 0 {
+                return;
+            }
+            for &c in ALPHABET {
+                input.push(c);
+                all(input, len - 1, check);
+                input.pop();
+            }
+        }
+        all(&mut Vec::new(), 5, &mut check);
+        // Random strings of length 6 to 40 (xorshift, fixed seed), over the
+        // whole alphabet and over the characters plain forms use.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for alphabet in [ALPHABET, b"ab0.-_:/".as_slice()] {
+            for _ in 0..100_000 {
+                let len = 6 + (next() % 35) as usize;
+                let s: String = (0..len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize] as char)
+                    .collect();
+                check(&s);
+            }
+        }
+        // Random sequences of the pieces references are made of.
+        let digest = format!("@sha256:{}", "0123456789abcdef".repeat(4));
+        let pieces = [
+            "a", "b0", "9", "x", ".", "-", "--", "_", "__", "/", ":", ":5000", "io", "Z", &digest,
+        ];
+        for _ in 0..200_000 {
+            let len = 1 + (next() % 12) as usize;
+            let s: String = (0..len)
+                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                .collect();
+            check(&s);
+        }
+        assert!(plain > 10_000, "only {plain} plain strings were tried");
     }
 }

@@ -211,13 +211,10 @@ async fn recover_pods(state: &Arc<ServerState>) -> Result<RecoverySummary, Recov
         task_list.send(tasks);
         Ok(())
     };
+    // The futures are made up front: a `Stream::map` closure over borrowed
+    // records trips the compiler's Send check of the spawned recovery.
     let sandboxes = async {
-        let records = state
-            .containerd
-            .containers
-            .list(vec![SANDBOX_FILTER.to_owned()])
-            .await
-            .map_err(containerd_err("list sandboxes"))?;
+        let records = list_records(state, SANDBOX_FILTER, "list sandboxes").await?;
         let loads: Vec<_> = records
             .iter()
             .map(|record| sandboxes::load(state, record, &pass))
@@ -226,12 +223,7 @@ async fn recover_pods(state: &Arc<ServerState>) -> Result<RecoverySummary, Recov
         Ok::<_, RecoveryError>((records, outcomes))
     };
     let containers = async {
-        let records = state
-            .containerd
-            .containers
-            .list(vec![CONTAINER_FILTER.to_owned()])
-            .await
-            .map_err(containerd_err("list containers"))?;
+        let records = list_records(state, CONTAINER_FILTER, "list containers").await?;
         let loads: Vec<_> = records
             .iter()
             .map(|record| containers::load(state, record, &pass))
@@ -260,6 +252,20 @@ async fn recover_pods(state: &Arc<ServerState>) -> Result<RecoverySummary, Recov
     let records: Vec<&ContainerRecord> = sandbox_records.iter().chain(&container_records).collect();
     summary.orphans_removed = orphans::clean(state, &records, snapshots).await;
     Ok(summary)
+}
+
+/// The container records of one kind (`filter`, containerd's syntax).
+async fn list_records(
+    state: &ServerState,
+    filter: &str,
+    what: &'static str,
+) -> Result<Vec<ContainerRecord>, RecoveryError> {
+    state
+        .containerd
+        .containers
+        .list(vec![filter.to_owned()])
+        .await
+        .map_err(|source| RecoveryError::Containerd { what, source })
 }
 
 /// Runs `loads`, [`LOAD_PARALLELISM`] at a time, until the first error.

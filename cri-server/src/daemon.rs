@@ -196,7 +196,7 @@ pub async fn run(
             }
             crate::recovery::recover_then_serve(Arc::clone(&state), readiness).await;
             crate::systemd::notify_ready("serving CRI");
-            start_usage_syncers(&state, &stop_stats);
+            start_usage_pass(&state, &stop_stats);
         }
     });
     let shutdown = async {
@@ -250,7 +250,7 @@ pub async fn run(
 /// It starts once recovery is done, as containerd's snapshot syncer does:
 /// its first pass asks containerd for the usage of every snapshot, which
 /// would compete with recovery.
-fn start_usage_syncers(state: &ServerState, stop: &tokio_util::sync::CancellationToken) {
+fn start_usage_pass(state: &ServerState, stop: &tokio_util::sync::CancellationToken) {
     let period = std::time::Duration::from_secs(u64::from(state.config.cri.stats_collect_period));
     state.images.spawn_fs_info_syncer(period, stop.clone());
 }

@@ -53,4 +53,5 @@ pub use options::{Platform, RuntimeOptions, SandboxFiles};
 pub use pause::{
     PauseInputs, PauseSpecBuilder, DEFAULT_SANDBOX_CPU_SHARES, DEFAULT_SANDBOX_OOM_ADJ,
 };
+pub use resources::{update_resources, ResourceOptions};
 pub use seccomp::default_seccomp_profile;

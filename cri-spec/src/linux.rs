@@ -214,10 +214,7 @@ impl LinuxBuild<'_> {
 
         let resources = config.linux.as_ref().and_then(|l| l.resources.as_ref());
         if !opts.disable_cgroup {
-            let ropts = ResourceOptions {
-                tolerate_missing_hugetlb_controller: opts.tolerate_missing_hugetlb_controller,
-                disable_hugetlb_controller: opts.disable_hugetlb_controller,
-            };
+            let ropts = ResourceOptions::from(opts);
             resources::apply_resources(&mut spec, resources, &ropts, host.os)?;
         }
         let parent = sandbox

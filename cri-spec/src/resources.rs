@@ -6,12 +6,37 @@
 use cri_api::v1::LinuxContainerResources;
 use oci_spec::runtime::{LinuxHugepageLimit, Spec};
 
-use crate::{access, cgroups::cgroups_path, host::HostOs, Error, Result};
+use crate::{access, cgroups::cgroups_path, host::HostOs, Error, Result, RuntimeOptions};
 
-/// The options of `WithResources`.
-pub(crate) struct ResourceOptions {
+/// The options of `WithResources`: the CRI config's hugetlb keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceOptions {
+    /// `tolerate_missing_hugetlb_controller`.
     pub tolerate_missing_hugetlb_controller: bool,
+    /// `disable_hugetlb_controller`.
     pub disable_hugetlb_controller: bool,
+}
+
+impl From<&RuntimeOptions> for ResourceOptions {
+    fn from(opts: &RuntimeOptions) -> Self {
+        Self {
+            tolerate_missing_hugetlb_controller: opts.tolerate_missing_hugetlb_controller,
+            disable_hugetlb_controller: opts.disable_hugetlb_controller,
+        }
+    }
+}
+
+/// containerd's `WithResources` on an existing spec, as
+/// UpdateContainerResources applies it (`updateOCIResource`): every field
+/// the CRI sets (non-zero) replaces the spec's, hugepage limits are added
+/// under the same hugetlb keys as at create, unified keys are merged.
+pub fn update_resources(
+    spec: &mut Spec,
+    res: &LinuxContainerResources,
+    opts: ResourceOptions,
+    host: &dyn HostOs,
+) -> Result<()> {
+    apply_resources(spec, Some(res), &opts, host)
 }
 
 /// containerd's `WithResources`. Nothing happens without resources; with

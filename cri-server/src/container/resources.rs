@@ -1,10 +1,10 @@
 //! Container resources between the OCI spec and the CRI: the resources a
-//! status reports (containerd's `copyResourcesToStatus`) and the update of
-//! a spec's Linux resources (`WithResources`, as UpdateContainerResources
-//! applies it).
+//! status reports (containerd's `copyResourcesToStatus`) and the Linux
+//! resources a task update takes. The update of a spec's resources is
+//! `cri_spec::update_resources`, the same `WithResources` as at create.
 
 use cri_api::v1::{ContainerResources, HugepageLimit, LinuxContainerResources};
-use oci_spec::runtime::{LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxResources, Spec};
+use oci_spec::runtime::{LinuxResources, Spec};
 
 /// The CRI resources of `spec`: its Linux resources and OOM score.
 pub fn spec_to_cri(spec: &Spec) -> ContainerResources {
@@ -45,64 +45,6 @@ pub fn spec_to_cri(spec: &Spec) -> ContainerResources {
     out
 }
 
-/// containerd's `WithResources` on an existing spec: every field the CRI
-/// sets (non-zero) replaces the spec's. `swap_available` tells whether the
-/// memory controller accounts swap (then a limit without swap sets swap to
-/// the limit, so the container cannot swap).
-pub fn apply_linux_resources(spec: &mut Spec, res: &LinuxContainerResources, swap_available: bool) {
-    let mut linux = spec.linux().clone().unwrap_or_default();
-    let mut resources: LinuxResources = linux.resources().clone().unwrap_or_default();
-    let mut cpu: LinuxCpu = resources.cpu().clone().unwrap_or_default();
-    let mut memory: LinuxMemory = resources.memory().unwrap_or_default();
-    if res.cpu_period != 0 {
-        cpu.set_period(Some(res.cpu_period as u64));
-    }
-    if res.cpu_quota != 0 {
-        cpu.set_quota(Some(res.cpu_quota));
-    }
-    if res.cpu_shares != 0 {
-        cpu.set_shares(Some(res.cpu_shares as u64));
-    }
-    if !res.cpuset_cpus.is_empty() {
-        cpu.set_cpus(Some(res.cpuset_cpus.clone()));
-    }
-    if !res.cpuset_mems.is_empty() {
-        cpu.set_mems(Some(res.cpuset_mems.clone()));
-    }
-    let (limit, swap) = (res.memory_limit_in_bytes, res.memory_swap_limit_in_bytes);
-    if limit != 0 {
-        memory.set_limit(Some(limit));
-        if swap == 0 && swap_available {
-            memory.set_swap(Some(limit));
-        }
-    }
-    if swap != 0 && swap_available {
-        memory.set_swap(Some(swap));
-    }
-    resources.set_cpu(Some(cpu));
-    resources.set_memory(Some(memory));
-    if !res.hugepage_limits.is_empty() {
-        let limits = res
-            .hugepage_limits
-            .iter()
-            .map(|h| {
-                let mut l = LinuxHugepageLimit::default();
-                l.set_page_size(h.page_size.clone());
-                l.set_limit(i64::try_from(h.limit).unwrap_or(i64::MAX));
-                l
-            })
-            .collect();
-        resources.set_hugepage_limits(Some(limits));
-    }
-    if !res.unified.is_empty() {
-        let mut unified = resources.unified().clone().unwrap_or_default();
-        unified.extend(res.unified.iter().map(|(k, v)| (k.clone(), v.clone())));
-        resources.set_unified(Some(unified));
-    }
-    linux.set_resources(Some(resources));
-    spec.set_linux(Some(linux));
-}
-
 /// The OCI Linux resources of `spec`, as `Tasks.Update` takes them.
 pub fn linux_resources(spec: &Spec) -> LinuxResources {
     spec.linux()
@@ -125,10 +67,22 @@ mod tests {
         }
     }
 
+    /// containerd's `WithResources` with its default hugetlb keys, on a
+    /// host that accounts swap or not.
+    fn apply(spec: &mut Spec, res: &LinuxContainerResources, swap: bool) {
+        let mut host = cri_spec::MockHostOs::new();
+        host.expect_swap_controller_available().return_const(swap);
+        let opts = cri_spec::ResourceOptions {
+            tolerate_missing_hugetlb_controller: true,
+            disable_hugetlb_controller: true,
+        };
+        cri_spec::update_resources(spec, res, opts, &host).unwrap();
+    }
+
     #[test]
     fn apply_then_report_round_trips() {
         let mut spec = Spec::default();
-        apply_linux_resources(&mut spec, &cri(20 << 20, 512), true);
+        apply(&mut spec, &cri(20 << 20, 512), true);
         let back = spec_to_cri(&spec).linux.unwrap();
         assert_eq!(back.memory_limit_in_bytes, 20 << 20);
         assert_eq!(back.memory_swap_limit_in_bytes, 20 << 20);
@@ -139,8 +93,8 @@ mod tests {
     #[test]
     fn zero_fields_keep_the_old_values() {
         let mut spec = Spec::default();
-        apply_linux_resources(&mut spec, &cri(20 << 20, 512), false);
-        apply_linux_resources(&mut spec, &cri(0, 1024), false);
+        apply(&mut spec, &cri(20 << 20, 512), false);
+        apply(&mut spec, &cri(0, 1024), false);
         let back = spec_to_cri(&spec).linux.unwrap();
         assert_eq!(back.memory_limit_in_bytes, 20 << 20);
         assert_eq!(back.memory_swap_limit_in_bytes, 0);

@@ -54,8 +54,17 @@ pub async fn update_container_resources(
     let mut record = state.containerd.containers.get(id.as_ref()).await?;
     let old_spec = spec::spec_from_any(id.as_ref(), record.spec.as_ref())?;
     let mut new_spec = old_spec.clone();
-    let swap = state.host.os.swap_controller_available();
-    resources::apply_linux_resources(&mut new_spec, linux, swap);
+    let cri = &state.config.cri;
+    let opts = cri_spec::ResourceOptions {
+        tolerate_missing_hugetlb_controller: cri.tolerate_missing_hugetlb_controller,
+        disable_hugetlb_controller: cri.disable_hugetlb_controller,
+    };
+    cri_spec::update_resources(&mut new_spec, linux, opts, state.host.os.as_ref()).map_err(
+        |source| ContainerError::ContainerSpec {
+            id: id.to_string(),
+            source,
+        },
+    )?;
     record.spec = Some(spec::spec_any(id.as_ref(), &new_spec)?);
     state
         .containerd
@@ -132,8 +141,9 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use cri_api::containerd::{ContainerRecord, ContainerdError};
-    use cri_api::v1::LinuxContainerResources;
+    use cri_api::v1::{HugepageLimit, LinuxContainerResources};
     use mockall::Sequence;
+    use oci_spec::runtime::{LinuxMemoryBuilder, LinuxResourcesBuilder};
     use tonic::Code;
 
     use super::*;
@@ -155,14 +165,17 @@ mod tests {
 
     fn record() -> ContainerRecord {
         let mut spec = Spec::default();
-        resources::apply_linux_resources(
-            &mut spec,
-            &LinuxContainerResources {
-                memory_limit_in_bytes: 64 << 20,
-                ..LinuxContainerResources::default()
-            },
-            false,
-        );
+        let limit = LinuxMemoryBuilder::default()
+            .limit(64_i64 << 20)
+            .build()
+            .unwrap();
+        let res = LinuxResourcesBuilder::default()
+            .memory(limit)
+            .build()
+            .unwrap();
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_resources(Some(res));
+        spec.set_linux(Some(linux));
         ContainerRecord {
             id: "c1".into(),
             spec: Some(spec::spec_any("c1", &spec).unwrap()),
@@ -261,6 +274,28 @@ mod tests {
             .is_err());
         assert_eq!(*updates.lock().unwrap(), [Some(48 << 20), Some(64 << 20)]);
         assert_eq!(checkpointed(&env, "c1").resources, None);
+    }
+
+    #[tokio::test]
+    async fn hugepage_limits_are_left_out_while_the_hugetlb_controller_is_disabled() {
+        // containerd's default `disable_hugetlb_controller = true`: an update
+        // applies the limits as a create would, that is not at all.
+        let (mocks, updates) = mocks(None);
+        let env = TestEnv::with(mocks, "");
+        assert!(env.state.config.cri.disable_hugetlb_controller);
+        add_live_container(&env, "c1", "s1", created_status());
+        let mut req = request(48 << 20);
+        if let Some(linux) = req.linux.as_mut() {
+            linux.hugepage_limits = vec![HugepageLimit {
+                page_size: "2MB".into(),
+                limit: 4 << 20,
+            }];
+        }
+        update_container_resources(&env.state, req).await.unwrap();
+        assert_eq!(*updates.lock().unwrap(), [Some(48 << 20)]);
+        let linux = checkpointed(&env, "c1").resources.unwrap().linux.unwrap();
+        assert_eq!(linux.memory_limit_in_bytes, 48 << 20);
+        assert_eq!(linux.hugepage_limits, []);
     }
 
     #[tokio::test]

@@ -6,13 +6,12 @@
 //! (`mount.WithReadonlyTempMount`).
 
 use std::io::{self, ErrorKind};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use cri_api::containerd::Mount;
 use cri_spec::UserLookup;
-use nix::errno::Errno;
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use super::temp_mount::with_readonly_temp_mount;
 
 /// `/etc/passwd` and `/etc/group` of an image rootfs, read up front so
 /// the (synchronous) spec builders can consult them. `None` = the file is
@@ -90,111 +89,8 @@ impl LinuxRootfsUserDb {
 
 impl RootfsUserDb for LinuxRootfsUserDb {
     fn load(&self, mounts: &[Mount]) -> io::Result<RootfsUsers> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.base_dir)?;
-        let dir = self
-            .base_dir
-            .join(format!("users-{:016x}", rand::random::<u64>()));
-        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
-        let mounted = mount_all_readonly(mounts, &dir);
-        let read = mounted.and_then(|()| RootfsUsers::read_from(&dir));
-        let unmounted = unmount_all(&dir);
-        let removed = std::fs::remove_dir(&dir);
-        let users = read?;
-        unmounted?;
-        removed?;
-        Ok(users)
+        with_readonly_temp_mount(mounts, &self.base_dir, RootfsUsers::read_from)
     }
-}
-
-/// Mounts every mount onto `target` (containerd `mount.All`), read-only.
-fn mount_all_readonly(mounts: &[Mount], target: &Path) -> io::Result<()> {
-    for m in mounts {
-        mount_readonly(m, target)?;
-    }
-    Ok(())
-}
-
-/// The flags and data of `options`, forced read-only; an overlay keeps
-/// its upper dir as the top lower dir (containerd `readonlyOverlay`).
-fn readonly_options(kind: &str, options: &[String]) -> (MsFlags, String) {
-    let mut flags = MsFlags::MS_RDONLY;
-    let mut data: Vec<String> = Vec::new();
-    let mut upper = None;
-    for opt in options {
-        match opt.as_str() {
-            "ro" | "rw" => {}
-            "bind" => flags |= MsFlags::MS_BIND,
-            "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
-            "nosuid" => flags |= MsFlags::MS_NOSUID,
-            "nodev" => flags |= MsFlags::MS_NODEV,
-            "noexec" => flags |= MsFlags::MS_NOEXEC,
-            o if kind == "overlay" && o.starts_with("upperdir=") => {
-                upper = o.strip_prefix("upperdir=").map(str::to_owned)
-            }
-            o if kind == "overlay" && o.starts_with("workdir=") => {}
-            o => data.push(o.to_owned()),
-        }
-    }
-    if let Some(upper) = upper {
-        for d in data.iter_mut() {
-            if let Some(lower) = d.strip_prefix("lowerdir=") {
-                *d = format!("lowerdir={upper}:{lower}");
-            }
-        }
-        if !data.iter().any(|d| d.starts_with("lowerdir=")) {
-            data.push(format!("lowerdir={upper}"));
-        }
-    }
-    (flags, data.join(","))
-}
-
-fn mount_readonly(m: &Mount, target: &Path) -> io::Result<()> {
-    let (flags, data) = readonly_options(&m.kind, &m.options);
-    let fstype = if flags.contains(MsFlags::MS_BIND) {
-        None
-    } else {
-        Some(m.kind.as_str())
-    };
-    let data = (!data.is_empty()).then_some(data.as_str());
-    mount(Some(m.source.as_str()), target, fstype, flags, data).map_err(|e| {
-        io::Error::new(
-            io::Error::from(e).kind(),
-            format!(
-                "mount {} ({}) read-only at {}: {e}",
-                m.source,
-                m.kind,
-                target.display()
-            ),
-        )
-    })?;
-    if flags.contains(MsFlags::MS_BIND) {
-        // A bind mount ignores MS_RDONLY until remounted.
-        mount(
-            None::<&str>,
-            target,
-            None::<&str>,
-            flags | MsFlags::MS_REMOUNT,
-            None::<&str>,
-        )
-        .map_err(io::Error::from)?;
-    }
-    Ok(())
-}
-
-/// Unmounts `target` until it is no longer a mount point.
-fn unmount_all(target: &Path) -> io::Result<()> {
-    for _ in 0..16 {
-        match umount2(target, MntFlags::empty()) {
-            Ok(()) => continue,
-            Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(()),
-            Err(Errno::EBUSY) => return umount2(target, MntFlags::MNT_DETACH).map_err(Into::into),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -216,38 +112,6 @@ mod tests {
         check_db("1000:video", true);
         check_db("www:33", true);
         check_db("a:b:c", true);
-    }
-
-    fn check_options(kind: &str, options: &[&str], flags: MsFlags, data: &str) {
-        let options: Vec<String> = options.iter().map(|s| s.to_string()).collect();
-        assert_eq!(readonly_options(kind, &options), (flags, data.to_owned()));
-    }
-
-    #[test]
-    fn options_become_read_only() {
-        check_options(
-            "bind",
-            &["rbind", "rw"],
-            MsFlags::MS_RDONLY | MsFlags::MS_BIND | MsFlags::MS_REC,
-            "",
-        );
-        check_options(
-            "overlay",
-            &[
-                "index=off",
-                "workdir=/s/2/work",
-                "upperdir=/s/2/fs",
-                "lowerdir=/s/1/fs",
-            ],
-            MsFlags::MS_RDONLY,
-            "index=off,lowerdir=/s/2/fs:/s/1/fs",
-        );
-        check_options(
-            "overlay",
-            &["workdir=/w", "upperdir=/u"],
-            MsFlags::MS_RDONLY,
-            "lowerdir=/u",
-        );
     }
 
     #[test]

@@ -12,100 +12,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use cri_api::containerd::Mount;
-use nix::errno::Errno;
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use cri_sandbox::host::with_readonly_temp_mount;
 
 /// The most symlinks followed while resolving one path (Linux's limit).
 const MAX_SYMLINKS: usize = 255;
-
-/// `(flags, data)` of a containerd mount's options, forced read-only; an
-/// overlay's upper dir becomes its top lower dir (`readonlyMounts`).
-fn readonly_options(kind: &str, options: &[String]) -> (MsFlags, String) {
-    let mut flags = MsFlags::MS_RDONLY;
-    let mut data = Vec::new();
-    let mut upper = None;
-    for option in options {
-        match option.as_str() {
-            "ro" | "rw" => {}
-            "bind" => flags |= MsFlags::MS_BIND,
-            "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
-            "nosuid" => flags |= MsFlags::MS_NOSUID,
-            "nodev" => flags |= MsFlags::MS_NODEV,
-            "noexec" => flags |= MsFlags::MS_NOEXEC,
-            o if kind == "overlay" && o.starts_with("upperdir=") => {
-                upper = o.strip_prefix("upperdir=").map(str::to_owned);
-            }
-            o if kind == "overlay" && o.starts_with("workdir=") => {}
-            o => data.push(o.to_owned()),
-        }
-    }
-    if let Some(upper) = upper {
-        match data.iter_mut().find(|d| d.starts_with("lowerdir=")) {
-            Some(lower) => *lower = format!("lowerdir={upper}:{}", &lower["lowerdir=".len()..]),
-            None => data.push(format!("lowerdir={upper}")),
-        }
-    }
-    (flags, data.join(","))
-}
-
-fn mount_readonly(m: &Mount, target: &Path) -> io::Result<()> {
-    let (flags, data) = readonly_options(&m.kind, &m.options);
-    let fstype = (!flags.contains(MsFlags::MS_BIND)).then_some(m.kind.as_str());
-    let data = (!data.is_empty()).then_some(data.as_str());
-    mount(Some(m.source.as_str()), target, fstype, flags, data).map_err(|e| {
-        io::Error::new(
-            io::Error::from(e).kind(),
-            format!(
-                "mount {} ({}) on {}: {e}",
-                m.source,
-                m.kind,
-                target.display()
-            ),
-        )
-    })?;
-    if flags.contains(MsFlags::MS_BIND) {
-        // A bind mount ignores MS_RDONLY until remounted.
-        let remount = flags | MsFlags::MS_REMOUNT;
-        mount(None::<&str>, target, None::<&str>, remount, None::<&str>)?;
-    }
-    Ok(())
-}
-
-fn unmount_all(target: &Path) -> io::Result<()> {
-    loop {
-        match umount2(target, MntFlags::empty()) {
-            Ok(()) => continue,
-            Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(()),
-            Err(Errno::EBUSY) => return Ok(umount2(target, MntFlags::MNT_DETACH)?),
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Mounts `mounts` read-only on a new dir under `tmp_parent`, runs `f` on
-/// it, then unmounts and removes the dir (also when `f` fails).
-pub fn with_readonly_mount<T>(
-    mounts: &[Mount],
-    tmp_parent: &Path,
-    f: impl FnOnce(&Path) -> io::Result<T>,
-) -> io::Result<T> {
-    std::fs::create_dir_all(tmp_parent)?;
-    let target = tmp_parent.join(format!("volumes-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir(&target)?;
-    let value = mounts
-        .iter()
-        .try_for_each(|m| mount_readonly(m, &target))
-        .and_then(|()| f(&target));
-    let unmounted = unmount_all(&target);
-    if unmounted.is_ok() {
-        if let Err(e) = std::fs::remove_dir(&target) {
-            tracing::warn!(path = %target.display(), error = %e, "remove temp mount dir");
-        }
-    }
-    let value = value?;
-    unmounted?;
-    Ok(value)
-}
 
 /// `path` inside `root` with every symlink resolved inside `root`
 /// (continuity's `fs.RootPath`): `..` and absolute targets never leave it.
@@ -199,7 +109,7 @@ pub fn copy_image_volumes(
     tmp_parent: &Path,
     volumes: &[(PathBuf, String)],
 ) -> io::Result<()> {
-    with_readonly_mount(mounts, tmp_parent, |root| {
+    with_readonly_temp_mount(mounts, tmp_parent, |root| {
         for (host, container_path) in volumes {
             let source = root_path(root, Path::new(container_path))?;
             if std::fs::symlink_metadata(&source).is_err() {
@@ -216,27 +126,6 @@ pub fn copy_image_volumes(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    fn check_options(kind: &str, options: &[&str], flags: MsFlags, data: &str) {
-        let options: Vec<String> = options.iter().map(|s| (*s).to_owned()).collect();
-        assert_eq!(readonly_options(kind, &options), (flags, data.to_owned()));
-    }
-
-    #[test]
-    fn options_become_read_only() {
-        check_options(
-            "bind",
-            &["rbind", "rw"],
-            MsFlags::MS_RDONLY | MsFlags::MS_BIND | MsFlags::MS_REC,
-            "",
-        );
-        check_options(
-            "overlay",
-            &["index=off", "workdir=/w", "upperdir=/u", "lowerdir=/l1:/l2"],
-            MsFlags::MS_RDONLY,
-            "index=off,lowerdir=/u:/l1:/l2",
-        );
-    }
 
     #[test]
     fn symlinks_stay_inside_the_root() {

@@ -1,8 +1,8 @@
 //! UpdateContainerResources (containerd's
 //! `container_update_resources_linux.go`): the new Linux resources go into
 //! the stored spec, so a restart keeps them, then onto the running task;
-//! the status checkpoint records them. Only created and running
-//! containers can be updated.
+//! the status checkpoint records them. Any container but one being removed
+//! can be updated; only a running one has a task to update.
 
 use std::time::Duration;
 
@@ -37,17 +37,19 @@ pub async fn update_container_resources(
         Some(h) => Some(h.update_lock.lock().await),
         None => None,
     };
-    let current = state
+    let status = state
         .store
         .get(id.as_ref())
         .map_err(ContainerError::ContainerStore)?
-        .status
-        .state();
-    if current != ContainerState::ContainerCreated && current != ContainerState::ContainerRunning {
+        .status;
+    let current = status.state();
+    // As containerd: any state but a removal in progress; the spec of a
+    // container that does not run is all there is to update.
+    if status.removing {
         return Err(ContainerError::ContainerState {
             id: id.to_string(),
             state: state_name(current),
-            reason: "only created or running containers can be updated".into(),
+            reason: "it is being removed".into(),
         });
     }
 
@@ -299,11 +301,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn exited_containers_are_refused() {
-        let env = TestEnv::new();
+    async fn an_exited_container_gets_the_spec_only() {
+        let (mocks, updates) = mocks(None);
+        let env = TestEnv::with(mocks, "");
         let mut exited = running_status();
         exited.finished_at = 9;
         add_live_container(&env, "c1", "s1", exited);
+        update_container_resources(&env.state, request(48 << 20))
+            .await
+            .unwrap();
+        assert_eq!(*updates.lock().unwrap(), [Some(48 << 20)]);
+        let linux = checkpointed(&env, "c1").resources.unwrap().linux.unwrap();
+        assert_eq!(linux.memory_limit_in_bytes, 48 << 20);
+    }
+
+    #[tokio::test]
+    async fn a_container_being_removed_is_refused() {
+        let env = TestEnv::new();
+        let mut removing = running_status();
+        removing.finished_at = 9;
+        removing.removing = true;
+        add_live_container(&env, "c1", "s1", removing);
         let err = update_container_resources(&env.state, request(1 << 20))
             .await
             .unwrap_err();

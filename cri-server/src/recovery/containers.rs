@@ -107,6 +107,11 @@ pub(super) async fn load(
             }
         }
     };
+    if status.created_at == 0 {
+        // The CRI allows no CreatedAt of 0 (the kubelet rejects such a
+        // status): containerd's ContainerStatus takes the record's.
+        status.created_at = record.created_at.map_or(0, crate::container::to_nanos);
+    }
     let task = match tasks.get(state, &record.id).await {
         Ok(task) => Some(task),
         Err(e) if e.is_not_found() => None,

@@ -293,10 +293,11 @@ async fn every_record_is_loaded_and_reconciled_with_its_task() {
     let bad = env.server.containers.store.get("bad").unwrap();
     assert_eq!(bad.status.state(), ContainerState::ContainerUnknown);
     assert_eq!(bad.metadata.sandbox_id.as_ref(), "s1");
-    assert_eq!(
-        state_of(&env, "nostatus").state(),
-        ContainerState::ContainerUnknown
-    );
+    let nostatus = state_of(&env, "nostatus");
+    assert_eq!(nostatus.state(), ContainerState::ContainerUnknown);
+    // Without a checkpoint, the record's creation time, never 0.
+    assert_eq!(nostatus.created_at, 5_000_000_000);
+    assert_eq!(bad.status.created_at, 5_000_000_000);
 
     // Every container's writable layer is tracked for the stats again,
     // the pause containers' not.

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use cri_api::v1::{
     CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigResponse,
-    RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusResponse, VersionResponse,
+    RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusResponse,
+    VersionResponse,
 };
 use cri_sandbox::cni::load_network_configs;
 
@@ -65,7 +66,12 @@ pub async fn status(config: &Config, containerd: &dyn Version, verbose: bool) ->
         }),
         info,
         runtime_handlers: runtime_handlers(config),
-        features: None,
+        // As containerd 2.x: `supplemental_groups_policy: Strict` is
+        // honoured and ContainerStatus reports the process's user, which
+        // the kubelet (1.33+) asks of a node before it admits Strict pods.
+        features: Some(RuntimeFeatures {
+            supplemental_groups_policy: true,
+        }),
     }
 }
 
@@ -194,6 +200,12 @@ mod tests {
             .map(|h| h.name.as_str())
             .collect();
         assert_eq!(names, ["", "runc"]);
+        assert_eq!(
+            resp.features,
+            Some(RuntimeFeatures {
+                supplemental_groups_policy: true
+            })
+        );
     }
 
     #[tokio::test]

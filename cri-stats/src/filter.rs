@@ -14,20 +14,23 @@ pub fn labels_match(selector: &HashMap<String, String>, labels: &HashMap<String,
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
-/// The targets `filter` selects. `resolve` maps an id or unique prefix to a
-/// full id (the store's prefix index); an unresolvable one is compared as
+/// The targets `filter` selects. `container` and `sandbox` map an id or
+/// unique prefix to a full id, each in its own store (containerd's
+/// `normalizeContainerStatsFilter`); an unresolvable one is compared as
 /// given, so it matches nothing.
 pub fn select_containers(
     targets: Vec<ContainerTarget>,
     filter: Option<&ContainerStatsFilter>,
-    resolve: impl Fn(&str) -> Option<String>,
+    container: impl Fn(&str) -> Option<String>,
+    sandbox: impl Fn(&str) -> Option<String>,
 ) -> Vec<ContainerTarget> {
     let Some(filter) = filter else { return targets };
-    let full = |id: &str| match id {
+    let full = |id: &str, resolve: &dyn Fn(&str) -> Option<String>| match id {
         "" => String::new(),
         id => resolve(id).unwrap_or_else(|| id.to_owned()),
     };
-    let (id, sandbox_id) = (full(&filter.id), full(&filter.pod_sandbox_id));
+    let id = full(&filter.id, &container);
+    let sandbox_id = full(&filter.pod_sandbox_id, &sandbox);
     targets
         .into_iter()
         .filter(|t| id.is_empty() || t.id == id)
@@ -80,13 +83,19 @@ mod tests {
             target("abd2", "sb1", &[("app", "db")]),
             target("xyz3", "sb2", &[("app", "web"), ("tier", "1")]),
         ];
-        let resolve = |p: &str| match p {
+        let container = |p: &str| match p {
             "abc" => Some("abc1".to_owned()),
-            "sb" => None,
-            "s2" => Some("sb2".to_owned()),
+            // A prefix of a container id too: the sandbox filter must not
+            // take it as one.
+            "s" => Some("s9-container".to_owned()),
             _ => None,
         };
-        let got = select_containers(targets, filter.as_ref(), resolve);
+        let sandbox = |p: &str| match p {
+            "s2" => Some("sb2".to_owned()),
+            "s" => Some("sb1".to_owned()),
+            _ => None,
+        };
+        let got = select_containers(targets, filter.as_ref(), container, sandbox);
         let ids: Vec<_> = got.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, expected);
     }
@@ -111,6 +120,8 @@ mod tests {
         check(filter("ab", "", &[]), &[]);
         check(filter("", "sb1", &[]), &["abc1", "abd2"]);
         check(filter("", "s2", &[]), &["xyz3"]);
+        check(filter("", "s", &[]), &["abc1", "abd2"]);
+        check(filter("", "abc", &[]), &[]);
         check(filter("", "", &[("app", "web")]), &["abc1", "xyz3"]);
         check(filter("", "", &[("app", "web"), ("tier", "1")]), &["xyz3"]);
         check(filter("", "sb1", &[("app", "web")]), &["abc1"]);

@@ -384,7 +384,7 @@ async fn container_stats_follow_cpu_memory_writes_and_filters() -> Result<()> {
     ensure!(ambiguous.is_err(), "prefix {shared:?}: {ambiguous:?}");
 
     // Stopped: no task to measure, as in containerd: ContainerStats is
-    // NotFound naming it, and the list leaves it out.
+    // NotFound naming it, and the list has it without cpu or memory.
     env.rt
         .stop_container(StopContainerRequest {
             container_id: busy.clone(),
@@ -407,10 +407,16 @@ async fn container_stats_follow_cpu_memory_writes_and_filters() -> Result<()> {
         Ok(answer) => bail!("stats of a stopped container: {answer:?}"),
     }
     let listed = env.list_stats(None).await?;
+    let mut both = [busy.as_str(), idle.as_str()];
+    both.sort_unstable();
+    ensure!(ids(&listed) == both, "both listed: {:?}", ids(&listed));
+    let exited = listed
+        .iter()
+        .find(|s| s.attributes.as_ref().is_some_and(|a| a.id == busy))
+        .context("the stopped container's stats")?;
     ensure!(
-        ids(&listed) == [idle.as_str()],
-        "only the running one listed: {:?}",
-        ids(&listed)
+        exited.cpu.is_none() && exited.memory.is_none() && exited.writable_layer.is_some(),
+        "{exited:?}"
     );
     Ok(())
 }

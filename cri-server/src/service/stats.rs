@@ -50,8 +50,9 @@ pub async fn container_stats(state: &ServerState, id: &str) -> Result<ContainerS
         .ok_or(StatsRequestError::Stats(StatsError::Collection))
 }
 
-/// ListContainerStats: every running container the filter selects (those
-/// without a task are left out, as containerd's plugin does).
+/// ListContainerStats: every container the filter selects, in any state,
+/// as containerd's plugin lists them: one that does not run has its
+/// attributes and writable layer but no cpu or memory.
 pub async fn list_container_stats(
     state: &ServerState,
     filter: Option<&ContainerStatsFilter>,
@@ -61,25 +62,18 @@ pub async fn list_container_stats(
         .store
         .list()
         .iter()
-        .filter(|c| c.status.state() == ContainerState::ContainerRunning)
         .map(|c| container_target(state, c))
         .collect();
-    let targets = select_containers(targets, filter, |id| {
-        // The filter's sandbox id may be a prefix too.
-        state
-            .containers
-            .store
-            .get(id)
-            .map(|c| c.metadata.id.to_string())
-            .or_else(|_| {
-                state
-                    .sandboxes
-                    .store
-                    .get(id)
-                    .map(|s| s.metadata.id.to_string())
-            })
-            .ok()
-    });
+    // Either id may be a prefix, each of its own store.
+    let container = |id: &str| {
+        let found = state.containers.store.get(id).ok();
+        found.map(|c| c.metadata.id.to_string())
+    };
+    let sandbox = |id: &str| {
+        let found = state.sandboxes.store.get(id).ok();
+        found.map(|s| s.metadata.id.to_string())
+    };
+    let targets = select_containers(targets, filter, container, sandbox);
     Ok(state.stats.container_stats(targets).await?)
 }
 

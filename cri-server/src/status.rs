@@ -120,9 +120,7 @@ fn sandbox_code(err: &crate::sandbox::SandboxError) -> Code {
     use crate::sandbox::SandboxError as E;
     use cri_sandbox::controller::ControllerError as C;
     match err {
-        E::MissingMetadata | E::IncompleteMetadata { .. } | E::Ambiguous { .. } => {
-            Code::InvalidArgument
-        }
+        E::MissingMetadata | E::Ambiguous { .. } => Code::InvalidArgument,
         E::NameReserved { .. } => Code::AlreadyExists,
         E::UnknownRuntimeHandler { .. } | E::NotFound { .. } => Code::NotFound,
         E::UnsupportedSandboxMode { .. } => Code::Unimplemented,

@@ -15,8 +15,6 @@ use cri_metadata::MetadataError;
 pub enum SandboxError {
     #[error("sandbox config must include metadata")]
     MissingMetadata,
-    #[error("sandbox metadata must include a {field}")]
-    IncompleteMetadata { field: &'static str },
     #[error("failed to reserve sandbox name {name:?}: name {name:?} is reserved for {owner:?}")]
     NameReserved { name: String, owner: String },
     #[error("no runtime for {handler:?} is configured")]

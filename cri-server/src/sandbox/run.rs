@@ -63,21 +63,13 @@ pub fn sandbox_name(m: &PodSandboxMetadata) -> String {
     format!("{}_{}_{}_{}", m.name, m.namespace, m.uid, m.attempt)
 }
 
+/// The pod's metadata, which must be there; as containerd, its fields may
+/// be empty (the name is then `_<namespace>_...`).
 fn validate(config: &PodSandboxConfig) -> Result<&PodSandboxMetadata> {
-    let m = config
+    config
         .metadata
         .as_ref()
-        .ok_or(SandboxError::MissingMetadata)?;
-    for (field, value) in [
-        ("name", &m.name),
-        ("namespace", &m.namespace),
-        ("uid", &m.uid),
-    ] {
-        if value.is_empty() {
-            return Err(SandboxError::IncompleteMetadata { field });
-        }
-    }
-    Ok(m)
+        .ok_or(SandboxError::MissingMetadata)
 }
 
 /// Whether the pod uses the node's network namespace.

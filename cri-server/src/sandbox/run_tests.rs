@@ -104,6 +104,28 @@ async fn a_pod_gets_netns_network_and_a_ready_record() {
 }
 
 #[tokio::test]
+async fn metadata_with_empty_fields_is_accepted_as_containerd_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Log = Arc::default();
+    let state = state(dir.path(), mocks(&log, Fail::Nothing), "").await;
+    let mut config = pod("web");
+    if let Some(m) = config.metadata.as_mut() {
+        m.uid.clear();
+        m.namespace.clear();
+    }
+    let id = run_pod_sandbox(Arc::clone(&state.sandboxes), request(config, ""))
+        .await
+        .unwrap();
+    let sandbox = state.sandboxes.store.get(&id).unwrap();
+    assert_eq!(sandbox.status.state, SandboxState::Ready);
+    assert_eq!(sandbox.metadata.name, "web___1");
+    assert_eq!(
+        state.sandboxes.names.owner("web___1").as_deref(),
+        Some(id.as_str())
+    );
+}
+
+#[tokio::test]
 async fn host_network_pods_get_no_netns_and_no_cni() {
     let dir = tempfile::tempdir().unwrap();
     let log: Log = Arc::default();
@@ -629,9 +651,6 @@ fn malformed_requests_and_unknown_handlers_are_rejected() {
         tonic::Code::InvalidArgument,
         "metadata",
     );
-    let mut no_uid = pod("web");
-    no_uid.metadata.as_mut().unwrap().uid.clear();
-    check_rejected(Some(no_uid), "", tonic::Code::InvalidArgument, "uid");
     check_rejected(Some(pod("web")), "kata", tonic::Code::NotFound, "\"kata\"");
 }
 

@@ -65,7 +65,7 @@ impl Tasks for ContainerdTasks {
             terminal: task.terminal,
             checkpoint: None,
             options: task.options,
-            runtime_path: String::new(),
+            runtime_path: task.runtime_path,
         };
         let reply = self
             .api()

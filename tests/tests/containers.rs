@@ -33,10 +33,16 @@ struct Env {
 
 impl Env {
     async fn new() -> Result<Env> {
+        Self::with_tables("").await
+    }
+
+    /// [`Env::new`] with whole config tables appended (e.g. runtimes).
+    async fn with_tables(extra_toml: &str) -> Result<Env> {
         let harness = Harness::start().await?;
         let server = harness
             .server(ServerOptions {
                 cri_plugin_toml: "netns_mounts_under_state_dir = true\n".into(),
+                extra_toml: extra_toml.into(),
                 ..ServerOptions::default()
             })
             .await?;
@@ -78,12 +84,21 @@ impl Env {
 
     /// Runs a pod on the host network; returns its id and config.
     async fn pod(&mut self, name: &str) -> Result<(String, PodSandboxConfig)> {
+        self.pod_of_handler(name, "").await
+    }
+
+    /// [`Env::pod`] with runtime handler `handler`.
+    async fn pod_of_handler(
+        &mut self,
+        name: &str,
+        handler: &str,
+    ) -> Result<(String, PodSandboxConfig)> {
         let config = self.pod_config(name);
         let id = self
             .rt
             .run_pod_sandbox(RunPodSandboxRequest {
                 config: Some(config.clone()),
-                runtime_handler: String::new(),
+                runtime_handler: handler.into(),
             })
             .await
             .with_context(|| format!("run pod {name}\n{}", server_log_tail(&self.server, 60)))?
@@ -1085,5 +1100,66 @@ async fn reopen_log_and_update_resources() -> Result<()> {
     for id in [&id, &waiting] {
         env.remove(id).await?;
     }
+    Ok(())
+}
+
+/// A runtime's `runtime_path` is the shim binary containerd starts for the
+/// tasks of its pods, the pause container's and the app containers' alike
+/// (containerd's `WithRuntimePath`): a wrapper there logs each call, then
+/// runs the real shim.
+#[tokio::test]
+async fn tasks_start_through_the_runtime_path() -> Result<()> {
+    let shim = Path::new("/usr/bin/containerd-shim-runc-v2");
+    ensure!(
+        shim.exists(),
+        "{} is missing: install containerd (apt-get install containerd)",
+        shim.display()
+    );
+    let dir = tempfile::tempdir()?;
+    let calls = dir.path().join("calls");
+    let wrapper = dir.path().join("traced-shim");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nexec {} \"$@\"\n",
+            calls.display(),
+            shim.display()
+        ),
+    )?;
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    // A version 2 file's `runtimes` replaces the default one, runc too.
+    let runtime = format!(
+        "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n\
+         runtime_type = \"io.containerd.runc.v2\"\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.traced]\n\
+         runtime_type = \"io.containerd.runc.v2\"\n\
+         runtime_path = {:?}\n",
+        wrapper.display().to_string()
+    );
+    let mut env = Env::with_tables(&runtime).await?;
+    let pod = env.pod_of_handler("traced", "traced").await?;
+    let id = env.run(&pod, env.busybox("app", &["sleep", "60"])).await?;
+    let calls = std::fs::read_to_string(&calls).context("the wrapper was never called")?;
+    for (what, task) in [("pause", &pod.0), ("app", &id)] {
+        ensure!(
+            calls
+                .lines()
+                .any(|l| l.contains(&format!("-id {task}")) && l.ends_with("start")),
+            "no shim start of the {what} task {task} through the runtime path:\n{calls}"
+        );
+    }
+    env.rt
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.0.clone(),
+        })
+        .await?;
+    env.rt
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.0.clone(),
+        })
+        .await?;
     Ok(())
 }

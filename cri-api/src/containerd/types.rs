@@ -138,6 +138,9 @@ pub struct CreateTask {
     pub stderr: String,
     pub terminal: bool,
     pub options: Option<Any>,
+    /// The shim binary to start instead of the one containerd finds by the
+    /// runtime's name (the runtime's `runtime_path`); empty for the lookup.
+    pub runtime_path: String,
 }
 
 /// Everything needed to start an extra process in a running task.

@@ -51,6 +51,8 @@ pub struct CreateSandbox {
     pub image: SandboxImage,
     /// containerd runtime name (`io.containerd.runc.v2`) and options.
     pub runtime: RuntimeInfo,
+    /// The runtime's `runtime_path`, for the task; empty for none.
+    pub runtime_path: String,
     pub snapshotter: String,
     /// Config keys that shape the spec.
     pub spec_options: RuntimeOptions,

@@ -11,6 +11,7 @@ use cri_api::containerd::{ArmedWait, CreateTask};
 use cri_api::ids::ContainerId;
 use cri_api::rollback::Rollback;
 use cri_api::v1::{ContainerEventType, ContainerState, NamespaceMode};
+use cri_config::RuntimeConfig;
 use cri_io::{CriLog, LineLimit, SystemClock};
 use cri_store::container::Container;
 use cri_store::sandbox::SandboxState;
@@ -108,18 +109,18 @@ fn set_starting(state: &ContainerService, id: &ContainerId) -> Result<()> {
 }
 
 fn runtime_type(state: &ContainerService, container: &Container) -> String {
-    state
+    runtime_of(state, container)
+        .map(|r| r.runtime_type.clone())
+        .unwrap_or_default()
+}
+
+/// The configured runtime of the container's pod handler.
+fn runtime_of<'a>(state: &'a ContainerService, container: &Container) -> Option<&'a RuntimeConfig> {
+    let sandbox = state
         .sandboxes
         .get(container.metadata.sandbox_id.as_ref())
-        .ok()
-        .and_then(|s| {
-            state
-                .config
-                .cri
-                .runtime(&s.metadata.runtime_handler)
-                .map(|r| r.runtime_type.clone())
-        })
-        .unwrap_or_default()
+        .ok()?;
+    state.config.cri.runtime(&sandbox.metadata.runtime_handler)
 }
 
 /// Creates and starts the task; returns the `Tasks/Wait` sent before the
@@ -191,6 +192,9 @@ async fn start_task(state: &ContainerService, container: &Container) -> Result<A
                 stderr: paths.stderr_str(),
                 terminal: paths.terminal,
                 options: None,
+                runtime_path: runtime_of(state, container)
+                    .map(crate::sandbox::runtime_path)
+                    .unwrap_or_default(),
             })
             .await?;
         {
@@ -316,6 +320,7 @@ mod tests {
                     && t.stderr.ends_with("/c1-stderr")
                     && t.stdin.is_empty()
                     && !t.terminal
+                    && t.runtime_path.is_empty()
             })
             .times(1)
             .in_sequence(&mut seq)
@@ -378,6 +383,33 @@ mod tests {
         );
         let handle = env.state.store.handle("c1").unwrap();
         assert!(handle.wait_stopped(Duration::from_secs(1)).await);
+    }
+
+    #[tokio::test]
+    async fn the_task_is_made_with_the_runtime_path_of_the_pod_handler() {
+        let mut mocks = Mocks::default();
+        mocks
+            .services
+            .snapshots
+            .expect_mounts()
+            .returning(|_, _| Ok(Vec::new()));
+        mocks
+            .services
+            .tasks
+            .expect_create()
+            .withf(|t| t.runtime_path == "/opt/shims/containerd-shim-runc-v2")
+            .times(1)
+            .returning(|_| Err(injected("create task")));
+        let runc = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n\
+                    runtime_type = \"io.containerd.runc.v2\"\n\
+                    runtime_path = \"/opt/shims/containerd-shim-runc-v2\"";
+        let env = TestEnv::with(mocks, runc);
+        add_sandbox(&env, "s1", true);
+        add_live_container(&env, "c1", "s1", created_status());
+        let err = start_container(Arc::clone(&env.state), "c1".into())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("create task"), "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,8 +38,8 @@ pub use run::{
 };
 pub use runtime_config::update_runtime_config;
 pub use runtime_options::{
-    runtime_info, runtime_options, runtime_options_json, RuncOptions, RUNC_OPTIONS_TYPE_URL,
-    RUNTIME_OPTIONS_TYPE_URL,
+    runtime_info, runtime_options, runtime_options_json, runtime_path, RuncOptions,
+    RUNC_OPTIONS_TYPE_URL, RUNTIME_OPTIONS_TYPE_URL,
 };
 pub use service::{PodContainerError, PodContainers, SandboxLookup, SandboxService};
 pub use spec_options::spec_options;

@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use super::error::SandboxError;
 use super::exit_monitor::spawn_exit_monitor;
-use super::runtime_options::runtime_info;
+use super::runtime_options::{runtime_info, runtime_path};
 use super::spec_options::spec_options;
 use super::SandboxService;
 use cri_config::RuntimeConfig;
@@ -452,6 +452,7 @@ fn create_request(
             config: image_config.clone(),
         },
         runtime: runtime_info(&plan.runtime),
+        runtime_path: runtime_path(&plan.runtime),
         snapshotter: state.config.cri.snapshotter_for(&plan.handler).to_owned(),
         spec_options: spec_options(
             &state.config.cri,

@@ -69,6 +69,13 @@ pub fn runtime_info(runtime: &RuntimeConfig) -> RuntimeInfo {
     }
 }
 
+/// The shim binary tasks of `runtime` start with (`WithRuntimePath`, sent
+/// only when `runtime_path` is set); empty for containerd's lookup by the
+/// runtime's name.
+pub fn runtime_path(runtime: &RuntimeConfig) -> String {
+    path_string(runtime.runtime_path.as_deref())
+}
+
 /// The options Any of `runtime`, or `None` when containerd would send none
 /// (a non-runc runtime without options).
 pub fn runtime_options(runtime: &RuntimeConfig) -> Option<Any> {

@@ -128,6 +128,7 @@ impl PodSandboxController {
         let task = CreateTask {
             container_id: id.to_string(),
             rootfs: made.rootfs,
+            runtime_path: req.runtime_path.clone(),
             ..CreateTask::default()
         };
         // A lease the snapshot needed goes while the task is created (the

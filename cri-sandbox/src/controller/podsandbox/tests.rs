@@ -179,6 +179,8 @@ fn containerd(log: &Log, fail: Fail) -> MockServices {
         push(&l, "create task");
         assert_eq!(task.rootfs.len(), 1);
         assert!(task.stdin.is_empty() && task.stdout.is_empty() && task.stderr.is_empty());
+        // The runtime's `runtime_path` goes with the task (`WithRuntimePath`).
+        assert_eq!(task.runtime_path, SHIM_PATH);
         if fail == Fail::TaskCreate {
             return Err(unavailable());
         }
@@ -258,6 +260,7 @@ fn request(image: SandboxImage) -> CreateSandbox {
             name: "io.containerd.runc.v2".into(),
             options: None,
         },
+        runtime_path: SHIM_PATH.into(),
         snapshotter: "overlayfs".into(),
         spec_options: RuntimeOptions::default(),
         labels: HashMap::from([("io.cri-containerd.kind".into(), "sandbox".into())]),
@@ -298,6 +301,9 @@ async fn run(fail: Fail) -> (Env, Result<SandboxInstance>) {
 
 /// The pod's request with a user to look up in the image (the path
 /// that reads the user database from the snapshot).
+/// The shim binary the pod's runtime is configured with.
+const SHIM_PATH: &str = "/opt/shims/containerd-shim-runc-v2";
+
 fn user_request() -> CreateSandbox {
     let mut req = request(pause_image(&["/pause"]));
     req.config.linux = Some(v1::LinuxPodSandboxConfig {

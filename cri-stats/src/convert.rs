@@ -81,19 +81,24 @@ fn interface_usage(i: &InterfaceStats) -> NetworkInterfaceUsage {
     }
 }
 
-/// `eth0` as the default interface; every interface but `lo` in the list.
+/// `eth0` as the default interface, else the first interface but `lo` (as
+/// containerd 2.x: the kubelet reads the default of any pod with a
+/// network); every interface but `lo` in the list.
 pub fn network_usage(interfaces: &[InterfaceStats], timestamp: i64) -> NetworkUsage {
+    let listed: Vec<NetworkInterfaceUsage> = interfaces
+        .iter()
+        .filter(|i| i.name != "lo")
+        .map(interface_usage)
+        .collect();
+    let default_interface = listed
+        .iter()
+        .find(|i| i.name == DEFAULT_INTERFACE)
+        .or_else(|| listed.first())
+        .cloned();
     NetworkUsage {
         timestamp,
-        default_interface: interfaces
-            .iter()
-            .find(|i| i.name == DEFAULT_INTERFACE)
-            .map(interface_usage),
-        interfaces: interfaces
-            .iter()
-            .filter(|i| i.name != "lo")
-            .map(interface_usage)
-            .collect(),
+        default_interface,
+        interfaces: listed,
     }
 }
 
@@ -210,7 +215,7 @@ mod tests {
     }
 
     #[test]
-    fn network_default_is_eth0_and_lo_is_left_out() {
+    fn network_default_is_eth0_else_the_first_and_lo_is_left_out() {
         let iface = |name: &str, rx| InterfaceStats {
             name: name.into(),
             rx_bytes: rx,
@@ -221,5 +226,8 @@ mod tests {
         let names: Vec<_> = got.interfaces.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["eth0", "net1"]);
         assert_eq!(network_usage(&[iface("lo", 1)], 0).default_interface, None);
+        // Without eth0, the first one but lo.
+        let got = network_usage(&[iface("lo", 1), iface("net1", 3), iface("net2", 4)], 7);
+        assert_eq!(got.default_interface.unwrap().name, "net1");
     }
 }

@@ -1,5 +1,6 @@
 //! CRI container events (`GetContainerEvents`, the kubelet's evented PLEG):
-//! CREATED, STARTED, STOPPED and DELETED with the pod's status. Every
+//! CREATED, STARTED, STOPPED and DELETED with the pod's status, for app
+//! containers and (as containerd sends them, under the pod's id) for pods. Every
 //! subscriber has its own bounded buffer; the runtime never waits for a
 //! subscriber, and events a slow one misses are counted as dropped.
 

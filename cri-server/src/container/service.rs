@@ -11,12 +11,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cri_api::containerd::{Containerd, ContainerdError, RuntimeInfo};
 use cri_api::ids::SandboxId;
+use cri_api::v1::ContainerEventType;
 use cri_store::container::ContainerStore;
 use cri_store::name_index::NameIndex;
 
 use super::{ContainerEvents, ContainerHandle, ContainerHost};
 use crate::metrics::Metrics;
-use crate::sandbox::{PodContainerError, PodContainers, SandboxLookup};
+use crate::sandbox::{PodContainerError, PodContainers, PodEvents, SandboxLookup};
 use cri_config::Config;
 use cri_image::ImageManager;
 use cri_stats::StatsCollector;
@@ -50,6 +51,13 @@ pub struct ContainerService {
     pub sandboxes: Arc<dyn SandboxLookup>,
     /// The last unfiltered ListContainers answer, encoded.
     pub list_cache: crate::list_cache::ListCache,
+}
+
+#[async_trait]
+impl PodEvents for ContainerService {
+    async fn pod_event(&self, sandbox_id: &SandboxId, kind: ContainerEventType) {
+        super::events::emit(self, sandbox_id.as_ref(), sandbox_id.as_ref(), kind).await;
+    }
 }
 
 #[async_trait]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cri_api::ids::SandboxId;
+use cri_api::v1::ContainerEventType;
 use cri_store::sandbox::SandboxState;
 use cri_store::StoreError;
 use tracing::Instrument;
@@ -47,11 +48,17 @@ async fn monitor(state: Arc<SandboxService>, id: SandboxId) {
             Ok(exit) => {
                 tracing::info!(exit_code = exit.code, "sandbox exited");
                 mark_not_ready(&state, &id);
+                state
+                    .send_pod_event(&id, ContainerEventType::ContainerStoppedEvent)
+                    .await;
                 return;
             }
             Err(e) if e.is_not_found() => {
                 tracing::info!("sandbox task is gone");
                 mark_not_ready(&state, &id);
+                state
+                    .send_pod_event(&id, ContainerEventType::ContainerStoppedEvent)
+                    .await;
                 return;
             }
             Err(e) => {

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use cri_api::containerd::{ContainerRecord, ExitStatus};
 use cri_api::ids::SandboxId;
-use cri_api::v1::{PodSandboxFilter, PodSandboxState, PodSandboxStateValue};
+use cri_api::v1::{ContainerEventType, PodSandboxFilter, PodSandboxState, PodSandboxStateValue};
 use cri_sandbox::controller::{
     ControllerError, ControllerStatus, CreateSandbox, SandboxController, SandboxInstance,
 };
 use cri_store::sandbox::SandboxState;
+use futures::StreamExt;
 
 use super::testutil::{
     entries, mocks, pod, request, state, state_with, Fail, GatedCni, Log, Mocks, NETNS, SANDBOX_ID,
@@ -116,9 +117,17 @@ async fn a_stop_whose_network_teardown_was_not_recorded_runs_cni_del() {
 async fn remove_stops_first_then_shuts_down_and_forgets() {
     let log: Log = Arc::default();
     let (_dir, state) = running(mocks(&log, Fail::Nothing), &log).await;
+    let mut events = state.containers.events.subscribe();
     remove_pod_sandbox(&state.sandboxes, &*state.containers, SANDBOX_ID)
         .await
         .unwrap();
+    // DELETED, without a pod status: the pod is gone (as containerd's).
+    let deleted = events.next().await.unwrap();
+    assert_eq!(
+        (deleted.container_id.as_str(), deleted.container_event_type),
+        (SANDBOX_ID, ContainerEventType::ContainerDeletedEvent as i32)
+    );
+    assert_eq!(deleted.pod_sandbox_status, None);
     check(
         &log,
         &[
@@ -394,18 +403,26 @@ async fn an_exited_sandbox_turns_not_ready() {
     run_pod_sandbox(Arc::clone(&state.sandboxes), request(pod("web"), ""))
         .await
         .unwrap();
+    let mut events = state.containers.events.subscribe();
     let current = || state.sandboxes.store.get(SANDBOX_ID).unwrap().status;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!((current().state, current().pid), (SandboxState::Ready, 7));
     controller.exit.notify_one();
-    for _ in 0..100 {
-        if current().state == SandboxState::NotReady {
-            assert_eq!(current().pid, 0);
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("sandbox did not turn NOTREADY");
+    // STOPPED, with the pod's status after the exit.
+    let stopped = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .expect("no STOPPED event")
+        .unwrap();
+    assert_eq!(
+        (stopped.container_id.as_str(), stopped.container_event_type),
+        (SANDBOX_ID, ContainerEventType::ContainerStoppedEvent as i32)
+    );
+    let status = stopped.pod_sandbox_status.unwrap();
+    assert_eq!(status.state, PodSandboxState::SandboxNotready as i32);
+    assert_eq!(
+        (current().state, current().pid),
+        (SandboxState::NotReady, 0)
+    );
 }
 
 #[tokio::test]

@@ -41,7 +41,7 @@ pub use runtime_options::{
     runtime_info, runtime_options, runtime_options_json, runtime_path, RuncOptions,
     RUNC_OPTIONS_TYPE_URL, RUNTIME_OPTIONS_TYPE_URL,
 };
-pub use service::{PodContainerError, PodContainers, SandboxLookup, SandboxService};
+pub use service::{PodContainerError, PodContainers, PodEvents, SandboxLookup, SandboxService};
 pub use spec_options::spec_options;
 pub use status::pod_sandbox_status;
 pub use stop::stop_pod_sandbox;

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use cri_api::v1::ContainerEventType;
 use cri_store::StoreError;
 
 use super::error::SandboxError;
@@ -79,6 +80,9 @@ pub async fn remove_pod_sandbox(
 
     if state.store.remove(id).is_ok() {
         state.names.release(&meta.name);
+        state
+            .send_pod_event(id, ContainerEventType::ContainerDeletedEvent)
+            .await;
     }
     state.stats.forget(id.as_ref());
     tracing::info!("sandbox removed");

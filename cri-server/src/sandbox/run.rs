@@ -15,7 +15,9 @@ use std::time::UNIX_EPOCH;
 use cri_api::error_chain;
 use cri_api::ids::SandboxId;
 use cri_api::rollback::Rollback;
-use cri_api::v1::{NamespaceMode, PodSandboxConfig, PodSandboxMetadata, RunPodSandboxRequest};
+use cri_api::v1::{
+    ContainerEventType, NamespaceMode, PodSandboxConfig, PodSandboxMetadata, RunPodSandboxRequest,
+};
 use cri_sandbox::cni::{CniNetwork, CniResult, SandboxNetwork};
 use cri_sandbox::controller::{
     CreateSandbox, MetadataExtension, SandboxController, SandboxImage, SandboxInstance,
@@ -198,7 +200,15 @@ async fn run(
         Ok(()) => {
             undo.commit();
             reservation.keep();
+            // As containerd: CREATED once the sandbox is stored, STARTED
+            // once its exit is watched.
+            state
+                .send_pod_event(&id, ContainerEventType::ContainerCreatedEvent)
+                .await;
             spawn_exit_monitor(Arc::clone(state), id.clone());
+            state
+                .send_pod_event(&id, ContainerEventType::ContainerStartedEvent)
+                .await;
             tracing::info!(name = %plan.name, "sandbox ready");
             Ok(id.to_string())
         }

@@ -7,9 +7,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cri_api::v1::{LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption};
+use cri_api::v1::{
+    ContainerEventType, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption,
+};
 use cri_sandbox::controller::{ControllerError, CreateSandbox, SandboxController, SandboxInstance};
 use cri_store::sandbox::SandboxState;
+use futures::StreamExt;
 
 use super::*;
 use crate::sandbox::testutil::{
@@ -123,6 +126,32 @@ async fn metadata_with_empty_fields_is_accepted_as_containerd_does() {
         state.sandboxes.names.owner("web___1").as_deref(),
         Some(id.as_str())
     );
+}
+
+#[tokio::test]
+async fn a_running_pod_sends_created_then_started_with_its_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Log = Arc::default();
+    let state = state(dir.path(), mocks(&log, Fail::Nothing), "").await;
+    let mut events = state.containers.events.subscribe();
+    let id = run_pod_sandbox(Arc::clone(&state.sandboxes), request(pod("web"), ""))
+        .await
+        .unwrap();
+    for kind in [
+        ContainerEventType::ContainerCreatedEvent,
+        ContainerEventType::ContainerStartedEvent,
+    ] {
+        let event = events.next().await.unwrap();
+        assert_eq!(event.container_id, id);
+        assert_eq!(event.container_event_type, kind as i32);
+        let status = event.pod_sandbox_status.unwrap();
+        assert_eq!(status.id, id);
+        assert_eq!(
+            status.state,
+            cri_api::v1::PodSandboxState::SandboxReady as i32
+        );
+        assert!(event.containers_statuses.is_empty());
+    }
 }
 
 #[tokio::test]

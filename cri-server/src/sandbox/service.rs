@@ -2,14 +2,15 @@
 //! name index, the controllers, netns and CNI), and the two seams between
 //! sandboxes and containers. The sandbox side sees a pod's containers only
 //! through [`PodContainers`]; the container side sees sandboxes only
-//! through [`SandboxLookup`], which this service implements. Both traits
-//! live here, so the module edge points one way: `container` → `sandbox`.
+//! through [`SandboxLookup`], which this service implements, and sends the
+//! pod's own events through [`PodEvents`]. The traits live here, so the
+//! module edge points one way: `container` → `sandbox`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use async_trait::async_trait;
 use cri_api::ids::SandboxId;
-use cri_api::v1::PodSandboxStatus;
+use cri_api::v1::{ContainerEventType, PodSandboxStatus};
 use cri_spec::Platform;
 use cri_store::name_index::NameIndex;
 use cri_store::sandbox::{Sandbox, SandboxMetadata, SandboxState, SandboxStore};
@@ -38,6 +39,20 @@ pub struct SandboxService {
     pub stats: Arc<StatsCollector>,
     /// The last unfiltered ListPodSandbox answer, encoded.
     pub list_cache: crate::list_cache::ListCache,
+    /// Where the pod's own events go (the container service, set once both
+    /// services exist).
+    pub pod_events: OnceLock<Weak<dyn PodEvents>>,
+}
+
+impl SandboxService {
+    /// containerd's `generateAndSendContainerEvent(id, id, kind)`: an event
+    /// about the pod itself, its id as the container id, for the kubelet's
+    /// evented PLEG.
+    pub(crate) async fn send_pod_event(&self, id: &SandboxId, kind: ContainerEventType) {
+        if let Some(events) = self.pod_events.get().and_then(Weak::upgrade) {
+            events.pod_event(id, kind).await;
+        }
+    }
 }
 
 /// A container of a pod that could not be stopped or removed.
@@ -58,6 +73,15 @@ pub trait PodContainers: Send + Sync {
     async fn stop_all(&self, sandbox_id: &SandboxId) -> Result<(), PodContainerError>;
     /// Removes every container of the pod, stopping at the first failure.
     async fn remove_all(&self, sandbox_id: &SandboxId) -> Result<(), PodContainerError>;
+}
+
+/// The CRI container events stream, for events about a pod itself
+/// (CREATED and STARTED when it runs, STOPPED when its sandbox exits,
+/// DELETED when it is removed), which carry the pod's status and its
+/// containers' statuses as container events do.
+#[async_trait]
+pub trait PodEvents: Send + Sync {
+    async fn pod_event(&self, sandbox_id: &SandboxId, kind: ContainerEventType);
 }
 
 /// What the container RPCs need of sandboxes: read-only.

@@ -10,12 +10,12 @@ mod stats;
 #[cfg(test)]
 mod read_rpc_tests;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use cri_api::containerd::Containerd;
 
 use crate::container::{ContainerHost, ContainerService};
-use crate::sandbox::{SandboxLookup, SandboxManager, SandboxService};
+use crate::sandbox::{PodEvents, SandboxLookup, SandboxManager, SandboxService};
 use cri_config::Config;
 use cri_image::ImageManager;
 
@@ -82,6 +82,7 @@ impl ServerState {
             metrics: Arc::clone(&metrics),
             stats: Arc::clone(&stats),
             list_cache: Default::default(),
+            pod_events: Default::default(),
         });
         let containers = Arc::new(ContainerService {
             config: Arc::clone(&config),
@@ -98,6 +99,10 @@ impl ServerState {
             sandboxes: Arc::clone(&sandboxes) as Arc<dyn SandboxLookup>,
             list_cache: Default::default(),
         });
+        let pod_events = Arc::downgrade(&containers) as Weak<dyn PodEvents>;
+        if sandboxes.pod_events.set(pod_events).is_err() {
+            unreachable!("a new sandbox service has no pod event sink yet");
+        }
         Arc::new(Self {
             config,
             containerd,

@@ -157,7 +157,9 @@ impl ContainerIo {
             }
         }
         if let (Some(reader), Some(stdin)) = (streams.stdin, &self.inner.stdin) {
-            let once = streams.stdin_once && !tty;
+            // The request's tty alone, as containerd's: a client without
+            // one ends a tty container's stdin too.
+            let once = streams.stdin_once && !streams.tty;
             let task = forward_stdin(
                 reader,
                 stdin.clone(),
@@ -597,6 +599,39 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(got, b"last words");
+        timeout(T, closed_rx).await.unwrap().unwrap();
+        timeout(T, session.wait()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn stdin_once_without_a_tty_closes_a_tty_containers_stdin() {
+        let f = fixture(
+            StdioOptions {
+                stdin: true,
+                tty: true,
+            },
+            true,
+        );
+        let mut shim = shim_stdin(&f.io);
+        let (mut client_in, stdin) = tokio::io::duplex(1024);
+        let (closed_tx, closed_rx) = oneshot::channel();
+        let session = f.io.attach(AttachStreams {
+            stdin: Some(Box::new(stdin)),
+            stdin_once: true,
+            tty: false,
+            close_stdin: Some(Box::pin(async move {
+                let _ = closed_tx.send(());
+            })),
+            ..Default::default()
+        });
+        client_in.write_all(b"bye").await.unwrap();
+        drop(client_in);
+        let mut got = Vec::new();
+        timeout(T, shim.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, b"bye");
         timeout(T, closed_rx).await.unwrap().unwrap();
         timeout(T, session.wait()).await.unwrap();
     }

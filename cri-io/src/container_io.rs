@@ -571,12 +571,14 @@ mod tests {
         timeout(T, again.wait()).await.unwrap();
     }
 
-    #[tokio::test]
-    async fn stdin_once_closes_the_fifo_then_calls_close_stdin() {
+    /// A stdin_once client without a tty, on a container with or without
+    /// one: its input reaches the container, then its EOF closes the FIFO
+    /// and the containerd side (`close_stdin`).
+    async fn check_stdin_once_closes_stdin(container_tty: bool) {
         let f = fixture(
             StdioOptions {
                 stdin: true,
-                tty: false,
+                tty: container_tty,
             },
             true,
         );
@@ -586,6 +588,7 @@ mod tests {
         let session = f.io.attach(AttachStreams {
             stdin: Some(Box::new(stdin)),
             stdin_once: true,
+            tty: false,
             close_stdin: Some(Box::pin(async move {
                 let _ = closed_tx.send(());
             })),
@@ -604,36 +607,14 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stdin_once_closes_the_fifo_then_calls_close_stdin() {
+        check_stdin_once_closes_stdin(false).await;
+    }
+
+    #[tokio::test]
     async fn stdin_once_without_a_tty_closes_a_tty_containers_stdin() {
-        let f = fixture(
-            StdioOptions {
-                stdin: true,
-                tty: true,
-            },
-            true,
-        );
-        let mut shim = shim_stdin(&f.io);
-        let (mut client_in, stdin) = tokio::io::duplex(1024);
-        let (closed_tx, closed_rx) = oneshot::channel();
-        let session = f.io.attach(AttachStreams {
-            stdin: Some(Box::new(stdin)),
-            stdin_once: true,
-            tty: false,
-            close_stdin: Some(Box::pin(async move {
-                let _ = closed_tx.send(());
-            })),
-            ..Default::default()
-        });
-        client_in.write_all(b"bye").await.unwrap();
-        drop(client_in);
-        let mut got = Vec::new();
-        timeout(T, shim.read_to_end(&mut got))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(got, b"bye");
-        timeout(T, closed_rx).await.unwrap().unwrap();
-        timeout(T, session.wait()).await.unwrap();
+        // As containerd: the request's tty decides, not the container's.
+        check_stdin_once_closes_stdin(true).await;
     }
 
     #[tokio::test]

@@ -162,6 +162,24 @@ impl Env {
             .into_inner())
     }
 
+    /// The memory limit container `id` reports in its status and has in
+    /// its stored spec (verbose info) is `bytes`.
+    async fn check_memory_limit(&mut self, id: &str, bytes: i64) -> Result<()> {
+        let status = self.status(id, true).await?;
+        let res = status
+            .status
+            .and_then(|s| s.resources)
+            .and_then(|r| r.linux)
+            .context("no resources")?;
+        ensure!(res.memory_limit_in_bytes == bytes, "{res:?}");
+        let info: serde_json::Value = serde_json::from_str(&status.info["info"])?;
+        ensure!(
+            info["runtimeSpec"]["linux"]["resources"]["memory"]["limit"] == bytes,
+            "{info}"
+        );
+        Ok(())
+    }
+
     async fn state(&mut self, id: &str) -> Result<ContainerStatus> {
         self.status(id, false)
             .await?
@@ -1038,18 +1056,7 @@ async fn reopen_log_and_update_resources() -> Result<()> {
         "cgroup limit {}",
         limit(&cgroup)?
     );
-    let status = env.status(&id, true).await?;
-    let res = status
-        .status
-        .and_then(|s| s.resources)
-        .and_then(|r| r.linux)
-        .context("no resources")?;
-    ensure!(res.memory_limit_in_bytes == 48 << 20, "{res:?}");
-    let info: serde_json::Value = serde_json::from_str(&status.info["info"])?;
-    ensure!(
-        info["runtimeSpec"]["linux"]["resources"]["memory"]["limit"] == 48 << 20,
-        "{info}"
-    );
+    env.check_memory_limit(&id, 48 << 20).await?;
 
     // A created container: the spec alone, applied when it starts.
     let waiting = env
@@ -1075,18 +1082,7 @@ async fn reopen_log_and_update_resources() -> Result<()> {
     env.rt
         .update_container_resources(update(&id, 32 << 20))
         .await?;
-    let status = env.status(&id, true).await?;
-    let res = status
-        .status
-        .and_then(|s| s.resources)
-        .and_then(|r| r.linux)
-        .context("no resources")?;
-    ensure!(res.memory_limit_in_bytes == 32 << 20, "{res:?}");
-    let info: serde_json::Value = serde_json::from_str(&status.info["info"])?;
-    ensure!(
-        info["runtimeSpec"]["linux"]["resources"]["memory"]["limit"] == 32 << 20,
-        "{info}"
-    );
+    env.check_memory_limit(&id, 32 << 20).await?;
     let r = env
         .rt
         .reopen_container_log(ReopenContainerLogRequest {

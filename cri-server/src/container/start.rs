@@ -385,8 +385,8 @@ mod tests {
         assert!(handle.wait_stopped(Duration::from_secs(1)).await);
     }
 
-    #[tokio::test]
-    async fn the_task_is_made_with_the_runtime_path_of_the_pod_handler() {
+    /// Mocks whose one task create, of a task `check` accepts, fails.
+    fn failing_create(check: fn(&CreateTask) -> bool) -> Mocks {
         let mut mocks = Mocks::default();
         mocks
             .services
@@ -397,9 +397,15 @@ mod tests {
             .services
             .tasks
             .expect_create()
-            .withf(|t| t.runtime_path == "/opt/shims/containerd-shim-runc-v2")
+            .withf(check)
             .times(1)
             .returning(|_| Err(injected("create task")));
+        mocks
+    }
+
+    #[tokio::test]
+    async fn the_task_is_made_with_the_runtime_path_of_the_pod_handler() {
+        let mocks = failing_create(|t| t.runtime_path == "/opt/shims/containerd-shim-runc-v2");
         let runc = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n\
                     runtime_type = \"io.containerd.runc.v2\"\n\
                     runtime_path = \"/opt/shims/containerd-shim-runc-v2\"";
@@ -463,19 +469,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_task_create_records_start_error() {
-        let mut mocks = Mocks::default();
-        mocks
-            .services
-            .snapshots
-            .expect_mounts()
-            .returning(|_, _| Ok(Vec::new()));
-        mocks
-            .services
-            .tasks
-            .expect_create()
-            .times(1)
-            .returning(|_| Err(injected("create task")));
-        let env = TestEnv::with(mocks, "");
+        let env = TestEnv::with(failing_create(|_| true), "");
         add_sandbox(&env, "s1", true);
         add_live_container(&env, "c1", "s1", created_status());
         let err = start_container(Arc::clone(&env.state), "c1".into())

@@ -93,9 +93,10 @@ fn mount_readonly(m: &Mount, target: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Unmounts everything stacked on `target`; a busy one is detached.
+/// Unmounts everything stacked on `target` (at most 16 layers); a busy one
+/// is detached.
 fn unmount_all(target: &Path) -> io::Result<()> {
-    loop {
+    for _ in 0..16 {
         match umount2(target, MntFlags::empty()) {
             Ok(()) => continue,
             Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(()),
@@ -103,6 +104,7 @@ fn unmount_all(target: &Path) -> io::Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use cri_api::containerd::{ArmedWait, CreateTask};
 use cri_api::ids::ContainerId;
 use cri_api::rollback::Rollback;
 use cri_api::v1::{ContainerEventType, ContainerState, NamespaceMode};
-use cri_config::RuntimeConfig;
 use cri_io::{CriLog, LineLimit, SystemClock};
 use cri_store::container::Container;
 use cri_store::sandbox::SandboxState;
@@ -109,18 +108,18 @@ fn set_starting(state: &ContainerService, id: &ContainerId) -> Result<()> {
 }
 
 fn runtime_type(state: &ContainerService, container: &Container) -> String {
-    runtime_of(state, container)
-        .map(|r| r.runtime_type.clone())
-        .unwrap_or_default()
-}
-
-/// The configured runtime of the container's pod handler.
-fn runtime_of<'a>(state: &'a ContainerService, container: &Container) -> Option<&'a RuntimeConfig> {
-    let sandbox = state
+    state
         .sandboxes
         .get(container.metadata.sandbox_id.as_ref())
-        .ok()?;
-    state.config.cri.runtime(&sandbox.metadata.runtime_handler)
+        .ok()
+        .and_then(|s| {
+            state
+                .config
+                .cri
+                .runtime(&s.metadata.runtime_handler)
+                .map(|r| r.runtime_type.clone())
+        })
+        .unwrap_or_default()
 }
 
 /// Creates and starts the task; returns the `Tasks/Wait` sent before the
@@ -147,6 +146,13 @@ async fn start_task(state: &ContainerService, container: &Container) -> Result<A
     if let Some(ns) = ns.filter(|n| n.pid == NamespaceMode::Target as i32) {
         super::validate_target(state, &meta.sandbox_id, &ns.target_id)?;
     }
+    // The pod handler's `runtime_path`, from the sandbox read above.
+    let runtime_path = state
+        .config
+        .cri
+        .runtime(&sandbox.metadata.runtime_handler)
+        .map(crate::sandbox::runtime_path)
+        .unwrap_or_default();
     let handle = state.store.handle(id.as_ref());
     let io =
         handle
@@ -192,9 +198,7 @@ async fn start_task(state: &ContainerService, container: &Container) -> Result<A
                 stderr: paths.stderr_str(),
                 terminal: paths.terminal,
                 options: None,
-                runtime_path: runtime_of(state, container)
-                    .map(crate::sandbox::runtime_path)
-                    .unwrap_or_default(),
+                runtime_path: runtime_path.clone(),
             })
             .await?;
         {

@@ -45,28 +45,20 @@ async fn monitor(state: Arc<SandboxService>, id: SandboxId) {
             }
         };
         match controller.wait(&id).await {
-            Ok(exit) => {
-                tracing::info!(exit_code = exit.code, "sandbox exited");
-                mark_not_ready(&state, &id);
-                state
-                    .send_pod_event(&id, ContainerEventType::ContainerStoppedEvent)
-                    .await;
-                return;
-            }
-            Err(e) if e.is_not_found() => {
-                tracing::info!("sandbox task is gone");
-                mark_not_ready(&state, &id);
-                state
-                    .send_pod_event(&id, ContainerEventType::ContainerStoppedEvent)
-                    .await;
-                return;
-            }
+            Ok(exit) => tracing::info!(exit_code = exit.code, "sandbox exited"),
+            Err(e) if e.is_not_found() => tracing::info!("sandbox task is gone"),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?delay, "wait for sandbox exit failed");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(MAX_BACKOFF);
+                continue;
             }
         }
+        mark_not_ready(&state, &id);
+        state
+            .send_pod_event(&id, ContainerEventType::ContainerStoppedEvent)
+            .await;
+        return;
     }
 }
 

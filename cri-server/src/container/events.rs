@@ -69,6 +69,16 @@ impl ContainerEvents {
         .boxed()
     }
 
+    /// Whether anyone listens; without a subscriber an event is counted as
+    /// dropped here and need not be built.
+    fn heard(&self) -> bool {
+        if self.sender.receiver_count() > 0 {
+            return true;
+        }
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
     /// Events no subscriber received, or a slow subscriber missed.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -77,13 +87,17 @@ impl ContainerEvents {
 
 /// containerd's `generateAndSendContainerEvent`: the event for
 /// `container_id` with its pod's status and the statuses of every
-/// container of the pod.
+/// container of the pod, built only when someone subscribes.
 pub(crate) async fn emit(
     state: &ContainerService,
     container_id: &str,
     sandbox_id: &str,
     kind: ContainerEventType,
 ) {
+    // Without a subscriber (no evented PLEG), the statuses are not read.
+    if !state.events.heard() {
+        return;
+    }
     let pod_sandbox_status = match state.sandboxes.status(sandbox_id).await {
         Ok(status) => Some(status),
         Err(e) => {
@@ -137,6 +151,16 @@ mod tests {
         assert_eq!(slow.next().await.map(|e| e.container_id), Some("c3".into()));
         assert_eq!(slow.next().await.map(|e| e.container_id), Some("c4".into()));
         assert_eq!(events.dropped(), 3);
+    }
+
+    #[test]
+    fn an_event_is_heard_only_with_a_subscriber() {
+        let events = ContainerEvents::default();
+        assert!(!events.heard());
+        assert_eq!(events.dropped(), 1);
+        let _subscriber = events.subscribe();
+        assert!(events.heard());
+        assert_eq!(events.dropped(), 1);
     }
 
     #[test]
